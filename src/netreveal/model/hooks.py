@@ -1,0 +1,150 @@
+"""Taps: capture the activations and gradients of chosen layers for one call, then remove every hook.
+
+Design:
+- Forward hooks record each call's output and hand the rest of the network a *clone*, so an in-place
+  op downstream (``ReLU(inplace=True)``) cannot change the recorded value or its gradient.
+- Parameters are frozen for the call (``requires_grad=False``), so autograd builds a graph only from
+  the shallowest tapped layer on, and the backward pass computes only what ``autograd.grad`` with
+  respect to the tapped outputs needs: nothing below the deepest requested layer, no weight grads.
+- ``model.training`` and every parameter's ``requires_grad`` are restored afterwards, even on error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from netreveal.errors import NetrevealError
+from netreveal.model.layers import resolve_layers
+from netreveal.targets import Target, target_scores
+
+
+@dataclass
+class Capture:
+    """What one tapped call saw. Tensors are detached; dicts are keyed by layer name, in the order asked.
+
+    ``gradients[name]`` is d(score_i)/d(activation) for each image i (``None`` without backward).
+    ``calls[name]`` counts how often the layer ran; ``call`` says which of those calls was kept.
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    scores: torch.Tensor
+    activations: dict[str, torch.Tensor]
+    gradients: dict[str, torch.Tensor] | None
+    calls: dict[str, int] = field(default_factory=dict)
+    call: int = -1
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Put the model in eval mode with frozen parameters; restore both on exit."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if eval_mode:
+            model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+class LayerTaps:
+    """Forward hooks on named modules that record every call's output (a ``with`` block owns them)."""
+
+    def __init__(self, modules: Sequence[tuple[str, nn.Module]], track_grad: bool):
+        self.modules = list(modules)
+        self.track_grad = track_grad
+        self.outputs: dict[str, list[torch.Tensor]] = {name: [] for name, _ in self.modules}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args, out):
+            if not isinstance(out, torch.Tensor):
+                raise NetrevealError(
+                    f"layer {name!r} returns {type(out).__name__}, not a tensor; tap a submodule"
+                )
+            source = out
+            if self.track_grad and not out.requires_grad:
+                source = out.detach().requires_grad_(True)
+            self.outputs[name].append(source)
+            return source.clone()
+
+        return hook
+
+    def __enter__(self) -> LayerTaps:
+        try:
+            for name, module in self.modules:
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def _pick_call(name: str, outputs: list[torch.Tensor], call: int) -> torch.Tensor:
+    if not outputs:
+        raise NetrevealError(f"layer {name!r} did not run in the forward pass")
+    if not -len(outputs) <= call < len(outputs):
+        raise NetrevealError(f"layer {name!r} ran {len(outputs)} time(s); call {call} does not exist")
+    return outputs[call]
+
+
+def capture(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: str | nn.Module | Sequence[str | nn.Module],
+    target: Target = None,
+    *,
+    backward: bool = True,
+    score: str = "logit",
+    call: int = -1,
+    eval_mode: bool = True,
+) -> Capture:
+    """Run ``model(inputs)`` once and return the chosen layers' activations and gradients.
+
+    ``target`` picks the class score per image (None = predicted class; int; one per image; or a
+    callable ``logits -> (B,) scores``). ``score`` is ``logit`` (default), ``prob`` or ``log_prob``.
+    ``call`` chooses which call of a module that runs several times is kept (default: the last).
+    """
+    resolved = resolve_layers(model, layers, example=inputs)
+    with frozen(model, eval_mode=eval_mode), torch.enable_grad() if backward else torch.no_grad():
+        with LayerTaps(resolved, track_grad=backward) as taps:
+            logits = model(inputs)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            raise NetrevealError("the model must return logits of shape (batch, classes)")
+        picked = {name: _pick_call(name, taps.outputs[name], call) for name, _ in resolved}
+        scores, idx = target_scores(logits, target, score)
+        grads: dict[str, torch.Tensor] | None = None
+        if backward:
+            tensors = list(picked.values())
+            got = torch.autograd.grad(scores.sum(), tensors, allow_unused=True)
+            grads = {
+                name: (g if g is not None else torch.zeros_like(t)).detach()
+                for (name, t), g in zip(picked.items(), got)
+            }
+    return Capture(
+        logits=logits.detach(),
+        targets=idx,
+        scores=scores.detach(),
+        activations={name: t.detach() for name, t in picked.items()},
+        gradients=grads,
+        calls={name: len(taps.outputs[name]) for name, _ in resolved},
+        call=call,
+    )

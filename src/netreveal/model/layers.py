@@ -1,0 +1,123 @@
+"""Naming layers: module objects, dotted names, and selectors such as ``last:9``.
+
+Selectors are resolved by tracing one forward pass and recording the order in which modules run,
+because ``named_modules`` order is declaration order, which need not be execution order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from netreveal.errors import NetrevealError
+
+_SELECTOR = re.compile(r"^(last|first|all)(?::(\d+))?(?::([A-Za-z_][A-Za-z0-9_]*))?$")
+
+
+def module_names(model: nn.Module) -> dict[nn.Module, str]:
+    """Map every submodule to its dotted name (the first name when a module is registered twice)."""
+    names: dict[nn.Module, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(module, name)
+    return names
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule at dotted ``name``; an unknown name raises an error listing the closest names."""
+    modules = dict(model.named_modules())
+    if name in modules and name != "":
+        return modules[name]
+    candidates = [n for n in modules if n]
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.4)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise NetrevealError(f"unknown layer {name!r}{hint}")
+
+
+@torch.no_grad()
+def trace_order(model: nn.Module, example: torch.Tensor, kind: type[nn.Module] = nn.Conv2d) -> list[str]:
+    """Names of the modules of type ``kind`` in the order of their first call in a forward pass."""
+    names = module_names(model)
+    order: list[str] = []
+    seen: set[int] = set()
+    handles = []
+
+    def make_hook(module: nn.Module):
+        def hook(mod, args, out):
+            if id(mod) not in seen:
+                seen.add(id(mod))
+                order.append(names[mod])
+
+        return hook
+
+    try:
+        for module in names:
+            if isinstance(module, kind):
+                handles.append(module.register_forward_hook(make_hook(module)))
+        was_training = model.training
+        model.eval()
+        try:
+            model(example[:1])
+        finally:
+            model.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def _kind_from_name(name: str | None) -> type[nn.Module]:
+    if name is None:
+        return nn.Conv2d
+    kind = getattr(nn, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, nn.Module)):
+        raise NetrevealError(f"unknown module type {name!r} in layer selector")
+    return kind
+
+
+def resolve_layers(
+    model: nn.Module,
+    layers: str | nn.Module | Sequence[str | nn.Module],
+    example: torch.Tensor | None = None,
+) -> list[tuple[str, nn.Module]]:
+    """Turn a layer spec into ``[(name, module), ...]``.
+
+    ``layers`` may be a module, a dotted name, a comma-separated list of names, a list of either, or a
+    selector: ``last:N`` / ``first:N`` / ``all`` with an optional module type (``last:3:Linear``);
+    the type defaults to ``Conv2d``. Selectors need ``example`` (one input batch) to trace the order.
+    """
+    names = module_names(model)
+    if isinstance(layers, nn.Module):
+        layers = [layers]
+    elif isinstance(layers, str):
+        match = _SELECTOR.match(layers.strip())
+        if match:
+            if example is None:
+                raise NetrevealError(f"layer selector {layers!r} needs an example input to trace")
+            which, count, kind_name = match.groups()
+            order = trace_order(model, example, _kind_from_name(kind_name))
+            if not order:
+                raise NetrevealError(f"layer selector {layers!r} matched no layer in this model")
+            if which == "all":
+                chosen = order
+            else:
+                n = int(count) if count else 1
+                if n < 1:
+                    raise NetrevealError(f"layer selector {layers!r} must select at least one layer")
+                chosen = order[-n:] if which == "last" else order[:n]
+            return [(name, get_module(model, name)) for name in chosen]
+        layers = [part.strip() for part in layers.split(",") if part.strip()]
+    resolved: list[tuple[str, nn.Module]] = []
+    for layer in layers:
+        if isinstance(layer, nn.Module):
+            if layer not in names:
+                raise NetrevealError(f"layer {type(layer).__name__} is not a submodule of the model")
+            resolved.append((names[layer], layer))
+        else:
+            resolved.append((layer, get_module(model, layer)))
+    if not resolved:
+        raise NetrevealError("no layer given")
+    return resolved

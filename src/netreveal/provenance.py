@@ -1,0 +1,43 @@
+"""What produced a result: versions, seed, time. Saved with every result."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from typing import Any
+
+import torch
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape a result."""
+    import numpy
+    import torchvision
+
+    from netreveal import __version__
+
+    found = {
+        "netreveal": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import sklearn
+
+        found["scikit-learn"] = sklearn.__version__
+    except ImportError:  # pragma: no cover - sklearn is a hard dependency
+        pass
+    return found
+
+
+def provenance(seed: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A provenance record: versions, seed, UTC time and anything the caller adds (model name...)."""
+    record: dict[str, Any] = {
+        "versions": versions(),
+        "seed": seed,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    record.update(extra)
+    return record

@@ -1,0 +1,57 @@
+"""Targets: which class score an explanation is about, for each image of a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Union
+
+import torch
+
+from netreveal.errors import NetrevealError
+
+Target = Union[None, int, Sequence[int], torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+SCORES = ("logit", "prob", "log_prob")
+
+
+def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """Class indices (B,) for ``target``: None = predicted class, an int for all, or one per image.
+
+    A callable target has no class index: it gives -1 for every image.
+    """
+    batch, n_classes = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    if callable(target) and not isinstance(target, torch.Tensor):
+        return torch.full((batch,), -1, dtype=torch.long, device=logits.device)
+    if isinstance(target, int):
+        idx = torch.full((batch,), target, dtype=torch.long, device=logits.device)
+    else:
+        idx = torch.as_tensor(list(target) if not isinstance(target, torch.Tensor) else target)
+        idx = idx.to(device=logits.device, dtype=torch.long).reshape(-1)
+        if idx.numel() != batch:
+            raise NetrevealError(f"got {idx.numel()} targets for a batch of {batch} images")
+    bad = (idx < 0) | (idx >= n_classes)
+    if bool(bad.any()):
+        raise NetrevealError(
+            f"class index {int(idx[bad][0])} out of range: the model has {n_classes} classes"
+        )
+    return idx
+
+
+def target_scores(logits: torch.Tensor, target: Target, score: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image scores (B,) to explain, and the class indices they belong to (B,)."""
+    if score not in SCORES:
+        raise NetrevealError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    idx = resolve_targets(target, logits)
+    if callable(target) and not isinstance(target, torch.Tensor):
+        values = target(logits)
+        if values.shape != (logits.shape[0],):
+            raise NetrevealError("a callable target must return one score per image, shape (B,)")
+        return values, idx
+    if score == "prob":
+        values = logits.softmax(dim=1)
+    elif score == "log_prob":
+        values = logits.log_softmax(dim=1)
+    else:
+        values = logits
+    return values.gather(1, idx[:, None]).squeeze(1), idx
