@@ -18,17 +18,23 @@ from netreveal.errors import NetrevealError
 _SELECTOR = re.compile(r"^(last|first|all)(?::(\d+))?(?::([A-Za-z_][A-Za-z0-9_]*))?$")
 
 
+def named_root(model: nn.Module) -> nn.Module:
+    """The module layer names are relative to: a wrapper (e.g. one that adds input normalisation)
+    names its wrapped network with ``netreveal_inner`` so users keep the network's own layer names."""
+    return getattr(model, "netreveal_inner", model)
+
+
 def module_names(model: nn.Module) -> dict[nn.Module, str]:
     """Map every submodule to its dotted name (the first name when a module is registered twice)."""
     names: dict[nn.Module, str] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
+    for name, module in named_root(model).named_modules(remove_duplicate=False):
         names.setdefault(module, name)
     return names
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
     """The submodule at dotted ``name``; an unknown name raises an error listing the closest names."""
-    modules = dict(model.named_modules())
+    modules = dict(named_root(model).named_modules())
     if name in modules and name != "":
         return modules[name]
     candidates = [n for n in modules if n]

@@ -1,0 +1,251 @@
+"""Loading a classifier with its preprocessing and class names, from whatever the user has.
+
+Every model netreveal returns takes RGB images in [0, 1]; the per-channel normalisation is the
+first step inside the model (:class:`NormalizedModel`), so baselines such as "black" and blurring
+happen in pixel space for every method alike. Layer names stay those of the wrapped network.
+
+Model specs understood by :func:`load_model`:
+- ``demo``: the shipped parts-world CNN;
+- a torchvision name (``resnet50`` or ``torchvision:resnet50``);
+- ``timm:NAME`` (when timm is installed);
+- ``package.module:factory`` (a callable returning an ``nn.Module``).
+Weights come from ``weights=``: a local ``.safetensors`` / state-dict file (read with
+``weights_only=True``), or a torchvision weight enum name such as ``IMAGENET1K_V2`` / ``DEFAULT``
+(which downloads, so needs internet). Without weights the model is randomly initialised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from netreveal.errors import NetrevealError
+from netreveal.model.checkpoint import load_into, read_state_dict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class NormalizedModel(nn.Module):
+    """``net((x - mean) / std)`` for images ``x`` in [0, 1]."""
+
+    def __init__(self, net: nn.Module, mean, std):
+        super().__init__()
+        self.netreveal_inner = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.netreveal_inner((x - self.mean) / self.std)
+
+
+@dataclass
+class ModelAdapter:
+    """A model ready to explain: takes (B, 3, S, S) images in [0, 1], returns logits."""
+
+    model: nn.Module
+    name: str
+    input_size: int
+    class_names: list[str]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    resize_ratio: float = 1.0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """A PIL image to a (3, S, S) tensor in [0, 1]: resize the short side, centre crop."""
+        from torchvision.transforms import functional as TF
+
+        image = image.convert("RGB")
+        short = int(round(self.input_size / self.resize_ratio))
+        image = TF.resize(image, short, antialias=True)
+        image = TF.center_crop(image, [self.input_size, self.input_size])
+        return TF.to_tensor(image)
+
+    def class_name(self, index: int) -> str:
+        return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)
+
+    def describe(self) -> dict:
+        """What to store with results about the model."""
+        return {"model": self.name, "input_size": self.input_size, "classes": len(self.class_names), **self.info}
+
+
+def _torchvision_builder(name: str):
+    import torchvision
+
+    available = set(torchvision.models.list_models())
+    if name not in available:
+        return None
+    return lambda **kw: torchvision.models.get_model(name, **kw)
+
+
+def _factory(spec: str):
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise NetrevealError(f"cannot import model module {module_name!r}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise NetrevealError(f"{module_name!r} has no callable {attr!r}")
+    return factory
+
+
+def _read_class_names(path: str | os.PathLike) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise NetrevealError(f"class-names file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        names = json.loads(text)
+        if isinstance(names, dict):  # {"0": "tench", ...}
+            names = [names[k] for k in sorted(names, key=lambda k: int(k))]
+        return [str(n) for n in names]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def load_model(
+    spec: str = "demo",
+    weights: str | os.PathLike | None = None,
+    *,
+    num_classes: int | None = None,
+    class_names: list[str] | str | os.PathLike | None = None,
+    input_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    device: str | torch.device = "cpu",
+) -> ModelAdapter:
+    """Build the model named by ``spec`` with its weights, preprocessing and class names."""
+    if spec == "demo":
+        from netreveal.model.demo import load_demo_model
+
+        if weights is not None:
+            raise NetrevealError("the demo model ships its own weights; do not pass --weights")
+        model, meta = load_demo_model()
+        adapter = ModelAdapter(
+            model=model,
+            name="demo",
+            input_size=int(meta["input_size"]),
+            class_names=list(meta["class_names"]),
+            mean=tuple(meta["mean"]),
+            std=tuple(meta["std"]),
+            info={"held_out_accuracy": meta.get("held_out_accuracy")},
+        )
+        return _finish(adapter, device)
+
+    names = _read_class_names(class_names) if isinstance(class_names, (str, os.PathLike)) else class_names
+    if num_classes is None and names:
+        num_classes = len(names)
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    enum_weights = None
+    state = None
+    if weights is not None and Path(weights).suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}:
+        state = read_state_dict(weights)
+    elif weights is not None and not Path(weights).exists():
+        enum_weights = str(weights)
+    elif weights is not None:
+        state = read_state_dict(weights)
+
+    arch = spec.split(":", 1)[1] if spec.startswith(("torchvision:", "timm:")) else spec
+    if spec.startswith("timm:"):
+        try:
+            import timm
+        except ImportError as exc:
+            raise NetrevealError("timm is not installed: pip install 'netreveal[timm]'") from exc
+        try:
+            net = timm.create_model(arch, pretrained=False, **kwargs)
+        except RuntimeError as exc:
+            raise NetrevealError(f"unknown timm model {arch!r}") from exc
+        cfg = getattr(net, "pretrained_cfg", {}) or {}
+        default_size = int(cfg.get("input_size", (3, 224, 224))[-1])
+        default_mean, default_std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+        ratio = float(cfg.get("crop_pct", 0.875))
+    elif ":" in spec and not spec.startswith("torchvision:"):
+        net = _factory(spec)(**kwargs)
+        if not isinstance(net, nn.Module):
+            raise NetrevealError(f"{spec} did not return a torch.nn.Module")
+        default_size, default_mean, default_std, ratio = 224, IMAGENET_MEAN, IMAGENET_STD, 0.875
+    else:
+        builder = _torchvision_builder(arch)
+        if builder is None:
+            raise NetrevealError(
+                f"unknown model {spec!r}: not a torchvision model name, 'timm:NAME', 'demo' or 'module:factory'"
+            )
+        if enum_weights is not None:
+            net, names = _torchvision_pretrained(arch, enum_weights, names)
+        else:
+            try:
+                net = builder(weights=None, **kwargs)
+            except (TypeError, ValueError) as exc:
+                raise NetrevealError(f"cannot build {arch}: {exc}") from exc
+        default_size, default_mean, default_std, ratio = 224, IMAGENET_MEAN, IMAGENET_STD, 0.875
+    if enum_weights is not None and not (spec in {arch, f"torchvision:{arch}"}):
+        raise NetrevealError(f"weights file not found: {weights}")
+    if state is not None:
+        load_into(net, state, arch, weights)
+    n_out = _count_outputs(net, input_size or default_size)
+    if names is None:
+        names = [f"class_{i}" for i in range(n_out)]
+    elif len(names) != n_out:
+        raise NetrevealError(f"{len(names)} class names given but the model has {n_out} outputs")
+    adapter = ModelAdapter(
+        model=NormalizedModel(net, mean or default_mean, std or default_std),
+        name=spec,
+        input_size=int(input_size or default_size),
+        class_names=list(names),
+        mean=tuple(mean or default_mean),
+        std=tuple(std or default_std),
+        resize_ratio=ratio,
+        info={"weights": str(weights) if weights is not None else None},
+    )
+    return _finish(adapter, device)
+
+
+def _torchvision_pretrained(arch: str, enum_name: str, names):
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(arch)[enum_name] if enum_name != "DEFAULT" else (
+            torchvision.models.get_model_weights(arch).DEFAULT
+        )
+    except (KeyError, ValueError) as exc:
+        raise NetrevealError(f"weights not found: {enum_name!r} is neither a file nor a weight name of {arch}") from exc
+    try:
+        net = torchvision.models.get_model(arch, weights=weights)
+    except Exception as exc:  # network errors come in many types
+        raise NetrevealError(f"cannot download {arch} weights {enum_name} (no internet?): {type(exc).__name__}") from exc
+    return net, names or list(weights.meta.get("categories", []) or []) or None
+
+
+@torch.no_grad()
+def _count_outputs(net: nn.Module, size: int) -> int:
+    was = net.training
+    net.eval()
+    try:
+        out = net(torch.zeros(1, 3, size, size))
+    except Exception as exc:
+        raise NetrevealError(f"the model does not run on a {size}x{size} RGB image: {exc}".splitlines()[0]) from exc
+    finally:
+        net.train(was)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise NetrevealError("the model must return logits of shape (batch, classes)")
+    return int(out.shape[1])
+
+
+def _finish(adapter: ModelAdapter, device) -> ModelAdapter:
+    adapter.model.to(device).eval()
+    return adapter

@@ -1,0 +1,157 @@
+"""The HTML report: per image the input, the prediction with top-k probabilities, one section per
+explanation (heatmap overlays, cluster grids, graphs...) with its metric values; a summary table.
+
+Methods add sections through :meth:`Report.add_heatmap` or :meth:`Report.add_section` (any HTML
+fragment, e.g. an inline SVG). The folder is written to a temporary sibling and moved into place,
+so an interrupted run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from netreveal.report.render import overlay, to_pil
+
+
+@dataclass
+class Section:
+    title: str
+    html: str
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageEntry:
+    key: str
+    title: str
+    src: str
+    prediction: str
+    topk: list[tuple[str, float]]
+    true_label: str | None
+    sections: list[Section] = field(default_factory=list)
+
+
+class Report:
+    """Collects pictures and tables, then writes ``out_dir/index.html``."""
+
+    def __init__(self, out_dir: str | os.PathLike, title: str = "netreveal report", meta: dict | None = None):
+        self.out_dir = Path(out_dir)
+        self.title = title
+        self.meta = dict(meta or {})
+        self._stage = Path(tempfile.mkdtemp(prefix=".netreveal-report-", dir=self._parent()))
+        (self._stage / "img").mkdir()
+        self.images: dict[str, ImageEntry] = {}
+        self.tables: list[tuple[str, list[str], list[list[str]]]] = []
+        self.notes: list[str] = []
+        self._count = 0
+
+    def _parent(self) -> Path:
+        parent = self.out_dir.resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        return parent
+
+    def save_picture(self, picture: np.ndarray | torch.Tensor, stem: str, min_size: int = 192) -> str:
+        """Write a PNG into the report's img/ folder; returns its path relative to index.html."""
+        self._count += 1
+        name = f"img/{self._count:04d}-{_slug(stem)}.png"
+        to_pil(picture, min_size=min_size).save(self._stage / name)
+        return name
+
+    def add_image(
+        self,
+        key: str,
+        image: torch.Tensor,
+        probs: torch.Tensor,
+        class_names: list[str],
+        true_label: str | None = None,
+        k: int = 3,
+    ) -> ImageEntry:
+        """Register an input image (3, H, W) with the model's class probabilities (C,)."""
+        top = probs.topk(min(k, probs.numel()))
+        topk = [(class_names[i], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+        entry = ImageEntry(
+            key=key,
+            title=key,
+            src=self.save_picture(image, f"{key}-input"),
+            prediction=topk[0][0],
+            topk=topk,
+            true_label=true_label,
+        )
+        self.images[key] = entry
+        return entry
+
+    def add_heatmap(
+        self,
+        key: str,
+        title: str,
+        image: torch.Tensor,
+        heatmap: torch.Tensor,
+        metrics: dict | None = None,
+        caption: str = "",
+    ) -> None:
+        """A heatmap (H, W) in [0, 1] overlaid on the image, with metric values beside it."""
+        src = self.save_picture(overlay(image, heatmap), f"{key}-{title}")
+        fragment = f'<figure><img src="{src}" alt="{html.escape(title)} heatmap"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        self.add_section(key, title, fragment, metrics)
+
+    def add_section(self, key: str, title: str, fragment: str, metrics: dict | None = None) -> None:
+        """Any trusted HTML fragment (built by netreveal, user text escaped) under an image."""
+        self.images[key].sections.append(Section(title=title, html=fragment, metrics=dict(metrics or {})))
+
+    def add_table(self, title: str, header: list[str], rows: list[list]) -> None:
+        self.tables.append((title, header, [[_fmt(v) for v in row] for row in rows]))
+
+    def add_note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def write(self) -> Path:
+        """Render index.html and move the finished folder to ``out_dir``; returns the index path."""
+        env = Environment(loader=PackageLoader("netreveal.report", "templates"), autoescape=select_autoescape())
+        env.filters["fmt"] = _fmt
+        page = env.get_template("index.html.j2").render(
+            title=self.title,
+            meta_json=json.dumps(self.meta, indent=2, default=str),
+            images=[
+                {**e.__dict__, "sections": [{**s.__dict__, "html": Markup(s.html)} for s in e.sections]}
+                for e in self.images.values()
+            ],
+            tables=self.tables,
+            notes=self.notes,
+        )
+        (self._stage / "index.html").write_text(page, encoding="utf-8")
+        (self._stage / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
+        if self.out_dir.exists():
+            old = self.out_dir.with_name(self.out_dir.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.out_dir, old)
+            os.replace(self._stage, self.out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self._stage, self.out_dir)
+        return self.out_dir / "index.html"
+
+    def discard(self) -> None:
+        """Drop the staged files (after an error)."""
+        shutil.rmtree(self._stage, ignore_errors=True)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+    return keep.strip("-")[:60] or "x"

@@ -1,0 +1,56 @@
+"""Turning tensors into pictures: colour maps, overlays, PNG files."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Anchor colours of a perceptually ordered dark-to-bright map (black-purple-red-orange-yellow-white).
+_ANCHORS = np.array(
+    [
+        [0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99],
+        [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164],
+    ],
+    dtype=np.float32,
+)
+
+
+def _lut(n: int = 256) -> np.ndarray:
+    x = np.linspace(0, len(_ANCHORS) - 1, n)
+    lo = np.floor(x).astype(int).clip(0, len(_ANCHORS) - 2)
+    t = (x - lo)[:, None]
+    return ((1 - t) * _ANCHORS[lo] + t * _ANCHORS[lo + 1]).round().astype(np.uint8)
+
+
+LUT = _lut()
+
+
+def to_numpy_image(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    array = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return (array * 255).round().astype(np.uint8)
+
+
+def colorize(heatmap: torch.Tensor) -> np.ndarray:
+    """(H, W) in [0, 1] -> (H, W, 3) uint8 through the colour map (values outside are clipped)."""
+    idx = (heatmap.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.int64)
+    return LUT[idx]
+
+
+def overlay(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.55) -> np.ndarray:
+    """The heatmap blended over a dimmed image: (H, W, 3) uint8."""
+    base = to_numpy_image(image).astype(np.float32)
+    heat = colorize(heatmap).astype(np.float32)
+    return ((1 - alpha) * base + alpha * heat).round().clip(0, 255).astype(np.uint8)
+
+
+def to_pil(array: np.ndarray | torch.Tensor, min_size: int = 192) -> Image.Image:
+    """A picture for the report, enlarged so small inputs (64 px) stay legible."""
+    if isinstance(array, torch.Tensor):
+        array = to_numpy_image(array)
+    image = Image.fromarray(array)
+    if min(image.size) < min_size:
+        scale = min_size / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+    return image
