@@ -68,6 +68,12 @@ class Report:
         to_pil(picture, min_size=min_size).save(self._stage / name)
         return name
 
+    def staged(self, relpath: str) -> Path:
+        """A path inside the report folder being written (e.g. for saved results or CSV files)."""
+        path = self._stage / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def add_image(
         self,
         key: str,

@@ -1,0 +1,159 @@
+"""The ``netreveal`` command line.
+
+Bad input (missing path, unreadable image, unknown layer, ...) prints one line ``netreveal: error: ...``
+and exits with code 2, without a traceback and without leaving half-written output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from netreveal import __version__
+from netreveal.errors import NetrevealError
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="demo", help="demo, a torchvision name, timm:NAME or module:factory (default: demo)")
+    p.add_argument("--weights", help="local .safetensors/.pt state dict, or a torchvision weight name (needs internet)")
+    p.add_argument("--class-names", help="text file (one name per line) or JSON list of class names")
+    p.add_argument("--input-size", type=int, help="input side in pixels (default: the model's)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
+    p.add_argument("--method", "--methods", dest="methods", default=default_methods,
+                   help=f"comma-separated methods (default: {default_methods})")
+    p.add_argument("--layer", default="last:1", help="layer for Grad-CAM: dotted name or selector (default: last:1)")
+    p.add_argument("--layers", default="last:9", help="layers for layer-wise methods (default: last:9)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default: 50)")
+    p.add_argument("--baseline", default="blur", choices=["blur", "black", "mean"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netreveal", description="Explain image classifiers from pixels up to named concepts.")
+    parser.add_argument("--version", action="version", version=f"netreveal {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="explain parts-world images with the built-in demo model; write an HTML report")
+    demo.add_argument("--out", default="netreveal-report", help="report folder (default: ./netreveal-report)")
+    demo.add_argument("--images", type=int, default=6, help="how many images (default: 6, one per class)")
+    _add_run_args(demo, "gradcam")
+
+    explain = sub.add_parser("explain", help="explain a folder of images; write an HTML report and saved results")
+    _add_model_args(explain)
+    explain.add_argument("--images", required=True, help="an image file or a folder (flat or class sub-folders)")
+    explain.add_argument("--out", required=True, help="output folder")
+    explain.add_argument("--target", help="class index or name to explain (default: the predicted class)")
+    explain.add_argument("--limit", type=int, help="use at most this many images")
+    _add_run_args(explain, "gradcam")
+
+    evaluate = sub.add_parser("evaluate", help="deletion, insertion and pointing game per method; prints a table, writes CSV")
+    _add_model_args(evaluate)
+    evaluate.add_argument("--images", help="image folder (default with --model demo: held-out parts-world images)")
+    evaluate.add_argument("--n", type=int, default=100, help="parts-world images when --images is not given (default: 100)")
+    evaluate.add_argument("--csv", default="netreveal-evaluation.csv", help="CSV output (default: ./netreveal-evaluation.csv)")
+    evaluate.add_argument("--limit", type=int, help="use at most this many images")
+    _add_run_args(evaluate, "gradcam")
+    return parser
+
+
+def _options(args):
+    from netreveal.methods import Options
+
+    if args.batch_size < 1:
+        raise NetrevealError("--batch-size must be at least 1")
+    if args.steps < 1:
+        raise NetrevealError("--steps must be at least 1")
+    return Options(layer=args.layer, layers=args.layers, batch_size=args.batch_size, seed=args.seed,
+                   progress=not args.quiet)
+
+
+def _adapter(args):
+    from netreveal.model.adapter import load_model
+
+    return load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
+                      device=args.device)
+
+
+def _check_layers(adapter, opts, inputs) -> None:
+    """Resolve layer names before any work, so a typo fails fast."""
+    from netreveal.model.layers import resolve_layers
+
+    resolve_layers(adapter.model, opts.layer, example=inputs.images[:1])
+
+
+def cmd_demo(args) -> int:
+    from netreveal import pipeline
+    from netreveal.methods import get_methods
+    from netreveal.model.adapter import load_model
+
+    opts = _options(args)
+    methods = get_methods(args.methods)
+    adapter = load_model("demo")
+    inputs = pipeline.partsworld_inputs(adapter, args.images)
+    _check_layers(adapter, opts, inputs)
+    index = pipeline.explain(adapter, inputs, methods, opts, args.out, steps=args.steps, baseline=args.baseline,
+                             title="netreveal demo: parts world")
+    print(index.resolve())
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from netreveal import pipeline
+    from netreveal.methods import get_methods
+
+    opts = _options(args)
+    methods = get_methods(args.methods)
+    adapter = _adapter(args)
+    target = pipeline.parse_target(args.target, adapter)
+    inputs = pipeline.read_folder(adapter, args.images, args.limit)
+    _check_layers(adapter, opts, inputs)
+    index = pipeline.explain(adapter, inputs, methods, opts, args.out, target=target, steps=args.steps,
+                             baseline=args.baseline)
+    print(index.resolve())
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from netreveal import pipeline
+    from netreveal.methods import get_methods
+
+    opts = _options(args)
+    methods = get_methods(args.methods)
+    adapter = _adapter(args)
+    if args.images:
+        inputs = pipeline.read_folder(adapter, args.images, args.limit)
+    elif args.model == "demo":
+        inputs = pipeline.partsworld_inputs(adapter, args.n)
+    else:
+        raise NetrevealError("--images is required unless --model is demo")
+    _check_layers(adapter, opts, inputs)
+    header, rows = pipeline.evaluate(adapter, inputs, methods, opts, steps=args.steps, baseline=args.baseline)
+    print(pipeline.format_table(header, rows))
+    path = pipeline.write_csv(args.csv, header, rows)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "explain": cmd_explain, "evaluate": cmd_evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except NetrevealError as exc:
+        print(f"netreveal: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("netreveal: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

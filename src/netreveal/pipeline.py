@@ -1,0 +1,218 @@
+"""The jobs behind the CLI: read inputs, run methods, score them, write the report and tables."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from netreveal import results as result_io
+from netreveal.data.images import image_records, label_index, load_image
+from netreveal.errors import NetrevealError
+from netreveal.methods import Method, Options
+from netreveal.model.adapter import ModelAdapter
+from netreveal.provenance import provenance
+from netreveal.report import Report
+
+
+@dataclass
+class Inputs:
+    """A batch of images ready for the model, with what we know about each."""
+
+    keys: list[str]
+    images: torch.Tensor
+    labels: list[int | None]
+    label_names: list[str | None]
+    masks: list[torch.Tensor | None]  # ground-truth evidence mask (H, W) per image, when known
+
+
+def read_folder(adapter: ModelAdapter, root: str | os.PathLike, limit: int | None = None) -> Inputs:
+    """Load and check every image under ``root`` (all are read before any work starts)."""
+    from netreveal.data.partsworld import load_ground_truth
+
+    records = image_records(root)
+    if limit is not None:
+        records = records[:limit]
+    keys, tensors, labels, names, masks = [], [], [], [], []
+    for rec in tqdm(records, desc="reading images", unit="img", disable=len(records) < 20):
+        tensors.append(adapter.preprocess(load_image(rec.path)))
+        key = rec.path.stem if rec.label_name is None else f"{rec.label_name}-{rec.path.stem}"
+        keys.append(key)
+        names.append(rec.label_name)
+        labels.append(label_index(rec.label_name, adapter.class_names))
+        truth = load_ground_truth(rec.path)
+        masks.append(None if truth is None else _evidence_mask(truth, rec.label_name, adapter.input_size))
+    return Inputs(keys, torch.stack(tensors), labels, names, masks)
+
+
+def _evidence_mask(truth, class_name: str | None, size: int) -> torch.Tensor | None:
+    """Union of the masks of the class's defining parts, resized to the model input."""
+    from netreveal.data.partsworld import CLASSES
+
+    part_masks, parts = truth[0], truth[1]
+    defining = set(CLASSES.get(class_name or "", ()))
+    chosen = [m for m, p in zip(part_masks, parts) if p in defining]
+    if not chosen:
+        return None
+    union = torch.stack(chosen).any(dim=0).float()[None, None]
+    return torch.nn.functional.interpolate(union, size=(size, size), mode="nearest")[0, 0] > 0.5
+
+
+def parse_target(target: str | None, adapter: ModelAdapter) -> int | None:
+    """A class given by index or by name; None means 'the predicted class'."""
+    if target is None:
+        return None
+    if target.lstrip("-").isdigit():
+        index = int(target)
+        if not 0 <= index < len(adapter.class_names):
+            raise NetrevealError(f"class index {index} out of range: the model has {len(adapter.class_names)} classes")
+        return index
+    if target in adapter.class_names:
+        return adapter.class_names.index(target)
+    raise NetrevealError(f"unknown class {target!r}")
+
+
+@torch.no_grad()
+def predict(adapter: ModelAdapter, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax probabilities (B, C)."""
+    model = adapter.model
+    was = model.training
+    model.eval()
+    try:
+        out = [model(images[i : i + batch_size]).softmax(dim=1) for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def score_heatmaps(adapter: ModelAdapter, inputs: Inputs, maps: torch.Tensor, targets: torch.Tensor,
+                   steps: int, baseline: str, batch_size: int, progress: bool) -> dict[str, torch.Tensor]:
+    """Deletion/insertion AUC per image, and pointing game / energy where ground truth exists."""
+    from netreveal.metrics.localization import energy_in_mask, pointing_game
+    from netreveal.metrics.perturbation import deletion_insertion
+
+    scores = deletion_insertion(adapter.model, inputs.images, maps, targets, steps=steps, baseline=baseline,
+                                batch_size=batch_size, progress=progress)
+    out = {"deletion_auc": scores.deletion_auc, "insertion_auc": scores.insertion_auc}
+    have = [i for i, m in enumerate(inputs.masks) if m is not None]
+    if have:
+        masks = torch.stack([inputs.masks[i] for i in have])
+        hits = torch.full((len(maps),), float("nan"))
+        energy = torch.full((len(maps),), float("nan"))
+        hits[have] = pointing_game(maps[have], masks).float()
+        energy[have] = energy_in_mask(maps[have], masks).float()
+        out["pointing_game"] = hits
+        out["energy_in_mask"] = energy
+    return out
+
+
+def run_methods(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: Options, target: int | None):
+    """Run each method on all inputs: ``{name: (result, seconds)}`` plus the targets used."""
+    probs = predict(adapter, inputs.images, opts.batch_size)
+    targets = probs.argmax(dim=1) if target is None else torch.full((len(probs),), target, dtype=torch.long)
+    done = {}
+    for method in methods:
+        start = time.perf_counter()
+        result = method.run(adapter, inputs.images, targets, opts)
+        done[method.name] = (result, time.perf_counter() - start)
+    return probs, targets, done
+
+
+def explain(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: Options, out_dir: str | os.PathLike,
+            target: int | None = None, steps: int = 50, baseline: str = "blur", title: str = "netreveal report") -> Path:
+    """Explain every input with every method and write the HTML report (and saved results) to ``out_dir``."""
+    report = Report(out_dir, title=title, meta={"model": adapter.describe(), "options": opts.__dict__,
+                                                "provenance": provenance(seed=opts.seed)})
+    try:
+        probs, targets, done = run_methods(adapter, inputs, methods, opts, target)
+        for i, key in enumerate(inputs.keys):
+            report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i])
+        rows = []
+        for method in methods:
+            result, seconds = done[method.name]
+            result_io.save(result, report.staged(f"results/{method.name.replace('+', 'p')}.pt"))
+            metrics = {}
+            if method.heatmaps is not None:
+                metrics = score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
+                                         opts.batch_size * 4, opts.progress)
+            method.report(report, inputs.keys, inputs.images, result, opts)
+            for i, key in enumerate(inputs.keys):
+                if metrics and report.images[key].sections:
+                    section = report.images[key].sections[-1]
+                    section.metrics.update({_label(k): float(v[i]) for k, v in metrics.items() if not torch.isnan(v[i])})
+            rows.append(_summary_row(method, metrics, seconds, len(inputs.keys)))
+        report.add_table("Methods (means over images)", SUMMARY_HEADER, rows)
+        accuracy = _accuracy(probs, inputs.labels)
+        if accuracy is not None:
+            report.add_note(f"Model accuracy on these images: {100 * accuracy:.1f}% ({len(inputs.keys)} images).")
+        return report.write()
+    except BaseException:
+        report.discard()
+        raise
+
+
+SUMMARY_HEADER = ["method", "images", "deletion AUC ↓", "insertion AUC ↑", "pointing game ↑", "energy in mask ↑", "s / image"]
+
+
+def _label(metric: str) -> str:
+    return {"deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC",
+            "pointing_game": "pointing hit", "energy_in_mask": "energy in mask"}.get(metric, metric)
+
+
+def _mean(values: torch.Tensor | None) -> float | str:
+    if values is None:
+        return "–"
+    values = values[~torch.isnan(values.float())].float()
+    return float(values.mean()) if len(values) else "–"
+
+
+def _summary_row(method: Method, metrics: dict, seconds: float, n: int) -> list:
+    return [method.name, n, _mean(metrics.get("deletion_auc")), _mean(metrics.get("insertion_auc")),
+            _mean(metrics.get("pointing_game")), _mean(metrics.get("energy_in_mask")), seconds / max(n, 1)]
+
+
+def _accuracy(probs: torch.Tensor, labels: list[int | None]) -> float | None:
+    pairs = [(int(p), y) for p, y in zip(probs.argmax(dim=1), labels) if y is not None]
+    return sum(p == y for p, y in pairs) / len(pairs) if pairs else None
+
+
+def evaluate(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: Options, steps: int = 50,
+             baseline: str = "blur") -> tuple[list[str], list[list]]:
+    """The evaluation table: one row per method with mean metrics and time per image."""
+    probs, targets, done = run_methods(adapter, inputs, methods, opts, None)
+    rows = []
+    for method in methods:
+        result, seconds = done[method.name]
+        metrics = {}
+        if method.heatmaps is not None:
+            metrics = score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
+                                     opts.batch_size * 4, opts.progress)
+        rows.append(_summary_row(method, metrics, seconds, len(inputs.keys)))
+    return SUMMARY_HEADER, rows
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> Path:
+    """Write a CSV atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """A plain-text table for the terminal."""
+    cells = [header] + [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
