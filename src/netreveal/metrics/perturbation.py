@@ -1,0 +1,263 @@
+"""Deletion and insertion curves and their areas, batched across images and perturbation steps.
+
+Deletion starts from the image and replaces its most salient pixels by a baseline ("nothing here")
+first; a faithful map makes the target probability fall fast (low area). Insertion starts from the
+baseline and pastes the image's pixels back in the same order; a faithful map makes the probability
+rise fast (high area).
+
+Ranking happens at the map's own resolution: a (h, w) map has h*w cells, each covering its block of
+image pixels (nearest upsampling of the cell grid), so a coarse map is never ranked through
+interpolation noise. Ties are broken by raster order (first cell first). With n cells and ``steps``
+steps, step s perturbs the first k_s = round(s * n / steps) cells, so k_0 = 0 and k_steps = n and
+the curve always holds both end points; the fraction axis is k_s / n and the area is the trapezoid
+rule over it.
+
+Every perturbed image is a window of ranks: pixels whose rank r satisfies lo <= r < hi come from the
+image, the others from the baseline (deletion after k cells: [k, n); insertion after k cells:
+[0, k)). Each distinct window is scored once per image (the clean image and the baseline are shared
+by both curves), in chunks of ``batch_size`` images built on the fly from a per-pixel rank map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from netreveal.errors import NetrevealError
+from netreveal.imaging import BASELINES, make_baseline
+from netreveal.model.hooks import frozen
+from netreveal.provenance import provenance
+from netreveal.results import AttributionResult, register
+from netreveal.targets import Target, resolve_targets
+
+MODES = ("deletion", "insertion")
+
+
+@register
+@dataclasses.dataclass
+class PerturbationScores:
+    """Deletion / insertion curves and areas for a batch of maps.
+
+    ``*_curve`` is (B, steps + 1): the target's softmax probability after each step, ``fractions``
+    (steps + 1,) the share of map cells perturbed at each step (0 ... 1), ``*_auc`` (B,) the
+    trapezoid area under each curve. A mode that was not asked for is ``None``.
+    """
+
+    deletion_auc: torch.Tensor | None
+    insertion_auc: torch.Tensor | None
+    deletion_curve: torch.Tensor | None
+    insertion_curve: torch.Tensor | None
+    fractions: torch.Tensor
+    targets: torch.Tensor
+    params: dict
+    provenance: dict
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def summary(self) -> dict[str, float]:
+        """Mean areas over the batch (and their difference, insertion - deletion, when both exist)."""
+        out: dict[str, float] = {}
+        if self.deletion_auc is not None:
+            out["deletion_auc"] = float(self.deletion_auc.mean())
+        if self.insertion_auc is not None:
+            out["insertion_auc"] = float(self.insertion_auc.mean())
+        if self.deletion_auc is not None and self.insertion_auc is not None:
+            out["difference"] = out["insertion_auc"] - out["deletion_auc"]
+        return out
+
+
+def _device_of(model: nn.Module, fallback: torch.device) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return fallback
+
+
+def _as_maps(maps: torch.Tensor, batch: int, size: tuple[int, int]) -> torch.Tensor:
+    if maps.dim() == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if maps.dim() != 3:
+        raise NetrevealError(f"maps must have shape (B, h, w), got {tuple(maps.shape)}")
+    if maps.shape[0] != batch:
+        raise NetrevealError(f"got {maps.shape[0]} maps for {batch} images")
+    h, w = maps.shape[-2:]
+    if h > size[0] or w > size[1]:
+        raise NetrevealError(f"map size {h}x{w} is larger than the image size {size[0]}x{size[1]}")
+    if not bool(torch.isfinite(maps).all()):
+        raise NetrevealError("maps contain NaN or infinite values")
+    return maps
+
+
+def cell_ranks(maps: torch.Tensor) -> torch.Tensor:
+    """Rank (0 = most salient) of every cell of each map (B, h, w); ties go to the earlier cell."""
+    flat = maps.flatten(1)
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)
+    ranks.scatter_(1, order, positions)
+    return ranks.view_as(maps)
+
+
+def pixel_ranks(ranks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Cell ranks (B, h, w) spread over the pixels (B, H, W) each cell covers (nearest upsampling)."""
+    h, w = ranks.shape[-2:]
+    height, width = size
+    dev = ranks.device
+    # pixel centre (i + 1/2) falls in cell floor((i + 1/2) * h / H), in exact integer arithmetic
+    rows = ((2 * torch.arange(height, device=dev) + 1) * h) // (2 * height)
+    cols = ((2 * torch.arange(width, device=dev) + 1) * w) // (2 * width)
+    dtype = torch.int32 if h * w < 2**31 else torch.int64
+    return ranks.to(dtype)[:, rows][:, :, cols]
+
+
+def step_counts(n_cells: int, steps: int) -> list[int]:
+    """Cells perturbed after each of ``steps`` equal steps: round(s * n / steps), s = 0..steps."""
+    return [(2 * s * n_cells + steps) // (2 * steps) for s in range(steps + 1)]
+
+
+def _baseline_images(images: torch.Tensor, baseline: str | torch.Tensor) -> torch.Tensor:
+    if isinstance(baseline, torch.Tensor):
+        try:
+            return baseline.to(device=images.device, dtype=images.dtype).expand_as(images)
+        except RuntimeError as exc:
+            raise NetrevealError(
+                f"baseline of shape {tuple(baseline.shape)} does not fit images {tuple(images.shape)}"
+            ) from exc
+    if baseline not in BASELINES:
+        raise NetrevealError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+    return make_baseline(images, baseline)
+
+
+def _check_modes(modes: str | Sequence[str]) -> tuple[str, ...]:
+    chosen = (modes,) if isinstance(modes, str) else tuple(modes)
+    bad = [m for m in chosen if m not in MODES]
+    if bad or not chosen:
+        raise NetrevealError(f"unknown mode {bad[0] if bad else '(none)'!r}; choose from {', '.join(MODES)}")
+    return tuple(m for m in MODES if m in chosen)
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise NetrevealError("the model must return logits of shape (batch, classes)")
+    return out
+
+
+def deletion_insertion(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps: torch.Tensor | AttributionResult,
+    targets: Target = None,
+    *,
+    steps: int = 50,
+    baseline: str | torch.Tensor = "blur",
+    modes: str | Sequence[str] = MODES,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> PerturbationScores:
+    """Deletion and insertion curves and areas of ``maps`` (B, h, w) for ``images`` (B, C, H, W).
+
+    ``targets``: the class whose softmax probability is tracked (None = the class predicted on the
+    clean image, or the explained classes when ``maps`` is an :class:`AttributionResult`; an int;
+    or one per image). ``baseline``: ``blur`` (Gaussian, kernel 51 / sigma 50 at 224 px, scaled),
+    ``black``, ``mean`` or a tensor broadcastable to the images. Maps smaller than the images are
+    ranked cell by cell; maps at the input size pixel by pixel. The model runs in eval mode under
+    ``torch.no_grad`` on its own device, ``batch_size`` images at a time; its mode is restored.
+    """
+    if isinstance(maps, AttributionResult):
+        if targets is None and bool((maps.targets >= 0).all()):
+            targets = maps.targets
+        maps = maps.maps
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        raise NetrevealError("deletion/insertion tracks a class probability: give class indices, not a callable")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise NetrevealError("images must be a tensor of shape (B, C, H, W)")
+    if int(steps) < 1 or int(batch_size) < 1:
+        raise NetrevealError("steps and batch_size must be at least 1")
+    steps, batch_size = int(steps), int(batch_size)
+    chosen = _check_modes(modes)
+
+    device = _device_of(model, images.device)
+    images = images.to(device)
+    if not images.is_floating_point():
+        raise NetrevealError("images must be floating point, in [0, 1]")
+    batch, size = images.shape[0], (images.shape[-2], images.shape[-1])
+    maps = _as_maps(maps.detach().to(device), batch, size)
+    map_size = (int(maps.shape[-2]), int(maps.shape[-1]))
+    n_cells = map_size[0] * map_size[1]
+    base = _baseline_images(images, baseline)
+    ranks = pixel_ranks(cell_ranks(maps.float() if maps.dtype != torch.float64 else maps), size)
+
+    counts = step_counts(n_cells, steps)
+    # Windows [lo, hi) of ranks that show the image; (0, n) is the clean image, (0, 0) the baseline.
+    def window(lo: int, hi: int) -> tuple[int, int]:
+        return (lo, hi) if lo < hi else (0, 0)
+
+    wanted = {
+        "deletion": [window(k, n_cells) for k in counts],
+        "insertion": [window(0, k) for k in counts],
+    }
+    clean = (0, n_cells)
+    windows = list(dict.fromkeys(w for m in chosen for w in wanted[m] if w != clean))
+    lo = torch.tensor([w[0] for w in windows], device=device, dtype=ranks.dtype)
+    hi = torch.tensor([w[1] for w in windows], device=device, dtype=ranks.dtype)
+
+    n_pairs = batch * len(windows)
+    n_chunks = -(-batch // batch_size) + -(-n_pairs // batch_size)
+    bar = tqdm(total=n_chunks, desc="deletion/insertion", unit="batch", disable=not progress)
+    with frozen(model), torch.no_grad():
+        clean_logits = torch.cat(
+            [_logits(model, images[s : s + batch_size]) for s in range(0, batch, batch_size)]
+        )
+        bar.update(-(-batch // batch_size))
+        idx = resolve_targets(targets, clean_logits)
+        clean_probs = clean_logits.float().softmax(dim=1).gather(1, idx[:, None]).squeeze(1)
+        probs = torch.empty(len(windows), batch, device=device, dtype=torch.float32)
+        flat = probs.view(-1)
+        for start in range(0, n_pairs, batch_size):
+            pair = torch.arange(start, min(start + batch_size, n_pairs), device=device)
+            job, img = pair // batch, pair % batch
+            r = ranks[img]
+            keep = (r >= lo[job, None, None]) & (r < hi[job, None, None])
+            x = torch.where(keep[:, None], images[img], base[img])
+            p = _logits(model, x).float().softmax(dim=1)
+            flat[start : start + pair.numel()] = p.gather(1, idx[img, None]).squeeze(1)
+            bar.update(1)
+    bar.close()
+
+    column = {w: probs[i] for i, w in enumerate(windows)}
+    column[clean] = clean_probs
+    fractions = torch.tensor(counts, dtype=torch.float32) / n_cells
+    curves: dict[str, torch.Tensor | None] = {m: None for m in MODES}
+    aucs: dict[str, torch.Tensor | None] = {m: None for m in MODES}
+    for m in chosen:
+        curve = torch.stack([column[w] for w in wanted[m]], dim=1).cpu()
+        curves[m] = curve
+        aucs[m] = torch.trapezoid(curve, fractions, dim=1)
+
+    params = {
+        "steps": steps,
+        "baseline": baseline if isinstance(baseline, str) else "tensor",
+        "modes": list(chosen),
+        "batch_size": batch_size,
+        "map_size": list(map_size),
+        "image_size": list(size),
+        "ranking": "pixels" if map_size == size else "cells",
+        "score": "prob",
+    }
+    return PerturbationScores(
+        deletion_auc=aucs["deletion"],
+        insertion_auc=aucs["insertion"],
+        deletion_curve=curves["deletion"],
+        insertion_curve=curves["insertion"],
+        fractions=fractions,
+        targets=idx.cpu(),
+        params=params,
+        provenance=provenance(),
+    )
