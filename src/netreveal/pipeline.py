@@ -216,3 +216,17 @@ def format_table(header: list[str], rows: list[list]) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str = "test") -> Inputs:
+    """``n`` held-out parts-world images (classes in turn) with their defining-part masks as ground truth."""
+    from netreveal.data.partsworld import PartsWorld
+
+    if n < 1:
+        raise NetrevealError("need at least one image")
+    world = PartsWorld(size=adapter.input_size, seed=seed, split=split)
+    images, labels, samples = world.batch(range(n))
+    masks = [s.masks[torch.tensor(s.defining)].any(dim=0) for s in samples]
+    keys = [f"{s.class_name}-{s.index:03d}" for s in samples]
+    names = [s.class_name for s in samples]
+    return Inputs(keys, images, [label_index(c, adapter.class_names) for c in names], names, list(masks))
