@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 from netreveal.report.render import overlay, to_pil
@@ -123,7 +123,7 @@ class Report:
 
     def write(self) -> Path:
         """Render index.html and move the finished folder to ``out_dir``; returns the index path."""
-        env = Environment(loader=PackageLoader("netreveal.report", "templates"), autoescape=select_autoescape())
+        env = Environment(loader=PackageLoader("netreveal.report", "templates"), autoescape=True)
         env.filters["fmt"] = _fmt
         page = env.get_template("index.html.j2").render(
             title=self.title,
