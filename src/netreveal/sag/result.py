@@ -1,0 +1,72 @@
+"""The result type of a Structured Attention Graph: roots, the shown subset and the graph."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from netreveal.results import register
+
+
+@register
+@dataclasses.dataclass
+class SagNode:
+    """A patch set in the graph. ``confidence`` = its probability / the full-image probability."""
+
+    patches: list[int]
+    prob: float
+    confidence: float
+    level: int
+    root: bool = False
+
+
+@register
+@dataclasses.dataclass
+class SagEdge:
+    """Parent node -> child node obtained by removing patch ``removed`` (indices into ``nodes``)."""
+
+    parent: int
+    child: int
+    removed: int
+
+
+@register
+@dataclasses.dataclass
+class SagResult:
+    """Structured Attention Graph of one image for one target class.
+
+    Patches are numbered ``row * grid + col``. ``roots`` are the minimal sufficient patch sets
+    found (each sorted, in discovery order) with their target probabilities ``root_probs``;
+    ``shown`` indexes the diverse subset the graph is built from. ``nodes[i]`` / ``edges`` form
+    the graph (roots first, children remove one patch). ``saliency`` (grid, grid) ranked the
+    patches. ``forward_passes`` counts the images the search and graph scored;
+    ``saliency_forward_passes`` those spent computing the default saliency map (0 if given).
+    """
+
+    target: int
+    full_prob: float
+    baseline_prob: float
+    grid: int
+    image_size: list[int]
+    roots: list[list[int]]
+    root_probs: list[float]
+    shown: list[int]
+    nodes: list[SagNode]
+    edges: list[SagEdge]
+    saliency: torch.Tensor
+    forward_passes: int
+    saliency_forward_passes: int
+    depth: int
+    stop_reason: str
+    params: dict
+    provenance: dict
+
+    @property
+    def root_confidence(self) -> list[float]:
+        """Each root's probability relative to the full image's."""
+        return [p / self.full_prob if self.full_prob > 0 else 0.0 for p in self.root_probs]
+
+    @property
+    def shown_roots(self) -> list[list[int]]:
+        return [self.roots[i] for i in self.shown]
