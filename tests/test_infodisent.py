@@ -27,6 +27,15 @@ from netreveal.errors import NetrevealError
 from netreveal.model.demo import DemoCNN
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids thread start-up and contention costs on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class TensorData(Dataset):
     def __init__(self, images, labels, fail_after=None):
         self.images, self.labels, self.fail_after, self.calls = images, labels, fail_after, 0
