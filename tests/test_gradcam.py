@@ -1,4 +1,4 @@
-"""Grad-CAM against explicit formulas on a tiny net, and the activation/gradient taps it rests on."""
+"""Grad-CAM against explicit formulas on a tiny net, and the activation/gradient taps below it."""
 
 from __future__ import annotations
 
@@ -97,8 +97,14 @@ def test_batch_target_list_with_chunks_and_callable_target():
     # A callable target explains any score of the logits: here y0 - 2 y1.
     v = net.fc.weight.detach()
     _, _, cam = hand(net, images, (v[0] - 2 * v[1]).expand(3, -1))
-    res = gradcam(net, images, "conv", lambda logits: logits[:, 0] - 2 * logits[:, 1],
-                  relu=False, normalize=False)
+    res = gradcam(
+        net,
+        images,
+        "conv",
+        lambda logits: logits[:, 0] - 2 * logits[:, 1],
+        relu=False,
+        normalize=False,
+    )
     torch.testing.assert_close(res.raw, cam)
     assert res.targets.tolist() == [-1, -1, -1]
 
@@ -111,7 +117,9 @@ def test_class_index_out_of_range_raises():
         gradcam(net, images, "conv", [0, -1])
 
 
-@pytest.mark.xfail(reason="gradcam slices a target list per chunk before checking its length", strict=True)
+@pytest.mark.xfail(
+    reason="gradcam slices a target list per chunk before checking its length", strict=True
+)
 def test_target_list_of_wrong_length_raises():
     net, images = make()
     with pytest.raises(NetrevealError, match="3 targets"):
@@ -182,7 +190,7 @@ class ExplodingNet(nn.Module):
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
-        y = self.bn(self.conv(x))
+        self.bn(self.conv(x))
         raise RuntimeError("boom inside forward")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -66,7 +67,7 @@ def quadrant_map(size: int = 8) -> torch.Tensor:
 
 def trapezoid(ys: list[float]) -> float:
     dx = 1.0 / (len(ys) - 1)
-    return sum((a + b) / 2 * dx for a, b in zip(ys[:-1], ys[1:]))
+    return sum((a + b) / 2 * dx for a, b in itertools.pairwise(ys))
 
 
 def test_deletion_insertion_quadrant_model_matches_hand_curves():
@@ -79,7 +80,7 @@ def test_deletion_insertion_quadrant_model_matches_hand_curves():
     assert model.training  # mode restored; the analytic values below prove dropout was off
 
     full, half, none = sig(GAIN), sig(GAIN / 2), sig(0.0)
-    # The 16 quadrant pixels rank first (raster order among ties): 8 pixels per step = 2 of its rows.
+    # The 16 quadrant pixels rank first (raster order among ties); a step = 8 pixels = 2 rows.
     exp_del = [full, half] + [none] * 7
     exp_ins = [none, half] + [full] * 7
     # Reversed: the quadrant ties at 0 with nothing else and comes last (ranks 48..63).
@@ -125,7 +126,9 @@ def test_coarse_map_ranks_cells_not_pixels():
     full, none = sig(GAIN), sig(0.0)
     torch.testing.assert_close(res.deletion_curve[0], torch.tensor([full, full, full, none, none]))
     torch.testing.assert_close(res.insertion_curve[0], torch.tensor([none, none, none, full, full]))
-    assert res.deletion_auc.item() == pytest.approx((full + full + (full + none) / 2 + none) / 4, abs=1e-6)
+    assert res.deletion_auc.item() == pytest.approx(
+        (full + full + (full + none) / 2 + none) / 4, abs=1e-6
+    )
     assert res.params["ranking"] == "cells" and res.params["map_size"] == [2, 2]
 
     # Same as the nearest-upsampled 8x8 map, ranked per pixel.
@@ -218,18 +221,29 @@ def test_intermediate_step_matches_explicit_perturbation():
 
 
 def _plain_provenance() -> bool:
-    """Result files hold plain types only; a str subclass such as torch's TorchVersion is not one."""
+    """Result files hold plain types only; a str subclass (torch's TorchVersion) is not one."""
     from netreveal.provenance import provenance
 
     return all(type(v) is str for v in provenance()["versions"].values())
 
 
-@pytest.mark.xfail(not _plain_provenance(), reason="provenance() stores torch.__version__ as "
-                   "TorchVersion, which torch.load(weights_only=True) rejects", strict=True)
+@pytest.mark.xfail(
+    not _plain_provenance(),
+    reason="provenance() stores torch.__version__ as "
+    "TorchVersion, which torch.load(weights_only=True) rejects",
+    strict=True,
+)
 def test_one_mode_only_and_save_load(tmp_path):
     model = QuadrantModel()
-    res = deletion_insertion(model, torch.ones(1, 3, 8, 8), quadrant_map(), 0, steps=8,
-                             baseline="black", modes=("insertion",))
+    res = deletion_insertion(
+        model,
+        torch.ones(1, 3, 8, 8),
+        quadrant_map(),
+        0,
+        steps=8,
+        baseline="black",
+        modes=("insertion",),
+    )
     assert res.deletion_auc is None and res.deletion_curve is None
     assert res.summary() == {"insertion_auc": pytest.approx(res.insertion_auc.item())}
     back = load(save(res, tmp_path / "scores.pt"))
@@ -277,16 +291,23 @@ def peak_map(points: list[tuple[int, int]], size: int = 32) -> torch.Tensor:
 def test_pointing_game_distances_and_tolerance():
     assert default_tolerance(224) == 15 and default_tolerance(32) == pytest.approx(15 * 32 / 224)
     mask = square_mask()  # rows/cols 10..19
-    maps = torch.stack([
-        peak_map([(15, 15)]),  # inside
-        peak_map([(5, 5)]),  # sqrt(50) from (10, 10)
-        peak_map([(15, 22)]),  # 3 px right of column 19
-        peak_map([(15, 21)]),  # 2 px right of column 19
-    ])
+    maps = torch.stack(
+        [
+            peak_map([(15, 15)]),  # inside
+            peak_map([(5, 5)]),  # sqrt(50) from (10, 10)
+            peak_map([(15, 22)]),  # 3 px right of column 19
+            peak_map([(15, 21)]),  # 2 px right of column 19
+        ]
+    )
     masks = mask.expand(4, 32, 32)
     # default tolerance at 32 px: 15 * 32 / 224 = 2.14 px
     assert pointing_game(maps, masks).tolist() == [True, False, False, True]
-    assert pointing_game(maps, masks, tolerance=3.0).tolist() == [True, False, False, True]  # strict <
+    assert pointing_game(maps, masks, tolerance=3.0).tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]  # strict <
     assert pointing_game(maps, masks, tolerance=3.01).tolist() == [True, False, True, True]
     assert pointing_game(maps, masks, tolerance=7.1).tolist() == [True, True, True, True]
     assert pointing_game(maps, masks, tolerance=0).tolist() == [True, False, False, False]

@@ -1,6 +1,11 @@
-"""Evaluation of explanations: deletion/insertion faithfulness and localization against ground truth."""
+"""Evaluating explanations: deletion/insertion faithfulness, localization against ground truth."""
 
-from netreveal.metrics.localization import box_masks, default_tolerance, energy_in_mask, pointing_game
+from netreveal.metrics.localization import (
+    box_masks,
+    default_tolerance,
+    energy_in_mask,
+    pointing_game,
+)
 from netreveal.metrics.perturbation import PerturbationScores, deletion_insertion
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Localization against ground-truth masks: the pointing game and the share of map energy in the mask.
+"""Localization against ground-truth masks: pointing game and share of map energy in the mask.
 
 Masks are (B, H, W) booleans, one per map: the union of the ground-truth regions that count for the
 explained class (all its object instances, or all parts that define it). Maps may be at a lower
@@ -112,11 +112,13 @@ def energy_in_mask(maps: torch.Tensor | AttributionResult, masks: torch.Tensor) 
     positive = _maps_at(maps, masks).clamp_min(0)
     total = positive.sum(dim=(1, 2))
     inside = (positive * masks).sum(dim=(1, 2))
-    return torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total))
+    return torch.where(
+        total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total)
+    )
 
 
 def box_masks(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Boolean masks (B, H, W) from boxes (B, 4) given as pixel ``x0, y0, x1, y1`` (end exclusive)."""
+    """Boolean masks (B, H, W) from pixel boxes (B, 4) ``x0, y0, x1, y1`` (ends exclusive)."""
     boxes = torch.as_tensor(boxes)
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise NetrevealError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")

@@ -60,7 +60,7 @@ class PerturbationScores:
         return int(self.targets.shape[0])
 
     def summary(self) -> dict[str, float]:
-        """Mean areas over the batch (and their difference, insertion - deletion, when both exist)."""
+        """Mean areas over the batch, and insertion - deletion when both exist."""
         out: dict[str, float] = {}
         if self.deletion_auc is not None:
             out["deletion_auc"] = float(self.deletion_auc.mean())
@@ -105,7 +105,7 @@ def cell_ranks(maps: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_ranks(ranks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Cell ranks (B, h, w) spread over the pixels (B, H, W) each cell covers (nearest upsampling)."""
+    """Cell ranks (B, h, w) spread over the pixels (B, H, W) each cell covers (nearest)."""
     h, w = ranks.shape[-2:]
     height, width = size
     dev = ranks.device
@@ -127,7 +127,8 @@ def _baseline_images(images: torch.Tensor, baseline: str | torch.Tensor) -> torc
             return baseline.to(device=images.device, dtype=images.dtype).expand_as(images)
         except RuntimeError as exc:
             raise NetrevealError(
-                f"baseline of shape {tuple(baseline.shape)} does not fit images {tuple(images.shape)}"
+                f"baseline of shape {tuple(baseline.shape)} does not fit images "
+                f"{tuple(images.shape)}"
             ) from exc
     if baseline not in BASELINES:
         raise NetrevealError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
@@ -138,7 +139,9 @@ def _check_modes(modes: str | Sequence[str]) -> tuple[str, ...]:
     chosen = (modes,) if isinstance(modes, str) else tuple(modes)
     bad = [m for m in chosen if m not in MODES]
     if bad or not chosen:
-        raise NetrevealError(f"unknown mode {bad[0] if bad else '(none)'!r}; choose from {', '.join(MODES)}")
+        raise NetrevealError(
+            f"unknown mode {bad[0] if bad else '(none)'!r}; choose from {', '.join(MODES)}"
+        )
     return tuple(m for m in MODES if m in chosen)
 
 
@@ -175,7 +178,9 @@ def deletion_insertion(
             targets = maps.targets
         maps = maps.maps
     if callable(targets) and not isinstance(targets, torch.Tensor):
-        raise NetrevealError("deletion/insertion tracks a class probability: give class indices, not a callable")
+        raise NetrevealError(
+            "deletion/insertion tracks a class probability: give class indices, not a callable"
+        )
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise NetrevealError("images must be a tensor of shape (B, C, H, W)")
     if int(steps) < 1 or int(batch_size) < 1:
@@ -195,6 +200,7 @@ def deletion_insertion(
     ranks = pixel_ranks(cell_ranks(maps.float() if maps.dtype != torch.float64 else maps), size)
 
     counts = step_counts(n_cells, steps)
+
     # Windows [lo, hi) of ranks that show the image; (0, n) is the clean image, (0, 0) the baseline.
     def window(lo: int, hi: int) -> tuple[int, int]:
         return (lo, hi) if lo < hi else (0, 0)

@@ -1,0 +1,129 @@
+"""Deletion + insertion throughput against plain batched forward passes of the same image count.
+
+64 images at 64 px, 50 steps, both modes, blurred baseline, batch size 64, on the demo CNN (the
+shipped weights when present, else the same architecture with random weights: the cost is the
+same), or a small CNN when the demo model is not importable. The reference is 64 * 2 * 51 = 6528
+images pushed through the model in batches of 64 under ``torch.no_grad``: what the two curves cost
+if every point were one plain forward pass. Both are timed in interleaved rounds in one run (median
+of the repeats, after warm-up); the ratio is our images per second over the reference's. Two map
+kinds: 8x8 maps (ranked by cell, like Grad-CAM on a late layer) and 64x64 maps (ranked per pixel).
+
+    python benchmarks/bench_metrics.py [--repeats 3] [--warmup 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from netreveal.errors import NetrevealError
+from netreveal.metrics.perturbation import deletion_insertion
+
+N_IMAGES, SIZE, STEPS, BATCH = 64, 64, 50, 64
+
+
+def small_cnn(classes: int = 10) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, classes),
+    )
+
+
+def pick_model() -> tuple[str, nn.Module]:
+    torch.manual_seed(0)
+    try:
+        from netreveal.model.demo import DemoCNN, load_demo_model
+    except ImportError as exc:
+        print(f"[note] demo model not importable ({exc}); using a small CNN")
+        return "small CNN (random w.)", small_cnn().eval()
+    try:
+        return "demo CNN", load_demo_model()[0]
+    except NetrevealError as exc:
+        print(f"[note] {exc}; timing the demo architecture with random weights")
+        return "demo CNN (random w.)", DemoCNN().eval()
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so drift hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds (at 5 steps)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    label, model = pick_model()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(N_IMAGES, 3, SIZE, SIZE, generator=gen)
+    coarse = torch.rand(N_IMAGES, 8, 8, generator=gen)
+    fine = torch.rand(N_IMAGES, SIZE, SIZE, generator=gen)
+    n_reference = N_IMAGES * 2 * (STEPS + 1)
+
+    def reference(n: int = n_reference) -> None:
+        with torch.no_grad():
+            for _ in range(0, n, BATCH):
+                model(images)
+
+    def ours(maps: torch.Tensor, steps: int = STEPS) -> Callable[[], object]:
+        return lambda: deletion_insertion(
+            model, images, maps, steps=steps, baseline="blur", batch_size=BATCH
+        )
+
+    # warm-up: the same code paths and shapes, at 5 steps
+    interleaved(
+        {
+            "reference": lambda: reference(BATCH * 12),
+            "8x8": ours(coarse, 5),
+            "64x64": ours(fine, 5),
+        },
+        args.warmup,
+    )
+    fns = {"reference": reference, "maps 8x8": ours(coarse), "maps 64x64": ours(fine)}
+    t = interleaved(fns, args.repeats)
+
+    print(
+        f"\nDeletion + insertion, {N_IMAGES} images {SIZE}px, {STEPS} steps, batch {BATCH}, "
+        f"{label} "
+        f"(torch {torch.__version__}, {args.threads} threads, median of {args.repeats}, "
+        f"{args.warmup} short warm-up rounds)"
+    )
+    header = f"{'run':28s} {'seconds':>9s} {'images/s':>10s} {'vs reference':>13s}"
+    print(header)
+    print("-" * len(header))
+    ref_ips = n_reference / t["reference"]
+    print(
+        f"{'reference: ' + str(n_reference) + ' forwards':28s} {t['reference']:9.2f} "
+        f"{ref_ips:10.0f} {1.0:13.2f}"
+    )
+    for name in ("maps 8x8", "maps 64x64"):
+        ips = n_reference / t[name]
+        print(f"{'ours, ' + name:28s} {t[name]:9.2f} {ips:10.0f} {ips / ref_ips:13.2f}")
+    print("images/s counts the 64 x 2 x 51 curve points; target: ours >= 0.80 x reference")
+
+
+if __name__ == "__main__":
+    main()
