@@ -3,11 +3,27 @@
 from netreveal.data.partsworld import (
     CLASSES,
     PART_TYPES,
+    SPLITS,
     PartsWorld,
     PartType,
     Sample,
     class_names,
     load_ground_truth,
+    load_metadata,
+    part_names,
+    synonym_lookup,
 )
 
-__all__ = ["CLASSES", "PART_TYPES", "PartType", "PartsWorld", "Sample", "class_names", "load_ground_truth"]
+__all__ = [
+    "CLASSES",
+    "PART_TYPES",
+    "SPLITS",
+    "PartType",
+    "PartsWorld",
+    "Sample",
+    "class_names",
+    "load_ground_truth",
+    "load_metadata",
+    "part_names",
+    "synonym_lookup",
+]

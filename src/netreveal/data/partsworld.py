@@ -115,7 +115,8 @@ class Sample:
     """One parts-world image with its ground truth.
 
     ``masks[i]``, ``parts[i]``, ``defining[i]`` and ``boxes[i]`` describe the i-th drawn part;
-    boxes are ``(x0, y0, x1, y1)`` with exclusive ends.
+    boxes are ``(x0, y0, x1, y1)`` with exclusive ends. ``index`` and ``split`` say where the image
+    comes from: ``PartsWorld(seed=...).sample(index, split)`` renders it again.
     """
 
     image: torch.Tensor
@@ -164,7 +165,7 @@ class _Pen:
         self.draw.ellipse((px - rr, py - rr, px + rr, py + rr), fill=fill)
 
     def polyline(self, points: Sequence[Point], width: float) -> None:
-        w = max(1, int(round(width * self.r)))
+        w = max(1, round(width * self.r))
         self.draw.line(self._map(points), fill=255, width=w, joint="curve")
         for x, y in (points[0], points[-1]):  # round caps
             self.disc(x, y, width / 2)
@@ -501,13 +502,15 @@ class PartsWorld(Dataset):
                 return [placed[i] for i in order]
         raise RuntimeError("parts world layout failed")  # unreachable for the allowed scales
 
-    def _draw_part(self, name: str, cx: float, cy: float, r: float, angle: float, rng: np.random.Generator):
+    def _draw_part(
+        self, name: str, cx: float, cy: float, r: float, angle: float, rng: np.random.Generator
+    ) -> tuple[int, int, np.ndarray]:
         """Coverage (h, w) of one part in its pixel box, with coverage below the threshold removed."""
         k = SUPERSAMPLE
-        x0 = max(0, int(math.floor(cx - r)) - 1)
-        y0 = max(0, int(math.floor(cy - r)) - 1)
-        x1 = min(self.size, int(math.ceil(cx + r)) + 2)
-        y1 = min(self.size, int(math.ceil(cy + r)) + 2)
+        x0 = max(0, math.floor(cx - r) - 1)
+        y0 = max(0, math.floor(cy - r) - 1)
+        x1 = min(self.size, math.ceil(cx + r) + 2)
+        y1 = min(self.size, math.ceil(cy + r) + 2)
         w, h = x1 - x0, y1 - y0
         canvas = Image.new("L", (w * k, h * k))
         pen = _Pen(ImageDraw.Draw(canvas), (cx - x0) * k, (cy - y0) * k, r * k, angle)
