@@ -201,3 +201,30 @@ def test_xnn_resume_gives_identical_weights(tmp_path):
     assert len(resumed.history) == 4
     assert torch.equal(resumed.top_images, full.top_images)
     assert math.isfinite(resumed.history[-1]["loss"])
+
+
+def test_vit_heatmaps_use_the_last_block_input_norm():
+    # the class token is all the classifier reads: patch tokens after the last attention never
+    # reach it, so the heatmap map is the last block's ln_1 (its tokens meet in attention)
+    import torchvision
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        num_classes=3,
+    ).eval()
+    images = torch.rand(12, 3, 32, 32)
+    with torch.no_grad():
+        labels = vit(images).argmax(1)
+    data = TensorData(images, labels)
+    xnn = train_xnn(vit, data, data, num_features=3, epochs=1, batch_size=6, top_images=0)
+    assert str(xnn.layer) == "heads.head@input" and xnn.faithful == "head"
+    assert str(xnn.map_layer) == "encoder.layers.encoder_layer_1.ln_1"
+    ex = explain_xnn(xnn, vit, images[:4])
+    assert ex.heatmaps.shape == (4, 3, 32, 32)
+    assert (ex.heatmaps.flatten(2).amax(2) > 0).any()

@@ -21,7 +21,7 @@ from netreveal.concepts.infodisent import (
     train_infodisent,
 )
 from netreveal.concepts.prototypes import Prototypes, part_purity
-from netreveal.concepts.training import ImageFolderData, split_indices
+from netreveal.concepts.training import ImageFolderData, split_dataset
 from netreveal.concepts.xnn import (
     XNN,
     XNNExplanation,
@@ -60,7 +60,7 @@ __all__ = [
     "save_head",
     "save_xnn",
     "signed_pool",
-    "split_indices",
+    "split_dataset",
     "train_infodisent",
     "train_xnn",
 ]

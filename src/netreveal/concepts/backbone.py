@@ -230,7 +230,9 @@ def to_feature_map(raw: torch.Tensor, spec: LayerSpec, image_hw: tuple[int, int]
 
 
 @torch.no_grad()
-def _trace(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module, str, tuple]]:
+def trace_events(
+    model: nn.Module, example: torch.Tensor
+) -> list[tuple[str, nn.Module, str, tuple]]:
     """(name, module, port, shape) for every module input of pooling layers and every module
     output, in the order they happen in one forward pass."""
     names = module_names(model)
@@ -263,7 +265,7 @@ def _trace(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module
 
 def find_feature_layer(model: nn.Module, example: torch.Tensor) -> LayerSpec:
     """The default feature map of a backbone (see the module docstring for the rules)."""
-    events = _trace(model, example)
+    events = trace_events(model, example)
     image_hw = tuple(example.shape[-2:])
 
     def spatial(shape: tuple) -> bool:
@@ -297,7 +299,7 @@ def find_feature_layer(model: nn.Module, example: torch.Tensor) -> LayerSpec:
 def find_classifier(model: nn.Module, example: torch.Tensor) -> tuple[LayerSpec, nn.Linear]:
     """The model's final linear classifier (the last ``nn.Linear`` to run, whose output must be the
     logits) and the spec of its input, the penultimate feature vector."""
-    events = _trace(model, example)
+    events = trace_events(model, example)
     linear = [e for e in events if e[2] == "output" and isinstance(e[1], nn.Linear)]
     if not linear:
         raise NetrevealError(

@@ -318,8 +318,10 @@ def train_infodisent(
         layout=layout,
         prefix_tokens=prefix_tokens,
     )
+    t_cache = time.perf_counter()
     train = _FeatureSource(extractor, train_data, batch_size, cache_features, progress, "train")
     val = _FeatureSource(extractor, val_data, batch_size, cache_features, progress, "val")
+    cache_seconds = time.perf_counter() - t_cache
     probe = extractor(first[None])
     n_classes = num_classes or num_classes_of(train_data, train.labels)
     names = class_names or class_names_of(train_data, n_classes)
@@ -370,6 +372,7 @@ def train_infodisent(
         "train_size": len(train_data),
         "val_size": len(val_data),
         "train_seconds": time.perf_counter() - t0,
+        "cache_seconds": cache_seconds if cache_features else 0.0,
     }
     head.eval()
     if prototypes:
@@ -675,6 +678,11 @@ def component_maps(
     return torch.cat(out).cpu()
 
 
+def top_components(weights: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """The union over classes of each class's ``k`` largest weights' components (sorted ids)."""
+    return weights.detach().topk(min(k, weights.shape[1]), dim=1).indices.unique()
+
+
 def purity_vs_channels(
     head: InfoDisentHead,
     backbone: nn.Module,
@@ -683,24 +691,43 @@ def purity_vs_channels(
     parts,
     *,
     top: int = 10,
+    per_class: int = 5,
+    channel_weights: torch.Tensor | None = None,
     min_cover: float = 0.1,
     batch_size: int = 64,
 ) -> dict:
-    """Part purity of the head's components (positive side, and both sides as separate components)
-    against the backbone's raw channels (U = I, positive side) on images with part masks."""
+    """Part purity (:func:`~netreveal.concepts.prototypes.part_purity`, positive side, ``top``
+    images) of the head's components against the backbone's raw channels at the same layer (U = I).
+
+    Returns means over all components / channels, over the components the classes weigh most
+    (each class's ``per_class`` largest weights; for channels when ``channel_weights`` (C, D), e.g.
+    the backbone's own classifier on pooled channels, is given), over both signs of every component
+    (each side as its own component), and the per-component details.
+    """
     comps = component_maps(head, backbone, images, batch_size=batch_size)
     raw = component_maps(None, backbone, images, head.layer, batch_size=batch_size)
     hw = tuple(images.shape[-2:])
     pos = part_purity(comps, masks, parts, top=top, min_cover=min_cover, image_size=hw)
     neg = part_purity(-comps, masks, parts, top=top, min_cover=min_cover, image_size=hw)
     chan = part_purity(raw, masks, parts, top=top, min_cover=min_cover, image_size=hw)
-    used = head.class_weights().detach().cpu().amax(dim=0) > 0
-    both = torch.cat([pos.purity, neg.purity])
-    return {
+    chosen = top_components(head.class_weights().cpu(), per_class)
+    out = {
         "components": pos.mean,
-        "components_both_sides": float(both.mean()),
-        "components_used": float(pos.purity[used].mean()) if bool(used.any()) else float("nan"),
+        "components_top": float(pos.purity[chosen].mean()),
+        "components_top_count": int(chosen.numel()),
+        "components_both_sides": float(torch.cat([pos.purity, neg.purity]).mean()),
         "channels": chan.mean,
+        "channels_top": float("nan"),
+        "channels_top_count": 0,
         "components_detail": pos,
         "channels_detail": chan,
     }
+    if channel_weights is not None:
+        if channel_weights.shape[1] != raw.shape[1]:
+            raise NetrevealError(
+                f"channel weights have {channel_weights.shape[1]} inputs, the layer has {raw.shape[1]} channels"
+            )
+        picked = top_components(channel_weights.cpu(), per_class)
+        out["channels_top"] = float(chan.purity[picked].mean())
+        out["channels_top_count"] = int(picked.numel())
+    return out

@@ -316,6 +316,34 @@ class ImageFolderData(Dataset):
         return self.preprocess(load_image(self.records[i].path)), self.labels[i]
 
 
+class Subset(Dataset):
+    """Items ``indices`` of a dataset, keeping its ``class_names``, ``targets`` and ``keys``."""
+
+    def __init__(self, data: Dataset, indices: Sequence[int]):
+        self.data, self.indices = data, [int(i) for i in indices]
+        names = getattr(data, "class_names", None)
+        if names is not None:
+            self.class_names = list(names)
+        for attr in ("targets", "labels", "keys"):
+            values = getattr(data, attr, None)
+            if values is not None and not callable(values):
+                setattr(
+                    self, "targets" if attr == "labels" else attr, [values[i] for i in self.indices]
+                )
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.data[self.indices[i]]
+
+
+def split_dataset(data: Dataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[Subset, Subset]:
+    """A seeded random split of a dataset into training and validation subsets."""
+    train, val = split_indices(len(data), val_fraction, seed)
+    return Subset(data, train), Subset(data, val)
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """A seeded random split of ``range(n)`` into training and validation indices."""
     if not 0 < val_fraction < 1:

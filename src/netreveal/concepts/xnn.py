@@ -44,8 +44,10 @@ from netreveal.concepts.backbone import (
     find_classifier,
     find_feature_layer,
     layer_spec,
+    prefix_token_count,
     read_layers,
     to_feature_map,
+    trace_events,
 )
 from netreveal.concepts.prototypes import TopImages
 from netreveal.concepts.training import class_names_of, fit, plain
@@ -420,10 +422,12 @@ def train_xnn(
     maps_spec = (
         layer_spec(model, map_layer, example)
         if map_layer is not None
-        else _default_map(model, example)
+        else find_map_layer(model, spec, example)
     )
+    t_cache = time.perf_counter()
     train = _ActivationSource(model, spec, train_data, batch_size, cache_features, progress)
     val = _ActivationSource(model, spec, val_data, batch_size, cache_features, progress)
+    cache_seconds = time.perf_counter() - t_cache
     probe, probe_logits = _activations(model, spec, example)
     n_classes = probe_logits.shape[1]
     names = class_names_of(train_data, n_classes)
@@ -488,6 +492,7 @@ def train_xnn(
         "train_size": len(train_data),
         "val_size": len(val_data),
         "train_seconds": time.perf_counter() - t0,
+        "cache_seconds": cache_seconds if cache_features else 0.0,
     }
     xnn.eval()
     if top_images:
@@ -496,11 +501,49 @@ def train_xnn(
     return xnn
 
 
-def _default_map(model: nn.Module, example: torch.Tensor) -> LayerSpec | None:
+def _reaches(model: nn.Module, spec: LayerSpec, act: LayerSpec, example: torch.Tensor) -> bool:
+    """Whether the activation ``act`` depends on the feature-map cells read at ``spec``."""
+    hw = tuple(example.shape[-2:])
+    (raw, raw_act), _ = read_layers(model, example, [spec, act], grad_from=0)
+    with torch.enable_grad():
+        f = activation_vector(raw_act, act, hw)
+        if not f.requires_grad:
+            return False
+        # a fixed random direction: a plain sum can be constant (e.g. after a LayerNorm)
+        r = torch.randn(f.shape, generator=torch.Generator().manual_seed(0)).to(f)
+        (grad,) = torch.autograd.grad((f * r).sum(), raw, allow_unused=True)
+    return grad is not None and bool(to_feature_map(grad, spec, hw).abs().sum() > 0)
+
+
+def find_map_layer(
+    model: nn.Module, act: LayerSpec, example: torch.Tensor, tries: int = 24
+) -> LayerSpec | None:
+    """The feature map for x-feature heatmaps: the backbone's final feature map when the
+    activation depends on its cells (CNNs), else the last token layer whose patch tokens it
+    depends on (in a ViT the last block's input norm: attention is where patch tokens reach the
+    class token). None when nothing qualifies."""
     try:
-        return find_feature_layer(model, example)
+        first = find_feature_layer(model, example)
     except NetrevealError:
-        return None
+        first = None
+    if first is not None and _reaches(model, first, act, example):
+        return first
+    hw = tuple(example.shape[-2:])
+    seen: set[str] = set()
+    for name, _, port, shape in reversed(trace_events(model, example)):
+        if port != "output" or len(shape) != 3 or name in seen:
+            continue
+        seen.add(name)
+        if len(seen) > tries:
+            break
+        try:
+            n = prefix_token_count(model, shape[1], hw)
+        except NetrevealError:
+            continue
+        spec = LayerSpec(name, "output", "tokens", n)
+        if _reaches(model, spec, act, example):
+            return spec
+    return None
 
 
 @torch.no_grad()
