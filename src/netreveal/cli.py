@@ -31,6 +31,8 @@ def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default: 50)")
     p.add_argument("--baseline", default="blur", choices=["blur", "black", "mean"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mask-size", type=int, default=28, help="I-GOS/iGOS++ mask side (7, 14, 28, 224; default: 28)")
+    p.add_argument("--grid", type=int, default=7, help="SAG patch grid side (default: 7)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -69,8 +71,10 @@ def _options(args):
         raise NetrevealError("--batch-size must be at least 1")
     if args.steps < 1:
         raise NetrevealError("--steps must be at least 1")
+    if args.mask_size < 1 or args.grid < 1:
+        raise NetrevealError("--mask-size and --grid must be at least 1")
     return Options(layer=args.layer, layers=args.layers, batch_size=args.batch_size, seed=args.seed,
-                   progress=not args.quiet)
+                   progress=not args.quiet, mask_size=args.mask_size, grid=args.grid)
 
 
 def _adapter(args):

@@ -27,6 +27,8 @@ class Options:
     batch_size: int = 16
     seed: int = 0
     progress: bool = True
+    mask_size: int = 28
+    grid: int = 7
 
 
 @dataclass
@@ -62,6 +64,74 @@ def register_method(method: Method) -> Method:
 
 
 register_method(Method("gradcam", "Grad-CAM", _run_gradcam, lambda r: r.maps, _report_heatmaps("Grad-CAM")))
+
+
+def _run_igos(variant: str):
+    def run(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):
+        from netreveal.attribution.igos import igos
+
+        return igos(adapter.model, images, targets, method=variant, mask_size=opts.mask_size,
+                    batch_size=max(opts.batch_size * 4, 32), seed=opts.seed, progress=opts.progress)
+
+    return run
+
+
+def _report_igos(title: str):
+    def add(report: Report, keys: list[str], images: torch.Tensor, result, opts: Options) -> None:
+        from netreveal.report.plots import line_chart_svg
+
+        extras = result.extras
+        for i, key in enumerate(keys):
+            src = report.save_picture(_overlay(images[i], result.maps[i]), f"{key}-{result.method}")
+            curves = {"loss": extras["losses"][i].tolist(), "p(deleted)": extras["deletion_scores"][i].tolist()}
+            if "insertion_scores" in extras:
+                curves["p(inserted)"] = extras["insertion_scores"][i].tolist()
+            chart = line_chart_svg(curves, title=f"{title} optimisation")
+            mask = result.params.get("mask_size")
+            report.add_section(key, title, f'<figure><img src="{src}" alt="{title} heatmap"><figcaption>'
+                               f"mask {mask}x{mask}</figcaption></figure>{chart}")
+
+    return add
+
+
+def _overlay(image, heatmap):
+    from netreveal.report.render import overlay
+
+    return overlay(image, heatmap)
+
+
+register_method(Method("igos", "I-GOS", _run_igos("igos"), lambda r: r.maps, _report_igos("I-GOS")))
+register_method(Method("igos++", "iGOS++", _run_igos("igos++"), lambda r: r.maps, _report_igos("iGOS++")))
+
+
+def _run_sag(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):
+    from tqdm.auto import tqdm
+
+    from netreveal.sag import structured_attention_graph
+
+    return [
+        structured_attention_graph(adapter.model, images[i], int(targets[i]), grid=opts.grid,
+                                   batch_size=max(opts.batch_size * 4, 32), seed=opts.seed)
+        for i in tqdm(range(len(images)), desc="SAG", unit="img", disable=not opts.progress)
+    ]
+
+
+def _report_sag(report: Report, keys: list[str], images: torch.Tensor, graphs, opts: Options) -> None:
+    import html
+
+    from netreveal.sag import render_sag_svg, sag_expression
+
+    for i, key in enumerate(keys):
+        graph = graphs[i]
+        expression = sag_expression(graph, shown_only=True) or "no sufficient patch set found"
+        svg = render_sag_svg(graph, images[i])
+        metrics = {"roots found": len(graph.roots), "forward passes": graph.forward_passes}
+        report.add_section(key, "Structured Attention Graph",
+                           f'<div><div class="metrics">minimal sufficient sets: <code>{html.escape(expression)}</code></div>'
+                           f'<div class="scroll">{svg}</div></div>', metrics)
+
+
+register_method(Method("sag", "Structured Attention Graph", _run_sag, None, _report_sag))
 
 
 def get_methods(names: str | list[str]) -> list[Method]:
