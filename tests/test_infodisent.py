@@ -211,6 +211,18 @@ def test_cnn_default_layer_is_the_map_before_global_pooling():
         FeatureExtractor(demo, "features.nope", example=x[:1])
 
 
+@pytest.mark.parametrize(
+    ("arch", "expected", "channels"),
+    [("densenet121", "features", 1024), ("convnext_tiny", "avgpool@input", 768)],
+)
+def test_default_layer_of_torchvision_cnns(arch, expected, channels):
+    torch.manual_seed(0)
+    net = torchvision.models.get_model(arch, weights=None, num_classes=4).eval()
+    ext = FeatureExtractor(net, None, example=torch.rand(1, 3, 64, 64))
+    assert str(ext.spec) == expected
+    assert ext(torch.rand(2, 3, 64, 64)).shape == (2, channels, 2, 2)
+
+
 class PatchMeans(nn.Module):
     """A stand-in backbone whose feature map is the mean colour of each 8x8 patch."""
 

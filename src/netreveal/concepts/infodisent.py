@@ -278,7 +278,7 @@ def train_infodisent(
     *,
     layer: str | nn.Module | LayerSpec | None = None,
     epochs: int = 10,
-    lr: float = 1e-3,
+    lr: float = 5e-3,
     batch_size: int = 64,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = True,
