@@ -310,3 +310,17 @@ def test_bad_input_is_reported():
         igos(Quadrant(), images, mask_size=4, baseline="white")
     with pytest.raises(NetrevealError, match="callable"):
         igos(Quadrant(), images, mask_size=4, target=lambda logits: logits[:, 0])
+
+
+def test_noise_is_given_in_the_models_standardised_units():
+    from netreveal.attribution.igos import noise_scale
+
+    class Normalised(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("std", torch.tensor([0.25, 0.5, 1.0]).view(1, 3, 1, 1))
+
+    scale = noise_scale(Normalised(), 3, torch.device("cpu"))
+    assert scale.flatten().tolist() == [0.25, 0.5, 1.0]
+    imagenet = noise_scale(Quadrant(), 3, torch.device("cpu")).flatten()
+    assert torch.allclose(imagenet, torch.tensor([0.229, 0.224, 0.225]))

@@ -37,6 +37,7 @@ from netreveal.targets import Target, resolve_targets
 METHODS = ("igos", "igos++")
 OPTIMIZERS = ("line_search", "nesterov")
 REFERENCE_CELLS = 28 * 28  # alpha0 defaults are set for a 28x28 mask and scaled with the cell count
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
@@ -44,6 +45,25 @@ def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     for t in list(model.parameters()) + list(model.buffers()):
         return t.device
     return fallback
+
+
+def noise_scale(model: nn.Module, channels: int, device: torch.device) -> torch.Tensor:
+    """Pixel-unit sd of one unit of noise in the model's standardised input space, (C, 1, 1).
+
+    Read from the model's ``std`` buffer (netreveal's normalising wrapper and the demo model have
+    one); models without it are taken to use the ImageNet std.
+    """
+    std = getattr(model, "std", None)
+    if isinstance(std, torch.Tensor) and std.numel() in (1, channels):
+        return (
+            std.detach()
+            .to(device=device, dtype=torch.float32)
+            .reshape(-1, 1, 1)
+            .expand(channels, 1, 1)
+        )
+    if channels == len(IMAGENET_STD):
+        return torch.tensor(IMAGENET_STD, device=device).view(-1, 1, 1)
+    return torch.full((channels, 1, 1), sum(IMAGENET_STD) / 3, device=device)
 
 
 def _mask_shape(mask_size: int | tuple[int, int], image_size: tuple[int, int]) -> tuple[int, int]:
@@ -115,7 +135,10 @@ def igos(
     - ``mask_size``: side of the optimised mask (7, 14, 28, 224 ...; an (h, w) pair also works).
     - ``baseline``: "blur" | "black" | "mean" or a tensor (the "nothing here" image).
     - ``ig_steps``: path steps per integrated gradient; ``noise``: sd of the Gaussian noise added
-      to every path image (the same draw for all images of an iteration, from ``seed``).
+      to every path image, in the model's standardised input units (the reference adds it to
+      normalised images); it is converted to pixel units with the model's ``std`` buffer (or the
+      ImageNet std), e.g. 0.2 -> 0.05 for a model normalising with std 0.25. One draw per
+      iteration, shared by all images, from ``seed``.
     - ``l1`` weighs mean|1-M|; ``l2`` the total variation (bilateral for iGOS++, edge scale
       ``sigma`` on squared colour differences in [0, 1] units).
     - ``optimizer``: "line_search" (Armijo: first step ``alpha0``, sufficient decrease ``c``,
@@ -168,6 +191,7 @@ def igos(
         stepper = Nesterov(params, alpha0) if optimizer == "nesterov" else None
         generator = torch.Generator(device=device).manual_seed(int(seed))
         n_terms = objective.inserts.numel()
+        pixel_noise = noise * noise_scale(model, images.shape[1], device)
 
         losses = torch.zeros(n, iterations, device=device)
         del_scores = torch.zeros(n, iterations, device=device)
@@ -177,7 +201,7 @@ def igos(
         for it in tqdm(range(iterations), desc=method, disable=not progress, unit="it"):
             table = None
             if noise > 0:
-                table = noise * torch.randn(
+                table = pixel_noise * torch.randn(
                     (n_terms, ig_steps, *images.shape[1:]), generator=generator, device=device
                 )
             grad = objective.gradient(params, table)

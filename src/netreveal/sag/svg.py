@@ -67,8 +67,9 @@ def render_sag_svg(
     levels: dict[int, list[int]] = {}
     for i, node in enumerate(result.nodes):
         levels.setdefault(node.level, []).append(i)
-    for ids in levels.values():
-        ids.sort(key=lambda i: -result.nodes[i].confidence)
+    parents: dict[int, list[int]] = {}
+    for edge in result.edges:
+        parents.setdefault(edge.child, []).append(edge.parent)
     header = 28 if title is not None else 8
     label_h = 16
     widest = max((len(ids) for ids in levels.values()), default=1)
@@ -77,6 +78,12 @@ def render_sag_svg(
     pos: dict[int, tuple[float, float]] = {}
     for row, level in enumerate(sorted(levels)):
         ids = levels[level]
+
+        def place(i: int) -> tuple[float, float]:  # under its parents, then by confidence
+            xs = [pos[p][0] for p in parents.get(i, []) if p in pos]
+            return (sum(xs) / len(xs) if xs else 0.0, -result.nodes[i].confidence)
+
+        ids.sort(key=place)
         span = len(ids) * (thumb + gap_x) - gap_x
         x0 = (width - span) / 2
         y = header + label_h + row * (thumb + label_h + gap_y)
@@ -101,7 +108,7 @@ def render_sag_svg(
             f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#888" '
             f'stroke-width="1.2"><title>remove P{edge.removed}</title></line>'
         )
-        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        mx, my = x1 + 0.7 * (x2 - x1), y1 + 0.7 * (y2 - y1)
         out.append(
             f'<text x="{mx:.1f}" y="{my:.1f}" text-anchor="middle" fill="#555" '
             f'paint-order="stroke" stroke="#fff" stroke-width="3">-P{edge.removed}</text>'

@@ -1,0 +1,143 @@
+"""iGOS++ throughput: a batch of images in one call vs the same function one image at a time.
+
+Demo rows: the shipped parts-world CNN on 64 px parts-world test images (a randomly initialised
+``DemoCNN`` of the same architecture on random images when the weights are not installed),
+iGOS++ with default settings (28x28 mask, 15 iterations, 20 path steps, line search), run
+(a) once on a batch of ``--images`` images and (b) in a loop over the same images one at a time,
+interleaved in one run. ``batch_size`` is the number of model inputs (image x term x path step)
+per forward pass; the batched call is also timed with a larger chunk.
+
+For scale the script also prints the model's plain forward throughput at batch 1 / 32 / 128: on a
+CPU the cost per image is nearly flat in the batch size, which bounds what batching images (on top
+of the path steps already batched for a single image) can gain there.
+
+ResNet-50 row (``--resnet``): torchvision ResNet-50 (random init, 224 px, batch 4) with
+``--resnet-iterations`` iterations (default 1: one default iGOS++ run is about 15x that, see the
+extrapolated column, which adds 14 more iterations at the measured per-iteration cost).
+
+    python benchmarks/bench_igos.py [--images 16] [--repeats 2] [--threads 1] [--resnet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from netreveal.attribution.igos import igos
+from netreveal.errors import NetrevealError
+
+
+def demo_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
+    try:
+        from netreveal.data.partsworld import PartsWorld
+        from netreveal.model.demo import load_demo_model
+
+        model, _ = load_demo_model()
+        images, _, _ = PartsWorld(size=64, split="test").batch(range(n))
+        return "demo CNN, parts world 64px", model, images
+    except (ImportError, NetrevealError, FileNotFoundError) as exc:
+        from netreveal.model.demo import DemoCNN
+
+        print(f"(demo model unavailable: {exc}; using a random-init DemoCNN and random images)")
+        torch.manual_seed(0)
+        return (
+            "stand-in DemoCNN (random init), random 64px",
+            DemoCNN().eval(),
+            torch.rand(n, 3, 64, 64),
+        )
+
+
+def forward_rate(model: nn.Module, batch: int, size: int, seconds: float = 1.0) -> float:
+    x = torch.rand(batch, 3, size, size)
+    with torch.no_grad():
+        model(x)
+        start, done = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            model(x)
+            done += batch
+    return done / (time.perf_counter() - start)
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def demo_rows(args) -> None:
+    name, model, images = demo_setup(args.images)
+    n = images.shape[0]
+    print(f"\n== iGOS++ defaults on {name}: {n} images, {torch.get_num_threads()} thread(s)")
+    rates = {b: forward_rate(model, b, images.shape[-1]) for b in (1, 32, 128)}
+    print("plain forward, images/s: " + ", ".join(f"batch {b}: {r:.0f}" for b, r in rates.items()))
+
+    def loop(batch_size: int):
+        return [igos(model, images[i : i + 1], batch_size=batch_size) for i in range(n)]
+
+    cases = {
+        "one image at a time (batch_size 32)": lambda: loop(32),
+        f"batch of {n} (batch_size 32)": lambda: igos(model, images, batch_size=32),
+        f"batch of {n} (batch_size 128)": lambda: igos(model, images, batch_size=128),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    inputs: dict[str, int] = {}
+    results = {}
+    for _ in range(args.repeats):
+        for key, fn in cases.items():
+            elapsed, out = timed(fn)
+            times[key].append(elapsed)
+            outs = out if isinstance(out, list) else [out]
+            inputs[key] = sum(o.extras["model_inputs"] for o in outs)
+            results[key] = out
+    base = statistics.median(times["one image at a time (batch_size 32)"])
+    print(f"{'run':40s} {'s total':>8s} {'img/s':>7s} {'inputs/img':>10s} {'speed-up':>8s}")
+    for key, ts in times.items():
+        t = statistics.median(ts)
+        print(f"{key:40s} {t:8.2f} {n / t:7.2f} {inputs[key] / n:10.0f} {base / t:7.2f}x")
+    single = torch.cat([r.maps for r in results["one image at a time (batch_size 32)"]])
+    batched = results[f"batch of {n} (batch_size 32)"].maps
+    print(f"max |map difference| batched vs one at a time: {(single - batched).abs().max():.2e}")
+
+
+def resnet_row(args) -> None:
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    model = resnet50().eval()
+    images = torch.rand(4, 3, 224, 224)
+    its = args.resnet_iterations
+    print(f"\n== ResNet-50 (random init) 224px, batch 4, iGOS++, {its} iteration(s), else defaults")
+    fwd = forward_rate(model, 4, 224, seconds=3.0)
+    elapsed, r = timed(lambda: igos(model, images, iterations=its, batch_size=16))
+    inputs = r.extras["model_inputs"]
+    init = 4 * 4 * 20 / fwd  # the initial objective: 4 terms x 20 steps per image, forward only
+    per_iter = (elapsed - init) / its
+    full = init + 15 * per_iter
+    print(
+        f"{'plain forward img/s':>20s} {'s total':>8s} {'s/img/iter':>10s} {'inputs/img':>10s} "
+        f"{'s/img @15 it (extrapolated)':>28s}"
+    )
+    print(f"{fwd:20.2f} {elapsed:8.1f} {per_iter / 4:10.1f} {inputs / 4:10.0f} {full / 4:28.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--resnet", action="store_true", help="also time ResNet-50 at 224 px")
+    parser.add_argument("--resnet-iterations", type=int, default=1)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    demo_rows(args)
+    if args.resnet:
+        resnet_row(args)
+
+
+if __name__ == "__main__":
+    main()
