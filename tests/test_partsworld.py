@@ -78,7 +78,9 @@ def test_masks_match_pixels(world, samples):
         bg = world.background(s.index)
         changed = (s.image != bg).any(0)
         union = s.masks.any(0)
-        assert not (changed & ~union).any(), "a pixel outside every part mask differs from the background"
+        assert not (changed & ~union).any(), (
+            "a pixel outside the part masks differs from the background"
+        )
         assert int(s.masks.sum(0).max()) <= 1, "parts overlap"
         changed_in_mask += int((changed & union).sum())
         mask_pixels += int(union.sum())
@@ -88,7 +90,8 @@ def test_masks_match_pixels(world, samples):
             inside[y0:y1, x0:x1] = True
             assert not (mask & ~inside).any()
             ys, xs = torch.nonzero(mask, as_tuple=True)
-            assert (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) == (x0, y0, x1, y1)
+            tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            assert tight == (x0, y0, x1, y1)
     assert changed_in_mask / mask_pixels > 0.97
 
 
@@ -117,7 +120,8 @@ def test_dataset_view_and_batch(world, samples):
     image, label = world[5]
     assert torch.equal(image, samples[5].image) and label == samples[5].label
     images, labels, batch = world.batch([5, 9])
-    assert images.shape == (2, 3, 64, 64) and labels.tolist() == [samples[5].label, samples[9].label]
+    assert images.shape == (2, 3, 64, 64)
+    assert labels.tolist() == [samples[5].label, samples[9].label]
     assert torch.equal(images[1], samples[9].image) and batch[0].parts == samples[5].parts
     with pytest.raises(IndexError):
         PartsWorld(length=3)[3]
@@ -142,11 +146,13 @@ def test_bad_settings_raise():
 
 
 def test_custom_classes():
-    world = PartsWorld(seed=2, classes={"a": ("wheel", "star"), "b": ("star", "arrow"), "c": ("arrow", "wheel")})
+    classes = {"a": ("wheel", "star"), "b": ("star", "arrow"), "c": ("arrow", "wheel")}
+    world = PartsWorld(seed=2, classes=classes)
     for i in range(30):
         s = world.sample(i)
         assert {p for p, d in zip(s.parts, s.defining) if d} == set(world.classes[s.class_name])
-        assert len({"wheel", "star", "arrow"} & set(s.parts)) == 2  # a third would complete another class
+        # a third of these parts would complete another class
+        assert len({"wheel", "star", "arrow"} & set(s.parts)) == 2
 
 
 def test_write_folder_round_trip(tmp_path, world):

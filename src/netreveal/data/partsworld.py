@@ -141,7 +141,12 @@ def _rot(points: Sequence[Point], angle: float) -> list[Point]:
 
 
 def _square(half: float, cx: float = 0.0, cy: float = 0.0) -> list[Point]:
-    return [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)]
+    return [
+        (cx - half, cy - half),
+        (cx + half, cy - half),
+        (cx + half, cy + half),
+        (cx - half, cy + half),
+    ]
 
 
 def _rect(x0: float, y0: float, x1: float, y1: float) -> list[Point]:
@@ -245,7 +250,9 @@ def _frame(pen: _Pen, rng: np.random.Generator) -> None:
 
 
 def _arrow(pen: _Pen, rng: np.random.Generator) -> None:
-    pen.polygon([(-0.93, -0.2), (0.1, -0.2), (0.1, -0.66), (0.95, 0), (0.1, 0.66), (0.1, 0.2), (-0.93, 0.2)])
+    pen.polygon(
+        [(-0.93, -0.2), (0.1, -0.2), (0.1, -0.66), (0.95, 0), (0.1, 0.66), (0.1, 0.2), (-0.93, 0.2)]
+    )
 
 
 SHAPES: dict[str, Callable[[_Pen, np.random.Generator], None]] = {
@@ -293,13 +300,17 @@ def _check_classes(classes: Mapping[str, Sequence[str]]) -> dict[str, tuple[str,
     for name, parts in out.items():
         unknown = [p for p in parts if p not in PART_TYPES]
         if unknown:
-            raise NetrevealError(f"class {name!r} uses unknown part(s) {unknown}; known: {', '.join(PART_TYPES)}")
+            raise NetrevealError(
+                f"class {name!r} uses unknown part(s) {unknown}; known: {', '.join(PART_TYPES)}"
+            )
         if not 1 <= len(set(parts)) == len(parts):
             raise NetrevealError(f"class {name!r} must have distinct parts")
     for a, pa in out.items():
         for b, pb in out.items():
             if a != b and set(pa) <= set(pb):
-                raise NetrevealError(f"class {a!r} parts {pa} are contained in class {b!r} parts {pb}")
+                raise NetrevealError(
+                    f"class {a!r} parts {pa} are contained in class {b!r} parts {pb}"
+                )
     return out
 
 
@@ -383,7 +394,14 @@ class PartsWorld(Dataset):
             local = alpha > 0
             masks[k, y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]] = local
             ys, xs = np.nonzero(local)
-            boxes.append((int(x0 + xs.min()), int(y0 + ys.min()), int(x0 + xs.max() + 1), int(y0 + ys.max() + 1)))
+            boxes.append(
+                (
+                    int(x0 + xs.min()),
+                    int(y0 + ys.min()),
+                    int(x0 + xs.max() + 1),
+                    int(y0 + ys.max() + 1),
+                )
+            )
         return Sample(
             image=torch.from_numpy(image),
             label=label,
@@ -396,10 +414,16 @@ class PartsWorld(Dataset):
             split=split,
         )
 
-    def batch(self, indices: Sequence[int], split: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[Sample]]:
+    def batch(
+        self, indices: Sequence[int], split: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[Sample]]:
         """Images (B, 3, H, W), labels (B,) and the full samples for ``indices``."""
         samples = [self.sample(i, split) for i in indices]
-        images = torch.stack([s.image for s in samples]) if samples else torch.zeros(0, 3, self.size, self.size)
+        images = (
+            torch.stack([s.image for s in samples])
+            if samples
+            else torch.zeros(0, 3, self.size, self.size)
+        )
         labels = torch.tensor([s.label for s in samples], dtype=torch.long)
         return images, labels, samples
 
@@ -443,7 +467,10 @@ class PartsWorld(Dataset):
                 a = int(255 * min(1.0, rng.uniform(0.12, 0.35) * self.clutter))
                 width = int(rng.integers(1, 3)) * max(1, s // 64)
                 if rng.random() < 0.5:
-                    pts = [tuple(p) for p in rng.uniform(-0.1 * s, 1.1 * s, size=(int(rng.integers(2, 4)), 2))]
+                    pts = [
+                        tuple(p)
+                        for p in rng.uniform(-0.1 * s, 1.1 * s, size=(int(rng.integers(2, 4)), 2))
+                    ]
                     dc.line(pts, fill=c, width=width)
                     da.line(pts, fill=a, width=width)
                 else:
@@ -539,7 +566,9 @@ class PartsWorld(Dataset):
             shade = np.clip(colour[None, None, :] * (1 + 0.12 * ramp[..., None]), 0.0, 1.0)
             a = alpha[..., None]
             img[y0 : y0 + h, x0 : x0 + w] = region * (1 - a) + shade * a
-            parts.append({"name": name, "defining": is_defining, "x0": x0, "y0": y0, "alpha": alpha})
+            parts.append(
+                {"name": name, "defining": is_defining, "x0": x0, "y0": y0, "alpha": alpha}
+            )
         image = self._quantise(img).transpose(2, 0, 1).copy()
         return image, label, parts
 
@@ -593,7 +622,9 @@ class PartsWorld(Dataset):
         if meta_path.exists():
             old = json.loads(meta_path.read_text())
             if old.get("format") != FORMAT_NAME or old.get("settings") != meta["settings"]:
-                raise NetrevealError(f"{meta_path} was written with other parts-world settings; use another folder")
+                raise NetrevealError(
+                    f"{meta_path} was written with other parts-world settings; use another folder"
+                )
             meta["images"] = old.get("images", {})
         indices = range(start_index, start_index + n_per_class * self.num_classes)
         for index in tqdm(indices, desc=f"parts world {split}", disable=not progress):
