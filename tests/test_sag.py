@@ -261,3 +261,12 @@ def test_bad_input_is_reported():
         structured_attention_graph(model, torch.ones(2, 3, SIZE, SIZE))
     with pytest.raises(NetrevealError, match="threshold"):
         structured_attention_graph(model, image, threshold=1.5)
+
+
+def test_patience_stops_the_search_after_depths_without_new_roots():
+    model, image = PairModel([(11, 30)]), torch.ones(3, SIZE, SIZE)
+    sal = salient(11, 30)
+    r = structured_attention_graph(model, image, 0, saliency=sal, patience=1)
+    assert r.roots == [[11, 30]] and r.stop_reason == "patience" and r.depth == 3
+    r = structured_attention_graph(model, image, 0, saliency=sal, patience=None, max_depth=6)
+    assert r.roots == [[11, 30]] and r.stop_reason == "max_depth" and r.depth == 6

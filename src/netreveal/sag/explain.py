@@ -25,6 +25,8 @@ from netreveal.sag.search import PatchScorer, beam_search, diverse_subset
 from netreveal.targets import resolve_targets
 
 SAG_BASELINES = ("black", "blur")
+# a ranking of grid x grid patches needs a coarse map only: iGOS++ with a short optimisation
+SALIENCY_DEFAULTS = {"method": "igos++", "iterations": 5, "ig_steps": 10}
 
 
 def _one_image(image: torch.Tensor) -> torch.Tensor:
@@ -69,9 +71,11 @@ def structured_attention_graph(
     max_overlap: int = 1,
     expand_above: float = 0.4,
     max_depth: int | None = None,
+    patience: int | None = 3,
     max_nodes: int = 60,
     batch_size: int = 64,
     saliency: torch.Tensor | None = None,
+    saliency_options: dict | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> SagResult:
@@ -86,7 +90,9 @@ def structured_attention_graph(
     at most ``max_overlap`` patches, root the graph, whose nodes above ``expand_above`` relative
     confidence are expanded (at most ``max_nodes`` nodes). ``saliency``: a map ranking the patches
     (any 2-D size, averaged to the grid; higher = more salient); default iGOS++ at
-    ``mask_size=grid`` on the same baseline. ``batch_size``: images per forward pass.
+    ``mask_size=grid`` on the same baseline with 5 iterations of 10 path steps
+    (``saliency_options`` overrides any :func:`~netreveal.attribution.igos.igos` argument).
+    ``batch_size``: images per forward pass.
     """
     image = _one_image(image)
     if baseline not in SAG_BASELINES:
@@ -117,16 +123,10 @@ def structured_attention_graph(
 
     saliency_passes = 0
     if saliency is None:
-        result = igos(
-            model,
-            image[None],
-            cls,
-            method="igos++",
-            mask_size=grid,
-            baseline=baseline,
-            batch_size=batch_size,
-            seed=seed,
-        )
+        options = {"mask_size": grid, "baseline": baseline, "batch_size": batch_size, "seed": seed}
+        options.update(SALIENCY_DEFAULTS)
+        options.update(saliency_options or {})
+        result = igos(model, image[None], cls, **options)
         saliency = 1 - result.raw[0]
         saliency_passes = int(result.extras["model_inputs"])
     sal = _coarse(saliency, grid, device)
@@ -150,6 +150,7 @@ def structured_attention_graph(
                     successors=successors,
                     max_roots=max_roots,
                     max_depth=max_depth,
+                    patience=patience,
                     progress=bar,
                 )
         root_probs = scorer.score(roots)
@@ -171,7 +172,11 @@ def structured_attention_graph(
         "max_depth": max_depth,
         "max_nodes": max_nodes,
         "batch_size": batch_size,
+        "patience": patience,
         "saliency": "igos++" if saliency_passes else "given",
+        "saliency_options": {**SALIENCY_DEFAULTS, **(saliency_options or {})}
+        if saliency_passes
+        else None,
         "seed": seed,
     }
     return SagResult(

@@ -115,6 +115,7 @@ def beam_search(
     successors: int,
     max_roots: int,
     max_depth: int,
+    patience: int | None = None,
     progress=None,
 ) -> tuple[list[PatchSet], int, str]:
     """Minimal sufficient sets found by beam search from the empty set.
@@ -123,17 +124,22 @@ def beam_search(
     ``successors`` most salient unused patches. All candidates of a depth are scored in one batched
     call. Sufficient candidates that contain no known root are pruned to 1-minimal (best first, as
     many at a time as roots are still needed) and kept when new; the ``beam_width`` best
-    insufficient ones form the next beam.
-    Returns (roots, depth reached, stop reason: "max_roots" | "exhausted" | "max_depth").
+    insufficient ones form the next beam. With ``patience``, the search also stops once that many
+    consecutive depths after the first root brought no new root.
+    Returns (roots, depth reached, stop reason: "max_roots" | "exhausted" | "max_depth" |
+    "patience").
     """
     roots: list[PatchSet] = []
     found: set[PatchSet] = set()
     root_sets: list[set[int]] = []
     beam: list[PatchSet] = [()]
     depth = 0
+    idle = 0  # depths since the last new root
     while True:
         if len(roots) >= max_roots:
             return roots, depth, "max_roots"
+        if patience is not None and roots and idle >= patience:
+            return roots, depth, "patience"
         if not beam:
             return roots, depth, "exhausted"
         if depth >= max_depth:
@@ -158,6 +164,7 @@ def beam_search(
             if probs[i] >= needed and not any(found_set <= set(cands[i]) for found_set in root_sets)
         ]
         beam = [cands[i] for i in ranked if probs[i] < needed][:beam_width]
+        before = len(roots)
         while sufficient and len(roots) < max_roots:
             take = max_roots - len(roots)
             group, sufficient = sufficient[:take], sufficient[take:]
@@ -166,6 +173,7 @@ def beam_search(
                     found.add(root)
                     roots.append(root)
                     root_sets.append(set(root))
+        idle = 0 if len(roots) > before else idle + 1
         if progress is not None:
             progress.update(1)
             progress.set_postfix(roots=len(roots), scored=scorer.forward_passes)
