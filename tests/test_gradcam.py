@@ -117,9 +117,6 @@ def test_class_index_out_of_range_raises():
         gradcam(net, images, "conv", [0, -1])
 
 
-@pytest.mark.xfail(
-    reason="gradcam slices a target list per chunk before checking its length", strict=True
-)
 def test_target_list_of_wrong_length_raises():
     net, images = make()
     with pytest.raises(NetrevealError, match="3 targets"):

@@ -18,8 +18,8 @@ def versions() -> dict[str, str]:
 
     found = {
         "netreveal": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }

@@ -44,8 +44,11 @@ def _encode(value: Any) -> Any:
         return {str(k): _encode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_encode(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, bool):
         return value
+    for plain in (int, float, str):  # subclasses (e.g. torch's TorchVersion) would not load safely
+        if isinstance(value, plain):
+            return plain(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     raise TypeError(f"cannot save a value of type {type(value).__name__}")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from netreveal.errors import NetrevealError
 from netreveal.imaging import minmax, upsample
 from netreveal.model.hooks import capture
 from netreveal.provenance import provenance
@@ -49,6 +50,8 @@ def gradcam(
     ``relu`` keeps positive evidence only; ``normalize`` scales each map to [0, 1]. With both off
     the signed map is returned as computed. ``raw`` holds the maps at the layer's resolution.
     """
+    if isinstance(target, (list, tuple, torch.Tensor)) and len(target) != images.shape[0]:
+        raise NetrevealError(f"got {len(target)} targets for a batch of {images.shape[0]} images")
     raws, targets, probs = [], [], []
     starts = range(0, images.shape[0], batch_size)
     for start in tqdm(starts, desc="Grad-CAM", disable=not progress, unit="batch"):
