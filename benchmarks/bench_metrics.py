@@ -8,12 +8,16 @@ if every point were one plain forward pass. Both are timed in interleaved rounds
 of the repeats, after warm-up); the ratio is our images per second over the reference's. Two map
 kinds: 8x8 maps (ranked by cell, like Grad-CAM on a late layer) and 64x64 maps (ranked per pixel).
 
-    python benchmarks/bench_metrics.py [--repeats 3] [--warmup 2] [--threads 2]
+    python benchmarks/bench_metrics.py [--repeats 3] [--warmup 2] [--threads 2] [--clock wall|cpu]
+
+On a busy machine ``--threads 1 --clock cpu`` is the control: it counts the CPU time this process
+spends, not the time it waits for a core.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -57,14 +61,18 @@ def pick_model() -> tuple[str, nn.Module]:
         return "demo CNN (random w.)", DemoCNN().eval()
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def interleaved(
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
     """Median seconds of each function, timed round-robin so drift hits all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -73,6 +81,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds (at 5 steps)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall", help="wall time or process CPU time"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -103,13 +114,15 @@ def main() -> None:
         args.warmup,
     )
     fns = {"reference": reference, "maps 8x8": ours(coarse), "maps 64x64": ours(fine)}
-    t = interleaved(fns, args.repeats)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    t = interleaved(fns, args.repeats, clock)
 
     print(
         f"\nDeletion + insertion, {N_IMAGES} images {SIZE}px, {STEPS} steps, batch {BATCH}, "
         f"{label} "
-        f"(torch {torch.__version__}, {args.threads} threads, median of {args.repeats}, "
-        f"{args.warmup} short warm-up rounds)"
+        f"(torch {torch.__version__}, {args.threads} threads, {args.clock} clock, "
+        f"median of {args.repeats}, "
+        f"{args.warmup} short warm-up rounds; load average {os.getloadavg()[0]:.1f} at the end)"
     )
     header = f"{'run':28s} {'seconds':>9s} {'images/s':>10s} {'vs reference':>13s}"
     print(header)
