@@ -13,8 +13,10 @@ The algorithm is scikit-learn's ``TSNE(method="exact")`` (version 1.x), step for
   the same binary search on beta (start 1, doubling/halving until bracketed, then bisection; at most
   100 steps, tolerance 1e-5 on the entropy), symmetrised p_ij = (p_j|i + p_i|j) / sum, floored at
   the float64 machine epsilon;
-- Student-t (one degree of freedom) similarities in 2-D, gradient 4 sum_j (p_ij - q_ij) w_ij (y_i - y_j);
-- initialisation by PCA scaled so the first coordinate has standard deviation 1e-4 (or random 1e-4 N(0,1));
+- Student-t (one degree of freedom) similarities in 2-D, gradient
+  4 sum_j (p_ij - q_ij) w_ij (y_i - y_j);
+- initialisation by PCA scaled so the first coordinate has standard deviation 1e-4 (or random
+  1e-4 N(0, 1));
 - gradient descent with momentum 0.5 and early exaggeration 12 for the first 250 iterations, then
   momentum 0.8 without exaggeration up to 1000 iterations in total; per-parameter gains (+0.2 when
   the gradient changes sign against the update, x0.8 otherwise, floor 0.01); learning rate "auto" =
@@ -50,7 +52,10 @@ PERPLEXITY_TOLERANCE = float(np.float32(1e-5))
 EMPTY_ROW_SUM = float(np.float32(1e-8))
 CALIBRATION_STEPS = 100
 CHECK_EVERY = 50
+_FAR = 1e300
 PAD = 16
+# padded pairs per group: 2**21 float32 probabilities (8 MB) stay in the last-level cache
+GROUP_PAIRS = 1 << 21
 KERNELS = ("auto", "compiled", "eager")
 INITS = ("pca", "random")
 
@@ -84,13 +89,21 @@ class TsneConfig:
             raise NetrevealError("t-SNE needs max_iter >= 1 and exaggeration_iter >= 0")
         if self.early_exaggeration <= 0:
             raise NetrevealError("t-SNE early_exaggeration must be positive")
-        if not (self.learning_rate == "auto" or (isinstance(self.learning_rate, (int, float))
-                                                 and self.learning_rate > 0)):
-            raise NetrevealError(f"t-SNE learning_rate must be 'auto' or positive, got {self.learning_rate!r}")
+        if not (
+            self.learning_rate == "auto"
+            or (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0)
+        ):
+            raise NetrevealError(
+                f"t-SNE learning_rate must be 'auto' or positive, got {self.learning_rate!r}"
+            )
         if self.init not in INITS:
-            raise NetrevealError(f"unknown t-SNE init {self.init!r}; choose one of {', '.join(INITS)}")
+            raise NetrevealError(
+                f"unknown t-SNE init {self.init!r}; choose one of {', '.join(INITS)}"
+            )
         if self.kernel not in KERNELS:
-            raise NetrevealError(f"unknown t-SNE kernel {self.kernel!r}; choose one of {', '.join(KERNELS)}")
+            raise NetrevealError(
+                f"unknown t-SNE kernel {self.kernel!r}; choose one of {', '.join(KERNELS)}"
+            )
 
 
 def effective_perplexity(perplexity: float, n: int) -> float:
@@ -112,7 +125,7 @@ def learning_rate_for(config: TsneConfig, n: int) -> float:
 
 
 def squared_distances(points: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances (n, n) in float64 from points (n, d), exact zeros on the diagonal."""
+    """Squared Euclidean distances (n, n) in float64 of points (n, d); exact zero diagonal."""
     x = points.to(torch.float64)
     sq = (x * x).sum(dim=1)
     d = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0)
@@ -123,13 +136,17 @@ def squared_distances(points: torch.Tensor) -> torch.Tensor:
 def calibrate(sqdist: torch.Tensor, valid: torch.Tensor, perplexity: torch.Tensor) -> torch.Tensor:
     """Conditional probabilities p_j|i (R, M) by binary search on each row's precision (float64).
 
-    ``sqdist`` (R, M) squared distances, ``valid`` (R, M) which entries are neighbours (not the point
-    itself, not padding), ``perplexity`` (R,) desired perplexity per row. Rows stop as soon as their
-    entropy is within 1e-5 of log(perplexity) (at most 100 steps), exactly as scikit-learn's
-    ``_binary_search_perplexity``; the returned row is the one evaluated at the final beta.
+    ``sqdist`` (R, M) squared distances, ``valid`` (R, M) which entries are neighbours (not the
+    point itself, not padding), ``perplexity`` (R,) desired perplexity per row. Rows stop as soon
+    as their entropy is within 1e-5 of log(perplexity) (at most 100 steps), exactly as
+    scikit-learn's ``_binary_search_perplexity``; the returned row is the one evaluated at the
+    final beta.
     """
     rows = sqdist.shape[0]
-    dist = sqdist.to(torch.float64)
+    # non-neighbours get a huge distance: exp(-d * beta) is exactly 0 there (beta >= 2**-100)
+    dist = torch.where(
+        valid, sqdist.to(torch.float64), torch.full_like(sqdist, _FAR, dtype=torch.float64)
+    )
     target = torch.log(perplexity.to(torch.float32).to(torch.float64))
     beta = torch.ones(rows, dtype=torch.float64, device=dist.device)
     final = beta.clone()
@@ -137,13 +154,13 @@ def calibrate(sqdist: torch.Tensor, valid: torch.Tensor, perplexity: torch.Tenso
     hi = torch.full_like(beta, math.inf)
     done = torch.zeros(rows, dtype=torch.bool, device=dist.device)
     active = torch.arange(rows, device=dist.device)  # the working set: rows not yet dropped
-    d_act, v_act, t_act = dist, valid, target
+    d_act, t_act = dist, target
     for _ in range(CALIBRATION_STEPS):
         b = beta[active]
-        e = torch.exp(-d_act * b[:, None]) * v_act
+        e = torch.mul(d_act, -b[:, None]).exp_()
         s = e.sum(dim=1)
         s = torch.where(s == 0, torch.full_like(s, EMPTY_ROW_SUM), s)
-        entropy = torch.log(s) + b * (d_act * e).sum(dim=1) / s
+        entropy = torch.log(s) + b * torch.linalg.vecdot(d_act, e) / s
         diff = entropy - t_act
         live = ~done[active]
         final[active] = torch.where(live, b, final[active])
@@ -162,18 +179,21 @@ def calibrate(sqdist: torch.Tensor, valid: torch.Tensor, perplexity: torch.Tenso
         if n_left == 0:
             break
         if n_left <= 0.75 * active.numel():  # shrink the working set once enough rows finished
-            active, d_act, v_act, t_act = active[left], d_act[left], v_act[left], t_act[left]
-    e = torch.exp(-dist * final[:, None]) * valid
+            active, d_act, t_act = active[left], d_act[left], t_act[left]
+    e = torch.mul(dist, -final[:, None]).exp_()
     s = e.sum(dim=1, keepdim=True)
     s = torch.where(s == 0, torch.full_like(s, EMPTY_ROW_SUM), s)
     return e / s
 
 
 def joint_probabilities(sqdist: torch.Tensor, perplexity: float) -> torch.Tensor:
-    """Symmetric joint probabilities p_ij (n, n) float64 of one set, as scikit-learn's exact method."""
+    """Symmetric joint probabilities p_ij (n, n) float64 of one set, as in scikit-learn's exact
+    method."""
     n = sqdist.shape[0]
     valid = ~torch.eye(n, dtype=torch.bool, device=sqdist.device)
-    cond = calibrate(sqdist.to(torch.float32), valid, torch.full((n,), perplexity, dtype=torch.float64))
+    cond = calibrate(
+        sqdist.to(torch.float32), valid, torch.full((n,), perplexity, dtype=torch.float64)
+    )
     return _symmetrise(cond, valid)
 
 
@@ -205,58 +225,62 @@ def pca_init(points: torch.Tensor) -> torch.Tensor:
 
 
 def random_init(n: int, seed: int, device=None) -> torch.Tensor:
-    """Random initialisation 1e-4 * N(0, 1), (n, 2) float32, from a generator seeded with ``seed``."""
+    """Random initialisation 1e-4 * N(0, 1), (n, 2) float32, from a generator seeded by ``seed``."""
     gen = torch.Generator().manual_seed(int(seed))
-    return (1e-4 * torch.randn(n, 2, generator=gen, dtype=torch.float64)).to(torch.float32).to(device)
+    return (
+        (1e-4 * torch.randn(n, 2, generator=gen, dtype=torch.float64)).to(torch.float32).to(device)
+    )
 
 
 # --- per-iteration kernels -------------------------------------------------------------------
 
 
 def _step_fused(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain: float):
-    """One gradient-descent iteration of every set; written for kernel fusion (one pass over pairs).
+    """One gradient-descent iteration of every set, written for kernel fusion: one pass over the
+    pairs, vectorised along j, with five running sums per point.
 
-    P (B, M, M) joint probabilities (0 on padding), Y / update / gains (B, M, 2), nmask (B, M) 1 for
-    real points, exag / momentum / lr (B,), active (B,) bool. Returns Y, update, gains, |grad| (B,).
+    P (B, M, M) joint probabilities (0 on padding); Y / update / gains (B, 2, M) (coordinates in
+    separate rows so each is contiguous); nmask (B, M) 1 for real points; exag / momentum / lr (B,);
+    active (B,) bool. Returns Y, update, gains and the gradient norm (B,).
     """
-    m = P.shape[-1]
-    yx, yy = Y[..., 0], Y[..., 1]
-    dx = yx[:, :, None] - yx[:, None, :]
+    yx, yy = Y[:, 0], Y[:, 1]
+    dx = yx[:, :, None] - yx[:, None, :]  # y_i - y_j
     dy = yy[:, :, None] - yy[:, None, :]
-    idx = torch.arange(m, device=Y.device)
-    off = idx[:, None] != idx[None, :]
-    w = torch.where(off, nmask[:, None, :] / (1.0 + dx * dx + dy * dy), 0.0)
+    w = nmask[:, None, :] / (1.0 + dx * dx + dy * dy)  # Student-t kernel, exact 0 for padding
     pw = P * w
     ww = w * w
-    z = (w.sum(dim=-1) * nmask).sum(dim=-1)
+    z = w.sum(dim=-1)  # includes w_ii = 1, removed below
     ax, ay = (pw * dx).sum(dim=-1), (pw * dy).sum(dim=-1)
     rx, ry = (ww * dx).sum(dim=-1), (ww * dy).sum(dim=-1)
-    e, zz = exag[:, None], z[:, None]
-    grad = 4.0 * torch.stack([e * ax - rx / zz, e * ay - ry / zz], dim=-1) * nmask[..., None]
+    total = ((z - 1.0) * nmask).sum(dim=-1, keepdim=True)  # sum over pairs i != j
+    e = exag[:, None]
+    grad = 4.0 * torch.stack([e * ax - rx / total, e * ay - ry / total], dim=1) * nmask[:, None, :]
     return _descend(Y, update, gains, grad, momentum, lr, active, min_gain)
 
 
 def _step_eager(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain: float):
-    """The same iteration with batched matrix products (few passes over the pairs without a compiler)."""
-    sq = (Y * Y).sum(dim=-1, keepdim=True)
+    """The same iteration with batched matrix products (few passes over the pairs, no compiler)."""
+    yt = Y.transpose(1, 2)  # (B, M, 2)
+    sq = (yt * yt).sum(dim=-1, keepdim=True)
     ones = torch.ones_like(sq)
-    a = torch.cat([Y, sq, ones], dim=-1)
-    b = torch.cat([-2.0 * Y, ones, 1.0 + sq], dim=-1)
+    a = torch.cat([yt, sq, ones], dim=-1)
+    b = torch.cat([-2.0 * yt, ones, 1.0 + sq], dim=-1)
     w = torch.bmm(a, b.transpose(1, 2)).clamp_min_(1.0).reciprocal_()
     w.mul_(nmask[:, None, :])
     w.diagonal(dim1=1, dim2=2).zero_()
-    z = (w.sum(dim=-1) * nmask).sum(dim=-1)
-    y1 = torch.cat([Y, ones], dim=-1)
+    total = (w.sum(dim=-1) * nmask).sum(dim=-1)
+    y1 = torch.cat([yt, ones], dim=-1)
     attract = torch.bmm(P * w, y1)
     w.square_()
     repulse = torch.bmm(w, y1)
-    ga = attract[..., 2:] * Y - attract[..., :2]
-    gr = repulse[..., 2:] * Y - repulse[..., :2]
-    grad = 4.0 * (exag[:, None, None] * ga - gr / z[:, None, None]) * nmask[..., None]
-    return _descend(Y, update, gains, grad, momentum, lr, active, min_gain)
+    ga = attract[..., 2:] * yt - attract[..., :2]
+    gr = repulse[..., 2:] * yt - repulse[..., :2]
+    grad = 4.0 * (exag[:, None, None] * ga - gr / total[:, None, None]) * nmask[..., None]
+    return _descend(Y, update, gains, grad.transpose(1, 2), momentum, lr, active, min_gain)
 
 
 def _descend(Y, update, gains, grad, momentum, lr, active, min_gain: float):
+    """Gains, momentum and step as in scikit-learn's ``_gradient_descent``; inactive sets frozen."""
     inc = (update * grad) < 0
     new_gains = torch.where(inc, gains + 0.2, gains * 0.8).clamp_min(min_gain)
     grad = grad * new_gains
@@ -277,14 +301,26 @@ _COMPILED: dict[str, object] = {}
 def _warm_up(fn) -> None:
     """Run a compiled step once on a tiny input (compiles it; raises if the compiler cannot).
 
-    The batch is 3, not 2: a 2 would be unified with the size of the coordinate axis and specialised.
+    The batch is 3, not 2: a 2 would be unified with the size of the coordinate axis and
+    specialised.
     """
     b, m = 3, PAD
     P = torch.full((b, m, m), 1.0 / (m * m), dtype=torch.float32)
-    Y = torch.randn(b, m, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
-    vec = torch.ones(b, dtype=torch.float32)
-    fn(P, Y, torch.zeros_like(Y), torch.ones_like(Y), torch.ones(b, m), vec, vec, vec,
-       torch.ones(b, dtype=torch.bool), 0.01)
+    Y = torch.randn(b, 2, m, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    exag, momentum, lr = (torch.full((b,), v, dtype=torch.float32) for v in (12.0, 0.5, 50.0))
+    # distinct tensors: passing one tensor thrice would compile a graph guarded on that aliasing
+    fn(
+        P,
+        Y,
+        torch.zeros_like(Y),
+        torch.ones_like(Y),
+        torch.ones(b, m),
+        exag,
+        momentum,
+        lr,
+        torch.ones(b, dtype=torch.bool),
+        0.01,
+    )
 
 
 def step_kernel(kind: str = "auto", device: torch.device | str = "cpu"):
@@ -320,10 +356,13 @@ def _kl(P, Y, nmask, exag, plogp, psum):
     Only compared against its own earlier values (the no-progress stop), so float32 pair terms
     summed in float64 are enough.
     """
-    sq = (Y * Y).sum(dim=-1, keepdim=True)
+    yt = Y.transpose(1, 2)
+    sq = (yt * yt).sum(dim=-1, keepdim=True)
     ones = torch.ones_like(sq)
-    x = torch.bmm(torch.cat([Y, sq, ones], dim=-1),
-                  torch.cat([-2.0 * Y, ones, 1.0 + sq], dim=-1).transpose(1, 2)).clamp_min_(1.0)
+    x = torch.bmm(
+        torch.cat([yt, sq, ones], dim=-1),
+        torch.cat([-2.0 * yt, ones, 1.0 + sq], dim=-1).transpose(1, 2),
+    ).clamp_min_(1.0)
     cross = (P * torch.log(x)).sum(dim=(1, 2), dtype=torch.float64)  # P is 0 off the real pairs
     w = x.reciprocal_().mul_(nmask[:, None, :])
     w.diagonal(dim1=1, dim2=2).zero_()
@@ -347,16 +386,24 @@ class _Group:
     real: torch.Tensor
 
 
-def _groups(sizes: Sequence[int], waste: float = 1.35) -> list[list[int]]:
-    """Split sets (largest first) into groups whose padded pair count stays within ``waste`` x."""
+def _groups(
+    sizes: Sequence[int], waste: float = 1.35, pairs: int = GROUP_PAIRS, same_pad: bool = False
+) -> list[list[int]]:
+    """Split sets (largest first) into groups of similar padded size (pair count within ``waste``
+    x of the largest) and at most ``pairs`` padded pairs (a group's P stays in cache while it runs
+    all its iterations; one set alone may exceed it). ``same_pad`` groups only sets of equal padded
+    size (the eager kernel's matrix products are not exactly invariant to padding)."""
     order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
     groups: list[list[int]] = []
     for i in order:
         pad = _padded(sizes[i])
-        if groups and _padded(sizes[groups[-1][0]]) ** 2 <= waste * pad**2:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
+        if groups:
+            head = _padded(sizes[groups[-1][0]])
+            fits = (head == pad) if same_pad else head**2 <= waste * pad**2
+            if fits and (len(groups[-1]) + 1) * head**2 <= pairs:
+                groups[-1].append(i)
+                continue
+        groups.append([i])
     return groups
 
 
@@ -364,7 +411,7 @@ def _padded(n: int) -> int:
     return max(PAD, -(-n // PAD) * PAD)
 
 
-def tsne(
+def exact_tsne(
     points: Sequence[torch.Tensor],
     config: TsneConfig = TsneConfig(),
     seeds: Sequence[int] | None = None,
@@ -381,10 +428,10 @@ def tsne(
     else:
         seeds = list(seeds) if seeds is not None else list(range(len(points)))
         inits = [random_init(p.shape[0], s, p.device) for p, s in zip(points, seeds)]
-    return tsne_from_distances(sqdist, inits, config)
+    return exact_tsne_from_distances(sqdist, inits, config)
 
 
-def tsne_from_distances(
+def exact_tsne_from_distances(
     sqdist: Sequence[torch.Tensor], inits: Sequence[torch.Tensor], config: TsneConfig = TsneConfig()
 ) -> list[torch.Tensor]:
     """Exact t-SNE from squared input distances (n_i, n_i) and initial embeddings (n_i, 2)."""
@@ -398,12 +445,15 @@ def tsne_from_distances(
     if not todo:
         return out  # type: ignore[return-value]
     device = sqdist[todo[0]].device
-    groups = [[todo[j] for j in g] for g in _groups([sizes[i] for i in todo])]
-    built = [_build_group(g, sqdist, inits, sizes, config, device) for g in groups]
-    _optimise(built, config, step_kernel(config.kernel, device))
-    for g in built:
+    step = step_kernel(config.kernel, device)
+    # one group at a time, all its iterations: its pairs stay in cache between iterations
+    same_pad = step is _step_eager
+    for group in _groups([sizes[i] for i in todo], same_pad=same_pad):
+        index = [todo[j] for j in group]
+        g = _build_group(index, sqdist, inits, sizes, config, device)
+        _optimise(g, config, step)
         for row, i in enumerate(g.index):
-            out[i] = g.Y[row, : sizes[i]].clone()
+            out[i] = g.Y[row, :, : sizes[i]].T.contiguous()
     return out  # type: ignore[return-value]
 
 
@@ -414,7 +464,7 @@ def _build_group(index, sqdist, inits, sizes, config, device) -> _Group:
     dist = torch.zeros(b, m, m, dtype=torch.float32, device=device)
     valid = torch.zeros(b, m, m, dtype=torch.bool, device=device)
     perp = torch.zeros(b, m, dtype=torch.float64, device=device)
-    Y = torch.zeros(b, m, 2, dtype=torch.float32, device=device)
+    Y = torch.zeros(b, 2, m, dtype=torch.float32, device=device)
     nmask = torch.zeros(b, m, dtype=torch.float32, device=device)
     lr = torch.zeros(b, dtype=torch.float32, device=device)
     for row, i in enumerate(index):
@@ -422,59 +472,74 @@ def _build_group(index, sqdist, inits, sizes, config, device) -> _Group:
         dist[row, :n, :n] = sqdist[i].to(device=device, dtype=torch.float32)
         valid[row, :n, :n] = ~torch.eye(n, dtype=torch.bool, device=device)
         perp[row, :n] = effective_perplexity(config.perplexity, n)
-        Y[row, :n] = inits[i].to(device=device, dtype=torch.float32)
+        Y[row, :, :n] = inits[i].to(device=device, dtype=torch.float32).T
         nmask[row, :n] = 1.0
         lr[row] = learning_rate_for(config, n)
     real = nmask.bool().reshape(-1)
     cond = torch.zeros(b * m, m, dtype=torch.float64, device=device)
-    cond[real] = calibrate(dist.reshape(b * m, m)[real], valid.reshape(b * m, m)[real],
-                           perp.reshape(-1)[real])
+    cond[real] = calibrate(
+        dist.reshape(b * m, m)[real], valid.reshape(b * m, m)[real], perp.reshape(-1)[real]
+    )
     cond = cond.reshape(b, m, m)
     P = cond + cond.transpose(1, 2)
     P = P / P.sum(dim=(1, 2), keepdim=True).clamp_min(MACHINE_EPSILON)
     P = torch.where(valid, P.clamp_min(MACHINE_EPSILON), torch.zeros_like(P))
-    plogp = torch.where(valid, P * torch.log(P.clamp_min(MACHINE_EPSILON)), torch.zeros_like(P)).sum(dim=(1, 2))
+    plogp = torch.where(
+        valid, P * torch.log(P.clamp_min(MACHINE_EPSILON)), torch.zeros_like(P)
+    ).sum(dim=(1, 2))
     psum = P.sum(dim=(1, 2))
     real = torch.zeros(b, dtype=torch.bool, device=device)
     real[: len(index)] = True
-    return _Group(index=list(index), P=P.to(torch.float32), Y=Y, update=torch.zeros_like(Y),
-                  gains=torch.ones_like(Y), nmask=nmask, lr=lr, plogp=plogp, psum=psum, real=real)
+    return _Group(
+        index=list(index),
+        P=P.to(torch.float32),
+        Y=Y,
+        update=torch.zeros_like(Y),
+        gains=torch.ones_like(Y),
+        nmask=nmask,
+        lr=lr,
+        plogp=plogp,
+        psum=psum,
+        real=real,
+    )
 
 
-def _optimise(groups: list[_Group], config: TsneConfig, step) -> None:
-    """Run the two-phase gradient descent on every group, each set with its own stopping state."""
+def _optimise(g: _Group, config: TsneConfig, step) -> None:
+    """Run the two-phase gradient descent on one group, each set with its own stopping state."""
     explore = min(config.exaggeration_iter, config.max_iter)
-    states = []
-    for g in groups:
-        b, dev = g.P.shape[0], g.P.device
-        states.append({
-            "phase1": torch.ones(b, dtype=torch.bool, device=dev) if explore > 0
-            else torch.zeros(b, dtype=torch.bool, device=dev),
-            "done": ~g.real,
-            "best": torch.full((b,), math.inf, dtype=torch.float64, device=dev),
-            "best_iter": torch.zeros(b, dtype=torch.long, device=dev),
-        })
+    b, dev = g.P.shape[0], g.P.device
+    st = {
+        "phase1": torch.full((b,), explore > 0, dtype=torch.bool, device=dev),
+        "done": ~g.real,
+        "best": torch.full((b,), math.inf, dtype=torch.float64, device=dev),
+        "best_iter": torch.zeros(b, dtype=torch.long, device=dev),
+    }
     m1, m2 = config.momentum
+    phase_of = active_of = None
     for it in range(config.max_iter):
-        for g, st in zip(groups, states):
-            done, phase1 = st["done"], st["phase1"]
-            if bool(done.all()):
-                continue
-            if it == explore:  # the exploration phase ends for every set still in it
-                _end_phase1(g, st, phase1.clone(), it)
-                phase1 = st["phase1"]
-            if st.get("phase_of") is not phase1:  # recompute only when a set changed phase
-                st["exag"] = torch.where(phase1, config.early_exaggeration, 1.0).to(torch.float32)
-                st["mom"] = torch.where(phase1, m1, m2).to(torch.float32)
-                st["phase_of"] = phase1
-            exag, mom = st["exag"], st["mom"]
-            check = (it + 1) % CHECK_EVERY == 0
-            if check:
-                err = _kl(g.P, g.Y, g.nmask, exag, g.plogp, g.psum)
-            g.Y, g.update, g.gains, norm = step(g.P, g.Y, g.update, g.gains, g.nmask, exag, mom,
-                                                g.lr, ~done, config.min_gain)
-            if check:
-                _check(g, st, it, err, norm, config)
+        if it == explore:  # the exploration phase ends for every set still in it
+            _end_phase1(g, st, st["phase1"].clone(), it)
+        if phase_of is not st["phase1"] or active_of is not st["done"]:  # a set changed state
+            phase_of, active_of = st["phase1"], st["done"]
+            if bool(active_of.all()):
+                return
+            exag = torch.where(phase_of, config.early_exaggeration, 1.0).to(torch.float32)
+            mom = torch.where(phase_of, m1, m2).to(torch.float32)
+            active = ~active_of
+        check = (it + 1) % CHECK_EVERY == 0
+        if check:
+            # during exaggeration no set can stall (its patience is the phase length), so the
+            # divergence only matters for the sets in the second phase
+            err = (
+                _kl(g.P, g.Y, g.nmask, exag, g.plogp, g.psum)
+                if not bool(phase_of.all())
+                else torch.full_like(st["best"], -math.inf)
+            )
+        g.Y, g.update, g.gains, norm = step(
+            g.P, g.Y, g.update, g.gains, g.nmask, exag, mom, g.lr, active, config.min_gain
+        )
+        if check:
+            _check(g, st, it, err, norm, config)
 
 
 def _check(g: _Group, st: dict, it: int, err, norm, config: TsneConfig) -> None:
