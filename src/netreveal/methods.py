@@ -87,9 +87,9 @@ def _report_igos(title: str):
             if "insertion_scores" in extras:
                 curves["p(inserted)"] = extras["insertion_scores"][i].tolist()
             chart = line_chart_svg(curves, title=f"{title} optimisation")
-            mask = result.params.get("mask_size")
+            h, w = result.raw.shape[-2:]
             report.add_section(key, title, f'<figure><img src="{src}" alt="{title} heatmap"><figcaption>'
-                               f"mask {mask}x{mask}</figcaption></figure>{chart}")
+                               f"mask {h}x{w}</figcaption></figure>{chart}")
 
     return add
 

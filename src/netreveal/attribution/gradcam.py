@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from netreveal.errors import NetrevealError
 from netreveal.imaging import minmax, upsample
 from netreveal.model.hooks import capture
+from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
 from netreveal.targets import Target
@@ -68,7 +69,7 @@ def gradcam(
         maps = maps.clamp_min(0)
     if normalize:
         maps = minmax(maps)
-    layer_name = layer if isinstance(layer, str) else type(layer).__name__
+    (layer_name, _), = resolve_layers(model, layer, example=images[:1]) if images.shape[0] else [(str(layer), None)]
     params = {"layer": layer_name, "relu": relu, "normalize": normalize, "call": call, "score": "logit"}
     return AttributionResult(
         method="gradcam",
