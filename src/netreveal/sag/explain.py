@@ -72,6 +72,7 @@ def structured_attention_graph(
     expand_above: float = 0.4,
     max_depth: int | None = None,
     patience: int | None = 3,
+    salient_path: bool = True,
     max_nodes: int = 60,
     batch_size: int = 64,
     saliency: torch.Tensor | None = None,
@@ -81,18 +82,24 @@ def structured_attention_graph(
 ) -> SagResult:
     """Structured Attention Graph of ``image`` (3, H, W) for ``target`` (None = predicted class).
 
-    Patches: ``grid x grid``, index ``row * grid + col``. A patch set is sufficient when, pasted
-    alone on the ``baseline`` ("black" | "blur"), it keeps the target probability >= ``threshold``
-    x the full-image probability. Beam search (``beam_width`` states, each extended by its
-    ``successors`` most salient unused patches; at most ``max_depth`` patches, default half the
-    grid: a set covering more of the image is no explanation)
-    collects up to ``max_roots`` 1-minimal sufficient sets; ``max_shown`` of them, pairwise sharing
-    at most ``max_overlap`` patches, root the graph, whose nodes above ``expand_above`` relative
-    confidence are expanded (at most ``max_nodes`` nodes). ``saliency``: a map ranking the patches
-    (any 2-D size, averaged to the grid; higher = more salient); default iGOS++ at
-    ``mask_size=grid`` on the same baseline with 5 iterations of 10 path steps
-    (``saliency_options`` overrides any :func:`~netreveal.attribution.igos.igos` argument).
-    ``batch_size``: images per forward pass.
+    - Patches: ``grid x grid``, index ``row * grid + col``. A patch set is *sufficient* when,
+      pasted alone on the ``baseline`` ("black" | "blur"), it keeps the target probability
+      >= ``threshold`` x the full-image probability.
+    - Search: beam search from the empty set (``beam_width`` states, each extended by its
+      ``successors`` most salient unused patches), every depth scored in batches of
+      ``batch_size`` images; sufficient candidates are pruned to 1-minimal roots, up to
+      ``max_roots``. ``salient_path`` also keeps the saliency map's own insertion path (its k most
+      salient patches at depth k) in the beam, so the search does no worse than the map. The
+      search stops at depth ``max_depth`` (default half the patches: a set covering more of the
+      image is no explanation) or once ``patience`` consecutive depths after the first root found
+      no new root (None: never).
+    - Graph: at most ``max_shown`` roots, most probable first, pairwise sharing at most
+      ``max_overlap`` patches; nodes above ``expand_above`` relative confidence get one child
+      per patch (at most ``max_nodes`` nodes).
+    - ``saliency``: a map ranking the patches (any 2-D size, averaged to the grid; higher = more
+      salient). Default: iGOS++ at ``mask_size=grid`` on the same baseline with 5 iterations of
+      10 path steps (a ranking needs no more); ``saliency_options`` overrides any argument of
+      :func:`~netreveal.attribution.igos.igos`.
     """
     image = _one_image(image)
     if baseline not in SAG_BASELINES:
@@ -151,6 +158,7 @@ def structured_attention_graph(
                     max_roots=max_roots,
                     max_depth=max_depth,
                     patience=patience,
+                    salient_path=salient_path,
                     progress=bar,
                 )
         root_probs = scorer.score(roots)
@@ -173,6 +181,7 @@ def structured_attention_graph(
         "max_nodes": max_nodes,
         "batch_size": batch_size,
         "patience": patience,
+        "salient_path": salient_path,
         "saliency": "igos++" if saliency_passes else "given",
         "saliency_options": {**SALIENCY_DEFAULTS, **(saliency_options or {})}
         if saliency_passes

@@ -116,6 +116,7 @@ def beam_search(
     max_roots: int,
     max_depth: int,
     patience: int | None = None,
+    salient_path: bool = True,
     progress=None,
 ) -> tuple[list[PatchSet], int, str]:
     """Minimal sufficient sets found by beam search from the empty set.
@@ -124,7 +125,11 @@ def beam_search(
     ``successors`` most salient unused patches. All candidates of a depth are scored in one batched
     call. Sufficient candidates that contain no known root are pruned to 1-minimal (best first, as
     many at a time as roots are still needed) and kept when new; the ``beam_width`` best
-    insufficient ones form the next beam. With ``patience``, the search also stops once that many
+    insufficient ones form the next beam. With ``salient_path`` the beam also always keeps the
+    saliency map's own insertion path (the ``depth`` most salient patches) while it is
+    insufficient: when a class needs several patches together, inserting any one of them alone can
+    lower the probability, and a beam ranked by probability alone can drift away from all of
+    them. With ``patience``, the search also stops once that many
     consecutive depths after the first root brought no new root.
     Returns (roots, depth reached, stop reason: "max_roots" | "exhausted" | "max_depth" |
     "patience").
@@ -164,6 +169,9 @@ def beam_search(
             if probs[i] >= needed and not any(found_set <= set(cands[i]) for found_set in root_sets)
         ]
         beam = [cands[i] for i in ranked if probs[i] < needed][:beam_width]
+        path = tuple(sorted(order[:depth]))
+        if salient_path and path in candidates and path not in beam and scorer.cache[path] < needed:
+            beam.append(path)
         before = len(roots)
         while sufficient and len(roots) < max_roots:
             take = max_roots - len(roots)
