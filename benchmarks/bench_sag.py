@@ -9,7 +9,7 @@ forward passes of the search and graph (images scored) and of the saliency; root
 reached. A second table re-runs the search with the saliency fixed, scoring the beam in batches of
 64 vs one candidate per forward pass (``batch_size=1``), interleaved, same results.
 
-    python benchmarks/bench_sag.py [--images 8] [--threads 1]
+    python benchmarks/bench_sag.py [--images 8] [--threads 1] [--baseline black|blur]
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--baseline", default="black", choices=["black", "blur"])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,11 +61,11 @@ def main() -> None:
     rows = []
     for i, image in enumerate(images):
         start = time.perf_counter()
-        r = structured_attention_graph(model, image)
+        r = structured_attention_graph(model, image, baseline=args.baseline)
         total = time.perf_counter() - start
         # the saliency share: the same iGOS++ call on its own
         start = time.perf_counter()
-        structured_attention_graph(model, image, saliency=r.saliency)
+        structured_attention_graph(model, image, baseline=args.baseline, saliency=r.saliency)
         search = time.perf_counter() - start
         rows.append(
             (
@@ -99,7 +100,9 @@ def main() -> None:
         sal = row[6].saliency
         for bs, store in ((64, t_batched), (1, t_single)):
             start = time.perf_counter()
-            r = structured_attention_graph(model, image, saliency=sal, batch_size=bs)
+            r = structured_attention_graph(
+                model, image, baseline=args.baseline, saliency=sal, batch_size=bs
+            )
             store.append(time.perf_counter() - start)
             assert r.roots == row[6].roots
     tb, ts = statistics.median(t_batched), statistics.median(t_single)

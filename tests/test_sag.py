@@ -270,3 +270,25 @@ def test_patience_stops_the_search_after_depths_without_new_roots():
     assert r.roots == [[11, 30]] and r.stop_reason == "patience" and r.depth == 3
     r = structured_attention_graph(model, image, 0, saliency=sal, patience=None, max_depth=6)
     assert r.roots == [[11, 30]] and r.stop_reason == "max_depth" and r.depth == 6
+
+
+def test_salient_path_finds_parts_that_only_count_together():
+    needed = [8, 24, 40]
+
+    class AllOrNothing(PairModel):
+        """Needs three patches at once; each alone costs a little, every other patch helps a little."""
+
+        def forward(self, x):
+            bright = torch.einsum("bchw,hwp->bp", x, self.avg) / 3
+            core = bright[:, needed]
+            decoys = bright.sum(1) - core.sum(1)
+            z = 30 * (core.min(1).values - 0.5) + 0.3 * decoys - 0.3 * core.sum(1)
+            return torch.stack([z, torch.zeros_like(z)], dim=1)
+
+    model, image = AllOrNothing([]), torch.ones(3, SIZE, SIZE)
+    sal = salient(*needed)
+    lost = structured_attention_graph(model, image, 0, saliency=sal, salient_path=False, max_depth=8)
+    assert lost.roots == [] and lost.stop_reason == "max_depth"
+    found = structured_attention_graph(model, image, 0, saliency=sal, max_depth=8)
+    assert found.roots == [needed]
+    check_roots(model, image, found)
