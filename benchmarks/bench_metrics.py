@@ -5,8 +5,10 @@ shipped weights when present, else the same architecture with random weights: th
 same), or a small CNN when the demo model is not importable. The reference is 64 * 2 * 51 = 6528
 images pushed through the model in batches of 64 under ``torch.no_grad``: what the two curves cost
 if every point were one plain forward pass. Both are timed in interleaved rounds in one run (median
-of the repeats, after warm-up); the ratio is our images per second over the reference's. Two map
-kinds: 8x8 maps (ranked by cell, like Grad-CAM on a late layer) and 64x64 maps (ranked per pixel).
+of the repeats, after warm-up); the ratio is our images per second over the reference's. Maps:
+Grad-CAM at the last conv (8x8, ranked by cell), the same upsampled to 64x64 (ranked per pixel) and
+random 8x8 maps, on held-out parts-world images; with untrained weights, random images and maps.
+The mean areas are printed beside the timings (Grad-CAM should beat the random maps).
 
     python benchmarks/bench_metrics.py [--repeats 3] [--warmup 2] [--threads 2] [--clock wall|cpu]
 
@@ -47,18 +49,40 @@ def small_cnn(classes: int = 10) -> nn.Module:
     )
 
 
-def pick_model() -> tuple[str, nn.Module]:
+def pick_model() -> tuple[str, nn.Module, bool]:
+    """The demo CNN (and whether its trained weights loaded), else a small CNN."""
     torch.manual_seed(0)
     try:
         from netreveal.model.demo import DemoCNN, load_demo_model
     except ImportError as exc:
         print(f"[note] demo model not importable ({exc}); using a small CNN")
-        return "small CNN (random w.)", small_cnn().eval()
+        return "small CNN (random w.)", small_cnn().eval(), False
     try:
-        return "demo CNN", load_demo_model()[0]
+        return "demo CNN", load_demo_model()[0], True
     except NetrevealError as exc:
         print(f"[note] {exc}; timing the demo architecture with random weights")
-        return "demo CNN (random w.)", DemoCNN().eval()
+        return "demo CNN (random w.)", DemoCNN().eval(), False
+
+
+def pick_inputs(model: nn.Module, trained: bool) -> tuple[str, torch.Tensor, dict]:
+    """Held-out parts-world images with Grad-CAM maps for the trained demo model, else noise.
+
+    Maps: Grad-CAM at the last conv (8x8 at 64 px, ranked by cell), the same maps upsampled to
+    64x64 (ranked per pixel), and random 8x8 maps (the chance level for the areas).
+    """
+    gen = torch.Generator().manual_seed(0)
+    rand8 = torch.rand(N_IMAGES, 8, 8, generator=gen)
+    if trained:
+        from netreveal.attribution.gradcam import gradcam
+        from netreveal.data import PartsWorld
+
+        images, _, _ = PartsWorld(size=SIZE).batch(range(N_IMAGES), split="test")
+        cam = gradcam(model, images, "last:1")
+        maps = {"Grad-CAM 8x8": cam.raw, "Grad-CAM 64x64": cam.maps, "random 8x8": rand8}
+        return "parts world test images", images, maps
+    images = torch.rand(N_IMAGES, 3, SIZE, SIZE, generator=gen)
+    fine = torch.rand(N_IMAGES, SIZE, SIZE, generator=gen)
+    return "random images", images, {"random 8x8": rand8, "random 64x64": fine}
 
 
 def interleaved(
@@ -87,11 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    label, model = pick_model()
-    gen = torch.Generator().manual_seed(0)
-    images = torch.rand(N_IMAGES, 3, SIZE, SIZE, generator=gen)
-    coarse = torch.rand(N_IMAGES, 8, 8, generator=gen)
-    fine = torch.rand(N_IMAGES, SIZE, SIZE, generator=gen)
+    label, model, trained = pick_model()
+    data, images, maps = pick_inputs(model, trained)
     n_reference = N_IMAGES * 2 * (STEPS + 1)
 
     def reference(n: int = n_reference) -> None:
@@ -99,42 +120,49 @@ def main() -> None:
             for _ in range(0, n, BATCH):
                 model(images)
 
-    def ours(maps: torch.Tensor, steps: int = STEPS) -> Callable[[], object]:
-        return lambda: deletion_insertion(
-            model, images, maps, steps=steps, baseline="blur", batch_size=BATCH
-        )
+    last: dict[str, dict[str, float]] = {}
+
+    def ours(name: str, maps: torch.Tensor, steps: int = STEPS) -> Callable[[], object]:
+        def run() -> None:
+            res = deletion_insertion(
+                model, images, maps, steps=steps, baseline="blur", batch_size=BATCH
+            )
+            last[name] = res.summary()
+
+        return run
 
     # warm-up: the same code paths and shapes, at 5 steps
-    interleaved(
-        {
-            "reference": lambda: reference(BATCH * 12),
-            "8x8": ours(coarse, 5),
-            "64x64": ours(fine, 5),
-        },
-        args.warmup,
-    )
-    fns = {"reference": reference, "maps 8x8": ours(coarse), "maps 64x64": ours(fine)}
+    warm = {name: ours(name, m, 5) for name, m in maps.items()}
+    interleaved({"reference": lambda: reference(BATCH * 12), **warm}, args.warmup)
+    fns = {"reference": reference, **{name: ours(name, m) for name, m in maps.items()}}
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     t = interleaved(fns, args.repeats, clock)
 
     print(
         f"\nDeletion + insertion, {N_IMAGES} images {SIZE}px, {STEPS} steps, batch {BATCH}, "
-        f"{label} "
+        f"{label} on {data} "
         f"(torch {torch.__version__}, {args.threads} threads, {args.clock} clock, "
         f"median of {args.repeats}, "
         f"{args.warmup} short warm-up rounds; load average {os.getloadavg()[0]:.1f} at the end)"
     )
-    header = f"{'run':28s} {'seconds':>9s} {'images/s':>10s} {'vs reference':>13s}"
+    header = (
+        f"{'run':30s} {'seconds':>9s} {'images/s':>10s} {'vs reference':>13s} "
+        f"{'deletion AUC':>13s} {'insertion AUC':>14s}"
+    )
     print(header)
     print("-" * len(header))
     ref_ips = n_reference / t["reference"]
     print(
-        f"{'reference: ' + str(n_reference) + ' forwards':28s} {t['reference']:9.2f} "
+        f"{'reference: ' + str(n_reference) + ' forwards':30s} {t['reference']:9.2f} "
         f"{ref_ips:10.0f} {1.0:13.2f}"
     )
-    for name in ("maps 8x8", "maps 64x64"):
+    for name in maps:
         ips = n_reference / t[name]
-        print(f"{'ours, ' + name:28s} {t[name]:9.2f} {ips:10.0f} {ips / ref_ips:13.2f}")
+        auc = last[name]
+        print(
+            f"{'ours, ' + name:30s} {t[name]:9.2f} {ips:10.0f} {ips / ref_ips:13.2f} "
+            f"{auc['deletion_auc']:13.3f} {auc['insertion_auc']:14.3f}"
+        )
     print("images/s counts the 64 x 2 x 51 curve points; target: ours >= 0.80 x reference")
 
 
