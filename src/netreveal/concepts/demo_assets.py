@@ -1,0 +1,61 @@
+"""The concept models shipped with the demo: an InfoDisent head and an XNN on the demo CNN.
+
+Both were trained by ``scripts/train_demo_heads.py`` on parts-world images and are loaded here;
+nothing is trained at run time. Each records in ``info["source"]`` where its training images come
+from (the parts-world settings, split and index range), so its prototypes / top-activating images
+can be rendered again (:func:`netreveal.concepts.methods.training_images`), and in
+``info["backbone"]`` the SHA-256 of the demo weights it was trained on: loading fails with a clear
+message if the shipped demo model has changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from netreveal.concepts.infodisent import InfoDisentHead, load_head
+from netreveal.concepts.xnn import XNN, load_xnn
+from netreveal.errors import NetrevealError
+from netreveal.model.demo import ASSETS, DEMO_WEIGHTS
+
+DEMO_INFODISENT = ASSETS / "demo_infodisent.pt"
+DEMO_XNN = ASSETS / "demo_xnn.pt"
+
+
+@lru_cache(maxsize=4)
+def _sha256(path: str, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def demo_weights_sha256() -> str:
+    """SHA-256 of the shipped demo model's weights file."""
+    if not DEMO_WEIGHTS.is_file():
+        raise NetrevealError(f"demo model weights missing: {DEMO_WEIGHTS}")
+    return _sha256(str(DEMO_WEIGHTS), DEMO_WEIGHTS.stat().st_mtime_ns)
+
+
+def _check(info: dict, path: Path) -> None:
+    recorded = (info.get("backbone") or {}).get("sha256")
+    if recorded != demo_weights_sha256():
+        raise NetrevealError(
+            f"{path.name} was trained on another demo model; run scripts/train_demo_heads.py"
+        )
+
+
+def load_demo_infodisent() -> InfoDisentHead:
+    """The shipped InfoDisent head for the demo model (eval mode, with its prototypes)."""
+    if not DEMO_INFODISENT.is_file():
+        raise NetrevealError(f"demo InfoDisent head missing: {DEMO_INFODISENT}")
+    head = load_head(DEMO_INFODISENT)
+    _check(head.info, DEMO_INFODISENT)
+    return head
+
+
+def load_demo_xnn() -> XNN:
+    """The shipped XNN for the demo model (eval mode, with its top-activating images)."""
+    if not DEMO_XNN.is_file():
+        raise NetrevealError(f"demo XNN missing: {DEMO_XNN}")
+    xnn = load_xnn(DEMO_XNN)
+    _check(xnn.info, DEMO_XNN)
+    return xnn
