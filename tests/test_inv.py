@@ -27,7 +27,8 @@ from netreveal.inv import (
     valid_ks,
     ward_labels,
 )
-from netreveal.inv.tsne import pca_init, squared_distances, step_kernel
+from netreveal.inv.kernels import step_kernel
+from netreveal.inv.tsne import pca_init, squared_distances
 from netreveal.model.hooks import capture
 
 EAGER = TsneConfig(kernel="eager")
@@ -285,26 +286,34 @@ def test_tsne_degenerate_and_tiny_sets():
     assert torch.isfinite(out[2]).all()
 
 
-@pytest.fixture(scope="module")
-def compiled_kernel():
+@pytest.mark.parametrize("kind", ["aot", "compiled"])
+def test_fused_kernels_match_eager_and_are_batch_invariant(kind):
     try:
-        return step_kernel("compiled")
-    except Exception as exc:  # noqa: BLE001 - any compiler failure means: not available here
-        pytest.skip(f"torch.compile unavailable: {type(exc).__name__}")
-
-
-def test_compiled_kernel_matches_eager_and_is_batch_invariant(compiled_kernel):
+        step_kernel(kind)
+    except Exception as exc:  # noqa: BLE001 - no C++ toolchain here
+        pytest.skip(f"{kind} kernel unavailable: {type(exc).__name__}")
     gen = torch.Generator().manual_seed(4)
     sets = [torch.randn(n, 5, generator=gen) for n in (120, 110, 64, 23)]
-    short_c = exact_tsne(sets, TsneConfig(kernel="compiled", max_iter=3))
+    short_c = exact_tsne(sets, TsneConfig(kernel=kind, max_iter=3))
     short_e = exact_tsne(sets, TsneConfig(kernel="eager", max_iter=3))
     for c, e in zip(short_c, short_e):
         torch.testing.assert_close(c, e, rtol=0, atol=1e-4 * float(e.abs().max()))
-    cfg = TsneConfig(kernel="compiled", max_iter=300)
+    cfg = TsneConfig(kernel=kind, max_iter=300)
     together = exact_tsne(sets, cfg)
     for points, batched in zip(sets, together):
         (alone,) = exact_tsne([points], cfg)
         assert torch.equal(alone, batched)
+
+
+def test_kernel_cache_location(monkeypatch, tmp_path):
+    from netreveal.inv.kernels import cache_dir, kernel_key
+
+    monkeypatch.setenv("NETREVEAL_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path / "kernels"
+    monkeypatch.delenv("NETREVEAL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "netreveal" / "kernels"
+    assert kernel_key() == kernel_key() and len(kernel_key()) == 20
 
 
 # --- clustering ----------------------------------------------------------------------------------

@@ -63,26 +63,23 @@ def silhouettes(
         return []
     device = points[0].device
     sizes = [int(p.shape[0]) for p in points]
-    dims = [int(p.shape[1]) for p in points]
     counts_k = [int(lab.shape[0]) for lab in labels]
-    b, m, dim, kk = len(points), max(sizes), max(dims), max(counts_k)
+    b, m, kk = len(points), max(sizes), max(counts_k)
     ncl = max(int(lab.max()) + 1 if lab.numel() else 1 for lab in labels)
-    x = torch.zeros(b, m, dim, dtype=torch.float64, device=device)
+    # distances per set (the points may be wide, e.g. whole maps), then one padded batch
+    dist = torch.zeros(b, m, m, dtype=torch.float64, device=device)
     onehot = torch.zeros(b, kk, m, ncl, dtype=torch.float64, device=device)
     mask = torch.zeros(b, m, dtype=torch.bool, device=device)
     for i, (p, lab) in enumerate(zip(points, labels)):
-        x[i, : sizes[i], : dims[i]] = p.to(device=device, dtype=torch.float64)
+        x = p.to(device=device, dtype=torch.float64)
+        sq = (x * x).sum(dim=-1)
+        d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
+        dist[i, : sizes[i], : sizes[i]] = d2.sqrt()
         mask[i, : sizes[i]] = True
         if lab.numel():
             onehot[i, : lab.shape[0], : sizes[i]] = torch.nn.functional.one_hot(
                 lab.to(device), ncl
             ).to(torch.float64)
-    sq = (x * x).sum(dim=-1)
-    dist = (
-        (sq[:, :, None] + sq[:, None, :] - 2.0 * torch.bmm(x, x.transpose(1, 2)))
-        .clamp_min(0.0)
-        .sqrt()
-    )
     dist = dist * (mask[:, :, None] & mask[:, None, :])
     dist.diagonal(dim1=1, dim2=2).zero_()
     # summed distance of every point to every cluster of every labelling: (b, m, kk, ncl)
@@ -105,8 +102,3 @@ def silhouettes(
     s = s * mask[:, :, None]
     mean = s.sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1)
     return [mean[i, : counts_k[i]].cpu() for i in range(b)]
-
-
-def best_k(ks: Sequence[int], scores: torch.Tensor) -> int:
-    """Index of the best silhouette (the smallest k among equal bests)."""
-    return int(torch.argmax(scores).item()) if len(ks) else -1

@@ -100,8 +100,9 @@ class InvImage:
 class InvResult:
     """INV explanations of a batch of images.
 
-    ``params`` holds every setting that produced the result, ``stats`` the seconds spent per stage
-    (forward+backward, weights, pca, tsne, clustering, maps) summed over batches.
+    ``params`` holds every setting that produced the result (and which t-SNE kernel ran),
+    ``stats`` the seconds spent per stage (forward_backward, weights, pca, tsne, clustering, maps,
+    summed over batches; tsne_kernel: readying the t-SNE step once).
     """
 
     images: list[InvImage]

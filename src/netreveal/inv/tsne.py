@@ -5,8 +5,8 @@ feature maps each, dozens of sets per batch. scikit-learn solves one set at a ti
 this small its cost is dominated by per-iteration overhead (Python loop over points in the exact
 method, tree building in Barnes-Hut), so explaining one image with nine layers takes seconds.
 Here every set of a batch is padded to a common size and optimised together, and the per-pair work
-of an iteration runs as one fused pass over the pairs (``torch.compile``; an eager fallback with
-batched matrix products runs where no compiler is available).
+of an iteration runs as one fused pass over the pairs (compiled once per machine, see
+:mod:`netreveal.inv.kernels`; an eager fallback with batched matrix products needs no compiler).
 
 The algorithm is scikit-learn's ``TSNE(method="exact")`` (version 1.x), step for step:
 - squared Euclidean input distances (float32), conditional probabilities calibrated per point by
@@ -37,7 +37,6 @@ multiples of 16).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 
 from netreveal.errors import NetrevealError
+from netreveal.inv.kernels import KERNELS, step_eager, step_kernel
 
 MACHINE_EPSILON = float(np.finfo(np.float64).eps)
 # The calibration constants are single-precision floats in scikit-learn's implementation.
@@ -56,17 +56,17 @@ _FAR = 1e300
 PAD = 16
 # padded pairs per group: 2**21 float32 probabilities (8 MB) stay in the last-level cache
 GROUP_PAIRS = 1 << 21
-KERNELS = ("auto", "compiled", "eager")
 INITS = ("pca", "random")
 
 
 @dataclass(frozen=True)
 class TsneConfig:
-    """Settings of the exact t-SNE; the defaults are scikit-learn's ``TSNE()`` defaults.
+    """Settings of the exact t-SNE; the defaults are those of scikit-learn's ``TSNE``.
 
-    ``kernel`` picks the per-iteration implementation: ``compiled`` (fused with ``torch.compile``),
-    ``eager`` (batched matrix products, no compiler needed) or ``auto`` (compiled on CPU when a
-    compiler works, eager otherwise).
+    ``kernel`` picks the implementation of an iteration (same algorithm): ``aot`` (fused, compiled
+    once per machine and cached), ``compiled`` (fused, ``torch.compile`` in each process),
+    ``eager`` (batched matrix products, no compiler) or ``auto`` (the first of these that works on
+    the CPU; eager on other devices). See :mod:`netreveal.inv.kernels`.
     """
 
     perplexity: float = 30.0
@@ -232,124 +232,6 @@ def random_init(n: int, seed: int, device=None) -> torch.Tensor:
     )
 
 
-# --- per-iteration kernels -------------------------------------------------------------------
-
-
-def _step_fused(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain: float):
-    """One gradient-descent iteration of every set, written for kernel fusion: one pass over the
-    pairs, vectorised along j, with five running sums per point.
-
-    P (B, M, M) joint probabilities (0 on padding); Y / update / gains (B, 2, M) (coordinates in
-    separate rows so each is contiguous); nmask (B, M) 1 for real points; exag / momentum / lr (B,);
-    active (B,) bool. Returns Y, update, gains and the gradient norm (B,).
-    """
-    yx, yy = Y[:, 0], Y[:, 1]
-    dx = yx[:, :, None] - yx[:, None, :]  # y_i - y_j
-    dy = yy[:, :, None] - yy[:, None, :]
-    w = nmask[:, None, :] / (1.0 + dx * dx + dy * dy)  # Student-t kernel, exact 0 for padding
-    pw = P * w
-    ww = w * w
-    z = w.sum(dim=-1)  # includes w_ii = 1, removed below
-    ax, ay = (pw * dx).sum(dim=-1), (pw * dy).sum(dim=-1)
-    rx, ry = (ww * dx).sum(dim=-1), (ww * dy).sum(dim=-1)
-    total = ((z - 1.0) * nmask).sum(dim=-1, keepdim=True)  # sum over pairs i != j
-    e = exag[:, None]
-    grad = 4.0 * torch.stack([e * ax - rx / total, e * ay - ry / total], dim=1) * nmask[:, None, :]
-    return _descend(Y, update, gains, grad, momentum, lr, active, min_gain)
-
-
-def _step_eager(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain: float):
-    """The same iteration with batched matrix products (few passes over the pairs, no compiler)."""
-    yt = Y.transpose(1, 2)  # (B, M, 2)
-    sq = (yt * yt).sum(dim=-1, keepdim=True)
-    ones = torch.ones_like(sq)
-    a = torch.cat([yt, sq, ones], dim=-1)
-    b = torch.cat([-2.0 * yt, ones, 1.0 + sq], dim=-1)
-    w = torch.bmm(a, b.transpose(1, 2)).clamp_min_(1.0).reciprocal_()
-    w.mul_(nmask[:, None, :])
-    w.diagonal(dim1=1, dim2=2).zero_()
-    total = (w.sum(dim=-1) * nmask).sum(dim=-1)
-    y1 = torch.cat([yt, ones], dim=-1)
-    attract = torch.bmm(P * w, y1)
-    w.square_()
-    repulse = torch.bmm(w, y1)
-    ga = attract[..., 2:] * yt - attract[..., :2]
-    gr = repulse[..., 2:] * yt - repulse[..., :2]
-    grad = 4.0 * (exag[:, None, None] * ga - gr / total[:, None, None]) * nmask[..., None]
-    return _descend(Y, update, gains, grad.transpose(1, 2), momentum, lr, active, min_gain)
-
-
-def _descend(Y, update, gains, grad, momentum, lr, active, min_gain: float):
-    """Gains, momentum and step as in scikit-learn's ``_gradient_descent``; inactive sets frozen."""
-    inc = (update * grad) < 0
-    new_gains = torch.where(inc, gains + 0.2, gains * 0.8).clamp_min(min_gain)
-    grad = grad * new_gains
-    new_update = momentum[:, None, None] * update - lr[:, None, None] * grad
-    act = active[:, None, None]
-    norm = grad.square().sum(dim=(1, 2)).sqrt()
-    return (
-        torch.where(act, Y + new_update, Y),
-        torch.where(act, new_update, update),
-        torch.where(act, new_gains, gains),
-        norm,
-    )
-
-
-_COMPILED: dict[str, object] = {}
-
-
-def _warm_up(fn) -> None:
-    """Run a compiled step once on a tiny input (compiles it; raises if the compiler cannot).
-
-    The batch is 3, not 2: a 2 would be unified with the size of the coordinate axis and
-    specialised.
-    """
-    b, m = 3, PAD
-    P = torch.full((b, m, m), 1.0 / (m * m), dtype=torch.float32)
-    Y = torch.randn(b, 2, m, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
-    exag, momentum, lr = (torch.full((b,), v, dtype=torch.float32) for v in (12.0, 0.5, 50.0))
-    # distinct tensors: passing one tensor thrice would compile a graph guarded on that aliasing
-    fn(
-        P,
-        Y,
-        torch.zeros_like(Y),
-        torch.ones_like(Y),
-        torch.ones(b, m),
-        exag,
-        momentum,
-        lr,
-        torch.ones(b, dtype=torch.bool),
-        0.01,
-    )
-
-
-def step_kernel(kind: str = "auto", device: torch.device | str = "cpu"):
-    """The per-iteration step for ``kind`` (``auto``: compiled on CPU when the compiler works)."""
-    device = torch.device(device)
-    if kind == "eager" or (kind == "auto" and device.type != "cpu"):
-        return _step_eager
-    if "step" in _COMPILED:
-        return _COMPILED["step"]
-    if _COMPILED.get("failed") and kind == "auto":
-        return _step_eager
-    fn = torch.compile(_step_fused, dynamic=True, fullgraph=True)
-    try:
-        _warm_up(fn)
-    except Exception as exc:  # no C++ toolchain, missing headers...: only "auto" may fall back
-        if kind == "compiled":
-            raise
-        _COMPILED["failed"] = True
-        warnings.warn(
-            f"compiled t-SNE kernel unavailable ({type(exc).__name__}: {str(exc)[:200]}); "
-            "using the slower eager kernel",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return _step_eager
-    _COMPILED["step"] = fn
-    return fn
-
-
 def _kl(P, Y, nmask, exag, plogp, psum):
     """KL divergence (B,) of every set with the exaggerated P, as scikit-learn reports it.
 
@@ -447,7 +329,7 @@ def exact_tsne_from_distances(
     device = sqdist[todo[0]].device
     step = step_kernel(config.kernel, device)
     # one group at a time, all its iterations: its pairs stay in cache between iterations
-    same_pad = step is _step_eager
+    same_pad = step is step_eager
     for group in _groups([sizes[i] for i in todo], same_pad=same_pad):
         index = [todo[j] for j in group]
         g = _build_group(index, sqdist, inits, sizes, config, device)
@@ -515,6 +397,7 @@ def _optimise(g: _Group, config: TsneConfig, step) -> None:
         "best_iter": torch.zeros(b, dtype=torch.long, device=dev),
     }
     m1, m2 = config.momentum
+    min_gain = torch.full((b,), config.min_gain, dtype=torch.float32, device=dev)
     phase_of = active_of = None
     for it in range(config.max_iter):
         if it == explore:  # the exploration phase ends for every set still in it
@@ -536,7 +419,7 @@ def _optimise(g: _Group, config: TsneConfig, step) -> None:
                 else torch.full_like(st["best"], -math.inf)
             )
         g.Y, g.update, g.gains, norm = step(
-            g.P, g.Y, g.update, g.gains, g.nmask, exag, mom, g.lr, active, config.min_gain
+            g.P, g.Y, g.update, g.gains, g.nmask, exag, mom, g.lr, active, min_gain
         )
         if check:
             _check(g, st, it, err, norm, config)
