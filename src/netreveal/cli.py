@@ -33,6 +33,8 @@ def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mask-size", type=int, default=28, help="I-GOS/iGOS++ mask side (7, 14, 28, 224; default: 28)")
     p.add_argument("--grid", type=int, default=7, help="SAG patch grid side (default: 7)")
+    p.add_argument("--head", help="InfoDisent head file from 'netreveal train-head infodisent' (demo: shipped)")
+    p.add_argument("--xnn", help="XNN file from 'netreveal train-head xnn' (demo: shipped)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -61,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--csv", default="netreveal-evaluation.csv", help="CSV output (default: ./netreveal-evaluation.csv)")
     evaluate.add_argument("--limit", type=int, help="use at most this many images")
     _add_run_args(evaluate, "gradcam")
+
+    from netreveal.concepts.cli import add_train_head_parser
+
+    add_train_head_parser(sub)
     return parser
 
 
@@ -74,7 +80,7 @@ def _options(args):
     if args.mask_size < 1 or args.grid < 1:
         raise NetrevealError("--mask-size and --grid must be at least 1")
     return Options(layer=args.layer, layers=args.layers, batch_size=args.batch_size, seed=args.seed,
-                   progress=not args.quiet, mask_size=args.mask_size, grid=args.grid)
+                   progress=not args.quiet, mask_size=args.mask_size, grid=args.grid, head=args.head, xnn=args.xnn)
 
 
 def _adapter(args):
@@ -144,7 +150,13 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "explain": cmd_explain, "evaluate": cmd_evaluate}
+def cmd_train_head(args) -> int:
+    from netreveal.concepts.cli import cmd_train_head as run
+
+    return run(args)
+
+
+COMMANDS = {"demo": cmd_demo, "explain": cmd_explain, "evaluate": cmd_evaluate, "train-head": cmd_train_head}
 
 
 def main(argv: list[str] | None = None) -> int:

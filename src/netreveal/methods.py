@@ -29,6 +29,8 @@ class Options:
     progress: bool = True
     mask_size: int = 28
     grid: int = 7
+    head: str | None = None  # InfoDisent head file (netreveal train-head infodisent)
+    xnn: str | None = None  # XNN file (netreveal train-head xnn)
 
 
 @dataclass
@@ -132,6 +134,36 @@ def _report_sag(report: Report, keys: list[str], images: torch.Tensor, graphs, o
 
 
 register_method(Method("sag", "Structured Attention Graph", _run_sag, None, _report_sag))
+
+
+def _run_inv(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):
+    from netreveal.inv import explain_inv
+
+    return explain_inv(adapter.model, images, opts.layers, targets, batch_size=min(opts.batch_size, 8),
+                       seed=opts.seed, progress=opts.progress)
+
+
+def _inv_deepest_maps(result) -> torch.Tensor:
+    """The deepest layer's combined map per image: INV's one-map summary for scoring."""
+    return torch.stack([img.layers[-1].combined.float() for img in result.images])
+
+
+def _report_inv(report: Report, keys: list[str], images: torch.Tensor, result, opts: Options) -> None:
+    from netreveal.report.inv_section import inv_story_html
+
+    for i, key in enumerate(keys):
+        fragment = inv_story_html(report, key, images[i], result.images[i])
+        report.add_section(key, "INV: layer-wise feature maps (shallow to deep)", fragment)
+
+
+register_method(Method("inv", "INV", _run_inv, _inv_deepest_maps, _report_inv))
+
+
+def _register_concept_methods() -> None:
+    import netreveal.concepts.methods  # noqa: F401  (registers "infodisent" and "xnn")
+
+
+_register_concept_methods()
 
 
 def get_methods(names: str | list[str]) -> list[Method]:

@@ -1,0 +1,39 @@
+"""The INV "feature-extraction story" of one image: layers from shallow to deep, each row the
+layer's combined map followed by its cluster maps with their weights."""
+
+from __future__ import annotations
+
+import html
+
+import torch
+
+from netreveal.report.html import Report
+from netreveal.report.render import overlay
+
+THUMB_PX = 112
+
+
+def inv_story_html(report: Report, key: str, image: torch.Tensor, explained) -> str:
+    """HTML table for one :class:`netreveal.inv.InvImage` (pictures are written into the report)."""
+    rows = []
+    widest = max((len(layer.clusters) for layer in explained.layers), default=0)
+    for depth, layer in enumerate(explained.layers, start=1):
+        cells = [
+            f'<th class="inv-layer">{depth}. {html.escape(layer.name)}<br>'
+            f'<span class="metrics">{layer.n_kept}/{layer.n_maps} maps kept · k={layer.k}</span></th>'
+        ]
+        if layer.empty:
+            cells.append(f'<td colspan="{widest + 1}" class="metrics">no map with a positive guided gradient</td>')
+        else:
+            src = report.save_picture(overlay(image, layer.combined.float()), f"{key}-inv-{depth}-all", min_size=THUMB_PX)
+            cells.append(f'<td><img class="inv" src="{src}" alt="combined map of {html.escape(layer.name)}">'
+                         f'<div class="metrics">combined</div></td>')
+            for c, cluster in enumerate(layer.clusters):
+                src = report.save_picture(overlay(image, cluster.map.float()), f"{key}-inv-{depth}-c{c}", min_size=THUMB_PX)
+                title = f"{len(cluster.channels)} channels: " + ", ".join(map(str, cluster.channels[:40]))
+                cells.append(f'<td><img class="inv" src="{src}" alt="cluster {c + 1}" title="{html.escape(title)}">'
+                             f'<div class="metrics">weight <b>{cluster.weight:.1f}%</b> · {len(cluster.channels)} maps</div></td>')
+            cells.extend("<td></td>" for _ in range(widest - len(layer.clusters)))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    header = "<tr><th>layer</th><th>combined</th>" + "".join(f"<th>cluster {i + 1}</th>" for i in range(widest)) + "</tr>"
+    return f'<div class="scroll"><table class="inv-story">{header}{"".join(rows)}</table></div>'
