@@ -218,6 +218,8 @@ def step_kernel(kind: str = "auto", device: torch.device | str = "cpu") -> Step:
     device = torch.device(device)
     if kind == "eager" or (kind == "auto" and device.type != "cpu"):
         return step_eager
+    if kind == "aot" and device.type != "cpu":
+        raise NetrevealError("the aot t-SNE kernel is built for the CPU; use 'auto' or 'compiled'")
     if kind != "auto":
         return _ready(kind)
     for candidate in ("aot", "compiled"):

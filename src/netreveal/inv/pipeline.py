@@ -51,18 +51,6 @@ def _targets_for(target: Target, start: int, stop: int) -> Target:
     return list(target)[start:stop]
 
 
-def _plain(value):
-    """Containers of plain builtins only (``torch.__version__`` is a ``str`` subclass that a
-    ``weights_only`` load refuses)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 def _describe_target(target: Target):
     if target is None:
         return "predicted"
@@ -161,7 +149,7 @@ def explain_inv(
         layers=names,
         params=params,
         seed=int(seed),
-        provenance=_plain(provenance(seed=int(seed), method="inv")),
+        provenance=provenance(seed=int(seed), method="inv"),
         input_size=list(size),
         stats=dict(stats),
     )
