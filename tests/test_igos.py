@@ -22,15 +22,6 @@ from netreveal.imaging import upsample
 from netreveal.results import load, save
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine spinning threads cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Quadrant(nn.Module):
     """Class 0 logit grows with the mean brightness of the top-left quadrant; class 1 logit is 0."""
 

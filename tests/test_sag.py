@@ -21,16 +21,6 @@ from netreveal.sag import (
 from netreveal.sag.search import pixel_patches
 from netreveal.sag.svg import HIDDEN_GREY, node_thumbnail
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine spinning threads cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 GRID, SIZE = 7, 28  # 4 x 4 pixel patches
 
 
@@ -276,7 +266,7 @@ def test_salient_path_finds_parts_that_only_count_together():
     needed = [8, 24, 40]
 
     class AllOrNothing(PairModel):
-        """Needs three patches at once; each alone costs a little, every other patch helps a little."""
+        """Needs three patches at once; each alone costs a little, any other patch helps a little."""
 
         def forward(self, x):
             bright = torch.einsum("bchw,hwp->bp", x, self.avg) / 3
@@ -287,7 +277,9 @@ def test_salient_path_finds_parts_that_only_count_together():
 
     model, image = AllOrNothing([]), torch.ones(3, SIZE, SIZE)
     sal = salient(*needed)
-    lost = structured_attention_graph(model, image, 0, saliency=sal, salient_path=False, max_depth=8)
+    lost = structured_attention_graph(
+        model, image, 0, saliency=sal, salient_path=False, max_depth=8
+    )
     assert lost.roots == [] and lost.stop_reason == "max_depth"
     found = structured_attention_graph(model, image, 0, saliency=sal, max_depth=8)
     assert found.roots == [needed]
