@@ -193,7 +193,7 @@ def deletion_insertion(
     if not images.is_floating_point():
         raise NetrevealError("images must be floating point, in [0, 1]")
     batch, size = images.shape[0], (images.shape[-2], images.shape[-1])
-    maps = _as_maps(maps.detach().to(device), batch, size)
+    maps = _as_maps(torch.as_tensor(maps).detach().to(device), batch, size)
     map_size = (int(maps.shape[-2]), int(maps.shape[-1]))
     n_cells = map_size[0] * map_size[1]
     base = _baseline_images(images, baseline)
@@ -217,7 +217,7 @@ def deletion_insertion(
     n_pairs = batch * len(windows)
     n_chunks = -(-batch // batch_size) + -(-n_pairs // batch_size)
     bar = tqdm(total=n_chunks, desc="deletion/insertion", unit="batch", disable=not progress)
-    with frozen(model), torch.no_grad():
+    with bar, frozen(model), torch.no_grad():
         clean_logits = torch.cat(
             [_logits(model, images[s : s + batch_size]) for s in range(0, batch, batch_size)]
         )
@@ -235,7 +235,6 @@ def deletion_insertion(
             p = _logits(model, x).float().softmax(dim=1)
             flat[start : start + pair.numel()] = p.gather(1, idx[img, None]).squeeze(1)
             bar.update(1)
-    bar.close()
 
     column = {w: probs[i] for i, w in enumerate(windows)}
     column[clean] = clean_probs
