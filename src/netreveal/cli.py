@@ -143,10 +143,18 @@ def cmd_evaluate(args) -> int:
     else:
         raise NetrevealError("--images is required unless --model is demo")
     _check_layers(adapter, opts, inputs)
-    header, rows = pipeline.evaluate(adapter, inputs, methods, opts, steps=args.steps, baseline=args.baseline)
+    header, rows, done = pipeline.evaluate(adapter, inputs, methods, opts, steps=args.steps, baseline=args.baseline)
     print(pipeline.format_table(header, rows))
     path = pipeline.write_csv(args.csv, header, rows)
     print(f"wrote {path}")
+    if "inv" in done and inputs.part_masks:
+        header, rows = pipeline.evaluate_inv_layers(adapter, inputs, done["inv"][0], steps=args.steps,
+                                                    baseline=args.baseline, batch_size=opts.batch_size * 4,
+                                                    progress=opts.progress)
+        print("\nINV per layer: cluster maps vs ground-truth parts (top 5% region), and combined map vs Grad-CAM")
+        print(pipeline.format_table(header, rows))
+        path = pipeline.write_csv(Path(args.csv).with_name(Path(args.csv).stem + "-inv-layers.csv"), header, rows)
+        print(f"wrote {path}")
     return 0
 
 

@@ -29,6 +29,7 @@ class Inputs:
     labels: list[int | None]
     label_names: list[str | None]
     masks: list[torch.Tensor | None]  # ground-truth evidence mask (H, W) per image, when known
+    part_masks: list[torch.Tensor | None] | None = None  # every ground-truth part (P, H, W), when known
 
 
 def read_folder(adapter: ModelAdapter, root: str | os.PathLike, limit: int | None = None) -> Inputs:
@@ -38,7 +39,7 @@ def read_folder(adapter: ModelAdapter, root: str | os.PathLike, limit: int | Non
     records = image_records(root)
     if limit is not None:
         records = records[:limit]
-    keys, tensors, labels, names, masks = [], [], [], [], []
+    keys, tensors, labels, names, masks, parts = [], [], [], [], [], []
     for rec in tqdm(records, desc="reading images", unit="img", disable=len(records) < 20):
         tensors.append(adapter.preprocess(load_image(rec.path)))
         key = rec.path.stem if rec.label_name is None else f"{rec.label_name}-{rec.path.stem}"
@@ -47,7 +48,15 @@ def read_folder(adapter: ModelAdapter, root: str | os.PathLike, limit: int | Non
         labels.append(label_index(rec.label_name, adapter.class_names))
         truth = load_ground_truth(rec.path)
         masks.append(None if truth is None else _evidence_mask(truth, rec.label_name, adapter.input_size))
-    return Inputs(keys, torch.stack(tensors), labels, names, masks)
+        parts.append(None if truth is None else _resize_masks(truth[0], adapter.input_size))
+    return Inputs(keys, torch.stack(tensors), labels, names, masks, parts)
+
+
+def _resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
+    if masks.shape[0] == 0:
+        return masks.bool()
+    resized = torch.nn.functional.interpolate(masks.float()[:, None], size=(size, size), mode="nearest")
+    return resized[:, 0] > 0.5
 
 
 def _evidence_mask(truth, class_name: str | None, size: int) -> torch.Tensor | None:
@@ -182,8 +191,8 @@ def _accuracy(probs: torch.Tensor, labels: list[int | None]) -> float | None:
 
 
 def evaluate(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: Options, steps: int = 50,
-             baseline: str = "blur") -> tuple[list[str], list[list]]:
-    """The evaluation table: one row per method with mean metrics and time per image."""
+             baseline: str = "blur") -> tuple[list[str], list[list], dict]:
+    """The evaluation table (one row per method: mean metrics, time per image) and the results."""
     probs, targets, done = run_methods(adapter, inputs, methods, opts, None)
     rows = []
     for method in methods:
@@ -193,7 +202,7 @@ def evaluate(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts:
             metrics = score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
                                      opts.batch_size * 4, opts.progress)
         rows.append(_summary_row(method, metrics, seconds, len(inputs.keys)))
-    return SUMMARY_HEADER, rows
+    return SUMMARY_HEADER, rows, done
 
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> Path:
@@ -229,4 +238,51 @@ def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str =
     masks = [s.masks[torch.tensor(s.defining)].any(dim=0) for s in samples]
     keys = [f"{s.class_name}-{s.index:03d}" for s in samples]
     names = [s.class_name for s in samples]
-    return Inputs(keys, images, [label_index(c, adapter.class_names) for c in names], names, list(masks))
+    return Inputs(keys, images, [label_index(c, adapter.class_names) for c in names], names, list(masks),
+                  [s.masks for s in samples])
+
+
+INV_LAYER_HEADER = ["layer", "cluster maps", "best part IoU (mean)", "IoU (median)", "aligned share",
+                    "INV del AUC ↓", "INV ins AUC ↑", "Grad-CAM del AUC ↓", "Grad-CAM ins AUC ↑"]
+
+
+def evaluate_inv_layers(adapter: ModelAdapter, inputs: Inputs, result, steps: int = 50, baseline: str = "blur",
+                        batch_size: int = 64, fraction: float = 0.05, iou_threshold: float = 0.3,
+                        progress: bool = False) -> tuple[list[str], list[list]]:
+    """Per INV layer: how well cluster maps align with ground-truth parts (best IoU of each cluster
+    map's top-``fraction`` region with any part; share at IoU >= ``iou_threshold``), and deletion /
+    insertion AUC of the layer's combined map beside Grad-CAM at the same layer."""
+    from netreveal.attribution.gradcam import gradcam_layers
+    from netreveal.imaging import minmax, upsample
+    from netreveal.metrics.alignment import best_part_iou
+    from netreveal.metrics.perturbation import deletion_insertion
+
+    targets = torch.tensor([img.target for img in result.images])
+    size = tuple(inputs.images.shape[-2:])
+    cams = {}
+    for start in range(0, len(targets), batch_size):
+        part = gradcam_layers(adapter.model, inputs.images[start:start + batch_size], result.layers,
+                              targets[start:start + batch_size])
+        for name, raw in part.items():
+            cams.setdefault(name, []).append(minmax(upsample(raw, size).clamp_min(0)))
+    rows = []
+    for depth, name in enumerate(tqdm(result.layers, desc="INV layers", disable=not progress)):
+        ious = []
+        for i, img in enumerate(result.images):
+            parts = inputs.part_masks[i] if inputs.part_masks else None
+            clusters = img.layers[depth].clusters
+            if parts is None or not clusters:
+                continue
+            best, _ = best_part_iou(torch.stack([c.map.float() for c in clusters]), parts, fraction)
+            ious.append(best)
+        iou = torch.cat(ious) if ious else torch.zeros(0)
+        combined = torch.stack([img.layers[depth].combined.float() for img in result.images])
+        ours = deletion_insertion(adapter.model, inputs.images, combined, targets, steps=steps, baseline=baseline,
+                                  batch_size=batch_size)
+        ref = deletion_insertion(adapter.model, inputs.images, torch.cat(cams[name]), targets, steps=steps,
+                                 baseline=baseline, batch_size=batch_size)
+        rows.append([name, len(iou), float(iou.mean()) if len(iou) else "–", float(iou.median()) if len(iou) else "–",
+                     float((iou >= iou_threshold).float().mean()) if len(iou) else "–",
+                     float(ours.deletion_auc.mean()), float(ours.insertion_auc.mean()),
+                     float(ref.deletion_auc.mean()), float(ref.insertion_auc.mean())])
+    return INV_LAYER_HEADER, rows
