@@ -62,10 +62,12 @@ def forward_rate(model: nn.Module, batch: int, size: int, seconds: float = 1.0) 
     return done / (time.perf_counter() - start)
 
 
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
+def timed(fn) -> tuple[float, float, object]:
+    """Wall seconds, CPU seconds of this process (= wall time on an idle machine at one
+    thread; on a shared machine the wall time also counts waiting for a core) and the result."""
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - start, out
+    return time.perf_counter() - start, time.process_time() - cpu, out
 
 
 def demo_rows(args) -> None:
@@ -84,20 +86,29 @@ def demo_rows(args) -> None:
         f"batch of {n} (batch_size 128)": lambda: igos(model, images, batch_size=128),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
+    cpus: dict[str, list[float]] = {k: [] for k in cases}
     inputs: dict[str, int] = {}
     results = {}
     for _ in range(args.repeats):
         for key, fn in cases.items():
-            elapsed, out = timed(fn)
+            elapsed, cpu, out = timed(fn)
             times[key].append(elapsed)
+            cpus[key].append(cpu)
             outs = out if isinstance(out, list) else [out]
             inputs[key] = sum(o.extras["model_inputs"] for o in outs)
             results[key] = out
-    base = statistics.median(times["one image at a time (batch_size 32)"])
-    print(f"{'run':40s} {'s total':>8s} {'img/s':>7s} {'inputs/img':>10s} {'speed-up':>8s}")
+    loop_key = "one image at a time (batch_size 32)"
+    base, base_cpu = statistics.median(times[loop_key]), statistics.median(cpus[loop_key])
+    print(
+        f"{'run':38s} {'wall s':>7s} {'cpu s':>7s} {'img/s':>6s} {'cpu s/img':>9s} "
+        f"{'inputs/img':>10s} {'speed-up wall':>13s} {'cpu':>5s}"
+    )
     for key, ts in times.items():
-        t = statistics.median(ts)
-        print(f"{key:40s} {t:8.2f} {n / t:7.2f} {inputs[key] / n:10.0f} {base / t:7.2f}x")
+        t, c = statistics.median(ts), statistics.median(cpus[key])
+        print(
+            f"{key:38s} {t:7.1f} {c:7.1f} {n / t:6.2f} {c / n:9.2f} {inputs[key] / n:10.0f} "
+            f"{base / t:12.2f}x {base_cpu / c:4.2f}x"
+        )
     single = torch.cat([r.maps for r in results["one image at a time (batch_size 32)"]])
     batched = results[f"batch of {n} (batch_size 32)"].maps
     print(f"max |map difference| batched vs one at a time: {(single - batched).abs().max():.2e}")
@@ -112,16 +123,18 @@ def resnet_row(args) -> None:
     its = args.resnet_iterations
     print(f"\n== ResNet-50 (random init) 224px, batch 4, iGOS++, {its} iteration(s), else defaults")
     fwd = forward_rate(model, 4, 224, seconds=3.0)
-    elapsed, r = timed(lambda: igos(model, images, iterations=its, batch_size=16))
+    elapsed, cpu, r = timed(lambda: igos(model, images, iterations=its, batch_size=16))
     inputs = r.extras["model_inputs"]
-    init = 4 * 4 * 20 / fwd  # the initial objective: 4 terms x 20 steps per image, forward only
-    per_iter = (elapsed - init) / its
-    full = init + 15 * per_iter
-    print(
-        f"{'plain forward img/s':>20s} {'s total':>8s} {'s/img/iter':>10s} {'inputs/img':>10s} "
-        f"{'s/img @15 it (extrapolated)':>28s}"
-    )
-    print(f"{fwd:20.2f} {elapsed:8.1f} {per_iter / 4:10.1f} {inputs / 4:10.0f} {full / 4:28.0f}")
+    rows = []
+    for label, spent in (("wall", elapsed), ("cpu", cpu)):
+        init = spent * (4 * 4 * 20) / inputs  # initial objective: 4 terms x 20 steps, forward only
+        per_iter = (spent - init) / its
+        rows.append((label, spent, per_iter / 4, (init + 15 * per_iter) / 4))
+    print(f"plain forward: {fwd:.2f} img/s; model inputs per image: {inputs / 4:.0f}")
+    head = "s/img at 15 iterations (extrapolated)"
+    print(f"{'':5s} {'s total':>8s} {'s/img/iteration':>15s} {head:>38s}")
+    for label, spent, per_img_iter, full in rows:
+        print(f"{label:5s} {spent:8.1f} {per_img_iter:15.1f} {full:38.0f}")
 
 
 def main() -> None:

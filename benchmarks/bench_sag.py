@@ -45,6 +45,13 @@ def demo_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
         )
 
 
+def timed(fn, *args, **kwargs) -> tuple[float, float, object]:
+    """Wall seconds, CPU seconds of this process and the result of ``fn(*args, **kwargs)``."""
+    start, cpu = time.perf_counter(), time.process_time()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, time.process_time() - cpu, out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8)
@@ -55,59 +62,58 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     name, model, images = demo_setup(args.images)
     print(
-        f"== SAG defaults on {name}: {images.shape[0]} images, {torch.get_num_threads()} thread(s)"
+        f"== SAG defaults, {args.baseline} baseline, on {name}: {images.shape[0]} images, "
+        f"{torch.get_num_threads()} thread(s)"
     )
 
     rows = []
     for i, image in enumerate(images):
-        start = time.perf_counter()
-        r = structured_attention_graph(model, image, baseline=args.baseline)
-        total = time.perf_counter() - start
-        # the saliency share: the same iGOS++ call on its own
-        start = time.perf_counter()
-        structured_attention_graph(model, image, baseline=args.baseline, saliency=r.saliency)
-        search = time.perf_counter() - start
+        sag = structured_attention_graph
+        wall, cpu, r = timed(sag, model, image, baseline=args.baseline)
+        # the saliency share: the same call with the map given
+        _, search_cpu, _ = timed(sag, model, image, baseline=args.baseline, saliency=r.saliency)
         rows.append(
-            (
-                total,
-                total - search,
-                r.forward_passes,
-                r.saliency_forward_passes,
-                len(r.roots),
-                r.depth,
-                r,
-            )
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "saliency cpu": cpu - search_cpu,
+                "search passes": r.forward_passes,
+                "saliency passes": r.saliency_forward_passes,
+                "roots": len(r.roots),
+                "depth": r.depth,
+                "result": r,
+            }
         )
         print(
-            f"image {i}: {total:6.2f} s, {r.forward_passes} passes, roots {sag_expression(r)!r}, "
-            f"shown {r.shown}, stop {r.stop_reason}"
+            f"image {i}: {wall:6.2f} s wall, {cpu:6.2f} s cpu, {r.forward_passes} passes, "
+            f"roots {sag_expression(r)!r}, shown {r.shown}, stop {r.stop_reason}"
         )
 
-    def med(k):
-        return statistics.median(row[k] for row in rows)
-
-    print(
-        f"\n{'s/img':>7s} {'saliency s':>10s} {'search passes':>13s} {'saliency passes':>15s} "
-        f"{'roots':>5s} {'depth':>5s}"
-    )
-    print(f"{med(0):7.2f} {med(1):10.2f} {med(2):13.0f} {med(3):15.0f} {med(4):5.0f} {med(5):5.0f}")
+    keys = ["wall", "cpu", "saliency cpu", "search passes", "saliency passes", "roots", "depth"]
+    print("\nmedians per image (cpu s = wall s on an idle machine at one thread)")
+    print("  ".join(f"{k:>15s}" for k in keys))
+    print("  ".join(f"{statistics.median(row[k] for row in rows):15.2f}" for k in keys))
 
     print(
         "\n== search + graph only (saliency given): batched beam scoring vs one candidate per pass"
     )
-    t_batched, t_single = [], []
-    for row, image in zip(rows, images):
-        sal = row[6].saliency
-        for bs, store in ((64, t_batched), (1, t_single)):
-            start = time.perf_counter()
-            r = structured_attention_graph(
-                model, image, baseline=args.baseline, saliency=sal, batch_size=bs
+    spent = {64: [], 1: []}
+    for row, image in zip(rows, images, strict=True):
+        first = row["result"]
+        for bs in spent:
+            _, cpu, r = timed(
+                structured_attention_graph,
+                model,
+                image,
+                baseline=args.baseline,
+                saliency=first.saliency,
+                batch_size=bs,
             )
-            store.append(time.perf_counter() - start)
-            assert r.roots == row[6].roots
-    tb, ts = statistics.median(t_batched), statistics.median(t_single)
-    print(f"{'batch_size 64 s/img':>20s} {'batch_size 1 s/img':>19s} {'speed-up':>8s}")
-    print(f"{tb:20.2f} {ts:19.2f} {ts / tb:7.1f}x")
+            spent[bs].append(cpu)
+            assert r.roots == first.roots
+    tb, ts = statistics.median(spent[64]), statistics.median(spent[1])
+    print(f"{'batch_size 64 cpu s/img':>24s} {'batch_size 1 cpu s/img':>23s} {'speed-up':>8s}")
+    print(f"{tb:24.2f} {ts:23.2f} {ts / tb:7.1f}x")
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ def test_salient_path_finds_parts_that_only_count_together():
     needed = [8, 24, 40]
 
     class AllOrNothing(PairModel):
-        """Needs three patches at once; each alone costs a little, any other patch helps a little."""
+        """Needs three patches at once; each alone costs a little, other patches help a little."""
 
         def forward(self, x):
             bright = torch.einsum("bchw,hwp->bp", x, self.avg) / 3
