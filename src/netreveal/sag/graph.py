@@ -22,7 +22,7 @@ def build_graph(
     nodes: list[SagNode] = []
     index: dict[PatchSet, int] = {}
     probs = scorer.score(roots)
-    for root, prob in zip(roots, probs):
+    for root, prob in zip(roots, probs, strict=True):
         if root not in index and len(nodes) < max_nodes:
             index[root] = len(nodes)
             nodes.append(SagNode(list(root), prob, prob / full_prob, 0, root=True))
@@ -39,7 +39,7 @@ def build_graph(
         ]
         child_probs = scorer.score(child for _, _, child in requests)
         new: list[int] = []
-        for (parent, removed, child), prob in zip(requests, child_probs):
+        for (parent, removed, child), prob in zip(requests, child_probs, strict=True):
             if child not in index:
                 if len(nodes) >= max_nodes:
                     continue

@@ -68,7 +68,7 @@ class PatchScorer:
             x = self.baseline + self.masks(chunk)[:, None] * self.delta
             probs = self.model(x).softmax(dim=1)[:, self.target]
             self.forward_passes += len(chunk)
-            self.cache.update(zip(chunk, probs.tolist()))
+            self.cache.update(zip(chunk, probs.tolist(), strict=True))
         return [self.cache[s] for s in sets]
 
 
@@ -125,12 +125,13 @@ def beam_search(
     ``successors`` most salient unused patches. All candidates of a depth are scored in one batched
     call. Sufficient candidates that contain no known root are pruned to 1-minimal (best first, as
     many at a time as roots are still needed) and kept when new; the ``beam_width`` best
-    insufficient ones form the next beam. With ``salient_path`` the beam also always keeps the
-    saliency map's own insertion path (the ``depth`` most salient patches) while it is
-    insufficient: when a class needs several patches together, inserting any one of them alone can
-    lower the probability, and a beam ranked by probability alone can drift away from all of
-    them. With ``patience``, the search also stops once that many
-    consecutive depths after the first root brought no new root.
+    insufficient ones form the next beam.
+
+    With ``salient_path`` the beam also keeps the saliency map's own insertion path (the ``depth``
+    most salient patches) while it is insufficient: when a class needs several patches together,
+    inserting any one of them alone can lower the probability, and a beam ranked by probability
+    alone can drift away from all of them. With ``patience``, the search also stops once that
+    many consecutive depths after the first root brought no new root.
     Returns (roots, depth reached, stop reason: "max_roots" | "exhausted" | "max_depth" |
     "patience").
     """
@@ -162,18 +163,15 @@ def beam_search(
         cands = list(candidates)
         probs = scorer.score(cands)
         ranked = sorted(range(len(cands)), key=lambda i: -probs[i])  # stable: ties keep order
-        # a sufficient candidate holding a known root is explained by it: not pruned again
-        sufficient = [
-            cands[i]
-            for i in ranked
-            if probs[i] >= needed and not any(found_set <= set(cands[i]) for found_set in root_sets)
-        ]
+        sufficient = [cands[i] for i in ranked if probs[i] >= needed]
         beam = [cands[i] for i in ranked if probs[i] < needed][:beam_width]
         path = tuple(sorted(order[:depth]))
         if salient_path and path in candidates and path not in beam and scorer.cache[path] < needed:
             beam.append(path)
         before = len(roots)
         while sufficient and len(roots) < max_roots:
+            # a sufficient candidate holding a known root is explained by it: not pruned again
+            sufficient = [c for c in sufficient if not any(r <= set(c) for r in root_sets)]
             take = max_roots - len(roots)
             group, sufficient = sufficient[:take], sufficient[take:]
             for root in prune_to_minimal(scorer, group, needed):
