@@ -284,3 +284,11 @@ def test_salient_path_finds_parts_that_only_count_together():
     found = structured_attention_graph(model, image, 0, saliency=sal, max_depth=8)
     assert found.roots == [needed]
     check_roots(model, image, found)
+
+
+def test_svg_of_a_graph_without_nodes_says_so():
+    r = _result([], [])
+    r.nodes, r.edges = [], []
+    svg = render_sag_svg(r, torch.rand(3, SIZE, SIZE))
+    texts = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert any("no sufficient patch set" in t for t in texts)

@@ -74,6 +74,8 @@ def render_sag_svg(
     label_h = 16
     widest = max((len(ids) for ids in levels.values()), default=1)
     width = widest * (thumb + gap_x) + gap_x
+    if not result.nodes:
+        width = max(width, 360)
     height = header + len(levels) * (thumb + label_h + gap_y) - gap_y + 2 * label_h
     pos: dict[int, tuple[float, float]] = {}
     for row, level in enumerate(sorted(levels)):
@@ -131,6 +133,11 @@ def render_sag_svg(
         out.append(
             f'<text x="{x + thumb / 2:.1f}" y="{y + thumb + 13:.1f}" text-anchor="middle" '
             f'fill="{colour}" font-weight="bold">{node.confidence:.0%}</text></g>'
+        )
+    if not result.nodes:
+        out.append(
+            f'<text x="{gap_x}" y="{header + label_h}" fill="#555">no sufficient patch set found '
+            f"(search stopped: {escape(result.stop_reason)})</text>"
         )
     out.append("</svg>")
     return "\n".join(out)
