@@ -180,6 +180,15 @@ def test_draw_box_outlines_exactly():
     assert not pic.any()  # the input is not changed
 
 
+def test_thumbnails_of_large_images_are_shrunk():
+    from netreveal.concepts.methods import _shrink
+
+    big = torch.randint(0, 255, (448, 300, 3), dtype=torch.uint8).numpy()
+    assert _shrink(big, 192).shape == (287, 192, 3)
+    small = big[:100, :100]
+    assert _shrink(small, 192) is small
+
+
 def test_weights_svg_escapes_and_shades():
     w = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     svg = weights_svg(w, ["<b>x</b>", "y&z"], per_class=1)
@@ -332,5 +341,19 @@ def test_bad_input_is_one_line_error(tmp_path, tiny_folder, demo):
         run_infodisent(other, images, torch.tensor([0]), Options(progress=False))
     with pytest.raises(NetrevealError, match="--xnn is required for xnn with a non-demo model"):
         run_xnn(other, images, torch.tensor([0]), Options(progress=False))
+    import torchvision
+
+    from netreveal.concepts.demo_assets import DEMO_INFODISENT, DEMO_XNN
+
+    resnet = ModelAdapter(
+        model=torchvision.models.resnet18(num_classes=8).eval(),
+        name="resnet18",
+        input_size=64,
+        class_names=demo.class_names,
+    )
+    with pytest.raises(NetrevealError, match="reads layer .* which this model does not have"):
+        run_infodisent(resnet, images, torch.tensor([0]), _with(head=str(DEMO_INFODISENT)))
+    with pytest.raises(NetrevealError, match="reads layer .* which this model does not have"):
+        run_xnn(resnet, images, torch.tensor([0]), _with(xnn=str(DEMO_XNN)))
     with pytest.raises(NetrevealError, match="--head file not found"):
         run_infodisent(other, images, torch.tensor([0]), _with(head=str(tmp_path / "missing.pt")))

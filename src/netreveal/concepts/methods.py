@@ -77,6 +77,20 @@ def concept_model(kind: str, adapter_name: str, path: str | os.PathLike | None):
     raise NetrevealError(f"{flag} is required for {kind} with a non-demo model")
 
 
+def _check_layers(model: torch.nn.Module, specs, kind: str, origin: str) -> None:
+    """Fail early, naming the file, when a concept model reads layers ``model`` does not have."""
+    from netreveal.model.layers import named_root
+
+    names = dict(named_root(model).named_modules())
+    for spec in specs:
+        if spec is not None and (spec.name == "" or spec.name not in names):
+            what = f"the demo {kind}" if origin == "demo" else f"{kind} file {origin}"
+            raise NetrevealError(
+                f"{what} reads layer {spec.name!r}, which this model does not have "
+                "(trained on another model?)"
+            )
+
+
 def _origin_model(kind: str, origin: str):
     """The concept model a result was made with (for its prototypes / top images)."""
     return concept_model(kind, "demo", None if origin == "demo" else origin)[0]
@@ -91,6 +105,7 @@ def run_infodisent(
     """Explain ``targets`` with the InfoDisent head; when the head's classes are not the model's
     (a head trained on another label set) its own predicted class is explained."""
     head, origin = concept_model("infodisent", adapter.name, getattr(opts, "head", None))
+    _check_layers(adapter.model, [head.layer], "InfoDisent head", origin)
     head = head.to(adapter.device)
     same = list(head.class_names) == list(adapter.class_names)
     result = explain_infodisent(
@@ -113,9 +128,11 @@ def run_xnn(
 ) -> XNNExplanation:
     """x-features of ``images`` and their contributions to ``targets`` (the model's classes)."""
     xnn, origin = concept_model("xnn", adapter.name, getattr(opts, "xnn", None))
+    _check_layers(adapter.model, [xnn.layer, xnn.map_layer], "XNN", origin)
     if xnn.num_classes != len(adapter.class_names):
         raise NetrevealError(
-            f"the XNN explains {xnn.num_classes} classes but the model has {len(adapter.class_names)}"
+            f"the XNN explains {xnn.num_classes} classes but the model has "
+            f"{len(adapter.class_names)} (trained on another model?)"
         )
     xnn = xnn.to(adapter.device)
     result = explain_xnn(
@@ -312,10 +329,23 @@ class _Thumbs:
                 )
                 if box is not None:
                     pic = draw_box(pic, box)
+                pic = _shrink(pic, 2 * PROTOTYPE_PX)
                 self.srcs[key] = self.report.save_picture(
                     pic, f"{self.stem}-{'-'.join(map(str, key))}", min_size=PROTOTYPE_PX
                 )
         return self.srcs[key], sample
+
+
+def _shrink(picture: np.ndarray, side: int) -> np.ndarray:
+    """A picture whose short side exceeds ``side`` scaled down to it (thumbnails stay small)."""
+    h, w = picture.shape[:2]
+    if min(h, w) <= side:
+        return picture
+    from PIL import Image
+
+    scale = side / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(picture).resize(size, Image.BILINEAR))
 
 
 def _part_under(sample, box) -> str | None:
