@@ -90,11 +90,11 @@ def _adapter(args):
                       device=args.device)
 
 
-def _check_layers(adapter, opts, inputs) -> None:
-    """Resolve layer names before any work, so a typo fails fast."""
-    from netreveal.model.layers import resolve_layers
+def _check_ready(adapter, opts, inputs, methods) -> None:
+    """Check layers and method inputs before any work, so a typo fails fast and writes nothing."""
+    from netreveal.methods import check_methods
 
-    resolve_layers(adapter.model, opts.layer, example=inputs.images[:1])
+    check_methods(methods, adapter, inputs.images[:1], opts)
 
 
 def cmd_demo(args) -> int:
@@ -106,7 +106,7 @@ def cmd_demo(args) -> int:
     methods = get_methods(args.methods)
     adapter = load_model("demo")
     inputs = pipeline.partsworld_inputs(adapter, args.images)
-    _check_layers(adapter, opts, inputs)
+    _check_ready(adapter, opts, inputs, methods)
     index = pipeline.explain(adapter, inputs, methods, opts, args.out, steps=args.steps, baseline=args.baseline,
                              title="netreveal demo: parts world")
     print(index.resolve())
@@ -122,7 +122,7 @@ def cmd_explain(args) -> int:
     adapter = _adapter(args)
     target = pipeline.parse_target(args.target, adapter)
     inputs = pipeline.read_folder(adapter, args.images, args.limit)
-    _check_layers(adapter, opts, inputs)
+    _check_ready(adapter, opts, inputs, methods)
     index = pipeline.explain(adapter, inputs, methods, opts, args.out, target=target, steps=args.steps,
                              baseline=args.baseline)
     print(index.resolve())
@@ -142,7 +142,7 @@ def cmd_evaluate(args) -> int:
         inputs = pipeline.partsworld_inputs(adapter, args.n)
     else:
         raise NetrevealError("--images is required unless --model is demo")
-    _check_layers(adapter, opts, inputs)
+    _check_ready(adapter, opts, inputs, methods)
     header, rows, done = pipeline.evaluate(adapter, inputs, methods, opts, steps=args.steps, baseline=args.baseline)
     print(pipeline.format_table(header, rows))
     path = pipeline.write_csv(args.csv, header, rows)

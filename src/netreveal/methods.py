@@ -40,6 +40,26 @@ class Method:
     run: Callable[[ModelAdapter, torch.Tensor, torch.Tensor, Options], Any]
     heatmaps: Callable[[Any], torch.Tensor] | None
     report: Callable[[Report, list[str], torch.Tensor, Any, Options], None]
+    check: Callable[[ModelAdapter, torch.Tensor, Options], None] | None = None  # fail fast, before any work
+
+
+def check_methods(methods: list[Method], adapter: ModelAdapter, example: torch.Tensor, opts: Options) -> None:
+    """Run every method's up-front check (layers exist, concept files load...) on one example."""
+    for method in methods:
+        if method.check is not None:
+            method.check(adapter, example, opts)
+
+
+def _check_layer(adapter: ModelAdapter, example: torch.Tensor, opts: Options) -> None:
+    from netreveal.model.layers import resolve_layers
+
+    resolve_layers(adapter.model, opts.layer, example=example)
+
+
+def _check_layers(adapter: ModelAdapter, example: torch.Tensor, opts: Options) -> None:
+    from netreveal.model.layers import resolve_layers
+
+    resolve_layers(adapter.model, opts.layers, example=example)
 
 
 def _run_gradcam(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):
@@ -65,7 +85,8 @@ def register_method(method: Method) -> Method:
     return method
 
 
-register_method(Method("gradcam", "Grad-CAM", _run_gradcam, lambda r: r.maps, _report_heatmaps("Grad-CAM")))
+register_method(Method("gradcam", "Grad-CAM", _run_gradcam, lambda r: r.maps, _report_heatmaps("Grad-CAM"),
+                       _check_layer))
 
 
 def _run_igos(variant: str):
@@ -156,7 +177,7 @@ def _report_inv(report: Report, keys: list[str], images: torch.Tensor, result, o
         report.add_section(key, "INV: layer-wise feature maps (shallow to deep)", fragment)
 
 
-register_method(Method("inv", "INV", _run_inv, _inv_deepest_maps, _report_inv))
+register_method(Method("inv", "INV", _run_inv, _inv_deepest_maps, _report_inv, _check_layers))
 
 
 def _register_concept_methods() -> None:

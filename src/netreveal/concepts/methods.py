@@ -596,10 +596,17 @@ def report_xnn(
 
 # ---------------------------------------------------------------- registration
 
+def _check(kind: str):
+    def check(adapter: ModelAdapter, example: torch.Tensor, opts: Options) -> None:
+        concept_model(kind, adapter.name, getattr(opts, "head" if kind == "infodisent" else "xnn", None))
+
+    return check
+
+
 METHOD_INFODISENT = register_method(
-    Method("infodisent", "InfoDisent", run_infodisent, lambda r: r.maps, report_infodisent)
+    Method("infodisent", "InfoDisent", run_infodisent, lambda r: r.maps, report_infodisent, _check("infodisent"))
 )
-METHOD_XNN = register_method(Method("xnn", "XNN", run_xnn, lambda r: r.maps, report_xnn))
+METHOD_XNN = register_method(Method("xnn", "XNN", run_xnn, lambda r: r.maps, report_xnn, _check("xnn")))
 
 __all__: list[str] = [
     "METHOD_INFODISENT",
