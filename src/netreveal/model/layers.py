@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -43,9 +44,24 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
     raise NetrevealError(f"unknown layer {name!r}{hint}")
 
 
-@torch.no_grad()
+# Traces are cached per model, input shape and module type, so a selector such as ``last:1`` costs
+# one extra forward pass once, not on every call. The key includes the module count, so adding or
+# replacing submodules invalidates it.
+_TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def trace_order(model: nn.Module, example: torch.Tensor, kind: type[nn.Module] = nn.Conv2d) -> list[str]:
     """Names of the modules of type ``kind`` in the order of their first call in a forward pass."""
+    key = (kind, tuple(example.shape[1:]), example.dtype, str(example.device),
+           sum(1 for _ in model.modules()))
+    cached = _TRACES.setdefault(model, {})
+    if key not in cached:
+        cached[key] = _trace(model, example, kind)
+    return list(cached[key])
+
+
+@torch.no_grad()
+def _trace(model: nn.Module, example: torch.Tensor, kind: type[nn.Module]) -> list[str]:
     names = module_names(model)
     order: list[str] = []
     seen: set[int] = set()
