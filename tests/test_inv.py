@@ -286,7 +286,7 @@ def test_tsne_degenerate_and_tiny_sets():
     assert torch.isfinite(out[2]).all()
 
 
-@pytest.mark.parametrize("kind", ["aot", "compiled"])
+@pytest.mark.parametrize("kind", ["aot", pytest.param("compiled", marks=pytest.mark.slow)])
 def test_fused_kernels_match_eager_and_are_batch_invariant(kind):
     try:
         step_kernel(kind)
