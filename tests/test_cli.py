@@ -28,14 +28,18 @@ def run_cli(*args):
 
 def test_demo_writes_report(tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["demo", "--out", str(out), "--images", "3", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--images", "1", "--quiet"]) == 0  # every method
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert Path(printed) == (out / "index.html").resolve()
     page = (out / "index.html").read_text()
-    assert page.count('class="image"') == 3 and "Grad-CAM" in page
+    assert page.count('class="image"') == 1
+    for title in ["Grad-CAM", "INV: layer-wise", "I-GOS", "iGOS++", "Structured Attention Graph", "InfoDisent", "XNN"]:
+        assert title in page, title
     for src in __import__("re").findall(r'src="(img/[^"]+)"', page):
         assert (out / src).is_file()
-    assert load(out / "results" / "gradcam.pt").maps.shape == (3, 64, 64)
+    assert load(out / "results" / "gradcam.pt").maps.shape == (1, 64, 64)
+    inv = load(out / "results" / "inv.pt")
+    assert len(inv.images[0].layers) == 9
     assert not list(tmp_path.glob(".netreveal-report-*")), "staging folder left behind"
 
 

@@ -14,6 +14,9 @@ from netreveal import __version__
 from netreveal.errors import NetrevealError
 
 
+DEMO_METHODS = "gradcam,inv,igos,igos++,sag,infodisent,xnn"
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="demo, a torchvision name, timm:NAME or module:factory (default: demo)")
     p.add_argument("--weights", help="local .safetensors/.pt state dict, or a torchvision weight name (needs internet)")
@@ -45,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="explain parts-world images with the built-in demo model; write an HTML report")
     demo.add_argument("--out", default="netreveal-report", help="report folder (default: ./netreveal-report)")
-    demo.add_argument("--images", type=int, default=6, help="how many images (default: 6, one per class)")
-    _add_run_args(demo, "gradcam")
+    demo.add_argument("--images", type=int, default=4, help="how many images (default: 4, classes in turn)")
+    _add_run_args(demo, DEMO_METHODS)
 
     explain = sub.add_parser("explain", help="explain a folder of images; write an HTML report and saved results")
     _add_model_args(explain)
