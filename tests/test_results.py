@@ -48,3 +48,17 @@ def test_foreign_files_are_rejected(tmp_path):
         results.load(path)
     with pytest.raises(NetrevealError, match="not found"):
         results.load(tmp_path / "missing.pt")
+
+
+def test_load_in_a_fresh_process_finds_the_result_type(tmp_path):
+    import subprocess
+    import sys
+
+    from netreveal.metrics.perturbation import PerturbationScores
+
+    scores = PerturbationScores(torch.tensor([0.2]), None, torch.zeros(1, 3), None, torch.linspace(0, 1, 3),
+                                torch.tensor([1]), {"steps": 2}, {"seed": None})
+    path = results.save(scores, tmp_path / "s.pt")
+    code = f"from netreveal import results; print(type(results.load({str(path)!r})).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "PerturbationScores"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import platform
 from typing import Any
 
@@ -23,11 +24,9 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
-    try:
-        import sklearn
-
-        found["scikit-learn"] = sklearn.__version__
-    except ImportError:  # pragma: no cover - sklearn is a hard dependency
+    try:  # read the installed version without importing the (slow to import) package
+        found["scikit-learn"] = importlib.metadata.version("scikit-learn")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a hard dependency
         pass
     return found
 

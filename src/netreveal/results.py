@@ -54,9 +54,29 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot save a value of type {type(value).__name__}")
 
 
+# Modules that define result types; imported on demand so ``load`` works in a fresh process.
+_RESULT_MODULES = (
+    "netreveal.metrics.perturbation",
+    "netreveal.inv.result",
+    "netreveal.sag.result",
+    "netreveal.concepts",
+)
+
+
+def _lookup(name: str) -> type | None:
+    if name not in _TYPES:
+        import importlib
+
+        for module in _RESULT_MODULES:
+            importlib.import_module(module)
+            if name in _TYPES:
+                break
+    return _TYPES.get(name)
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, dict) and "__type__" in value and "fields" in value:
-        cls = _TYPES.get(value["__type__"])
+        cls = _lookup(value["__type__"])
         if cls is None:
             raise NetrevealError(f"unknown result type {value['__type__']!r} in file")
         return cls(**{k: _decode(v) for k, v in value["fields"].items()})

@@ -53,23 +53,26 @@ def gradcam(
     """
     if isinstance(target, (list, tuple, torch.Tensor)) and len(target) != images.shape[0]:
         raise NetrevealError(f"got {len(target)} targets for a batch of {images.shape[0]} images")
+    if images.shape[0] == 0:
+        raise NetrevealError("no image given")
+    ((layer_name, module),) = resolve_layers(model, layer, example=images[:1])
     raws, targets, probs = [], [], []
     starts = range(0, images.shape[0], batch_size)
     for start in tqdm(starts, desc="Grad-CAM", disable=not progress, unit="batch"):
         stop = min(start + batch_size, images.shape[0])
-        cap = capture(model, images[start:stop], layer, _targets_for(target, start, stop), call=call)
+        cap = capture(model, images[start:stop], module, _targets_for(target, start, stop), call=call)
         (act,), (grad,) = cap.activations.values(), cap.gradients.values()
         raws.append(cam_from(act, grad))
         targets.append(cap.targets)
         p = cap.logits.softmax(dim=1)
-        probs.append(p.gather(1, cap.targets.clamp_min(0)[:, None]).squeeze(1))
+        prob = p.gather(1, cap.targets.clamp_min(0)[:, None]).squeeze(1)
+        probs.append(torch.where(cap.targets >= 0, prob, torch.full_like(prob, float("nan"))))  # NaN: callable target
     raw = torch.cat(raws)
     maps = upsample(raw, tuple(images.shape[-2:]))
     if relu:
         maps = maps.clamp_min(0)
     if normalize:
         maps = minmax(maps)
-    (layer_name, _), = resolve_layers(model, layer, example=images[:1]) if images.shape[0] else [(str(layer), None)]
     params = {"layer": layer_name, "relu": relu, "normalize": normalize, "call": call, "score": "logit"}
     return AttributionResult(
         method="gradcam",
