@@ -180,6 +180,16 @@ def _report_inv(report: Report, keys: list[str], images: torch.Tensor, result, o
 register_method(Method("inv", "INV", _run_inv, _inv_deepest_maps, _report_inv, _check_layers))
 
 
+def _run_ig(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):
+    from netreveal.attribution.baselines import integrated_gradients
+
+    return integrated_gradients(adapter.model, images, targets, batch_size=opts.batch_size, progress=opts.progress)
+
+
+register_method(Method("ig", "Integrated gradients", _run_ig, lambda r: r.maps,
+                       _report_heatmaps("Integrated gradients")))
+
+
 def _register_concept_methods() -> None:
     import netreveal.concepts.methods  # noqa: F401  (registers "infodisent" and "xnn")
 
