@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="explain parts-world images with the built-in demo model; write an HTML report")
     demo.add_argument("--out", default="netreveal-report", help="report folder (default: ./netreveal-report)")
-    demo.add_argument("--images", type=int, default=4, help="how many images (default: 4, classes in turn)")
+    demo.add_argument("--images", type=int, default=3, help="how many images (default: 3, classes in turn)")
     _add_run_args(demo, DEMO_METHODS)
 
     explain = sub.add_parser("explain", help="explain a folder of images; write an HTML report and saved results")
