@@ -32,7 +32,8 @@ def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
     p.add_argument("--layers", default="last:9", help="layers for layer-wise methods (default: last:9)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default: 50)")
-    p.add_argument("--baseline", default="blur", choices=["blur", "black", "mean"])
+    p.add_argument("--baseline", default="blur", choices=["blur", "black", "mean"],
+                   help="'nothing here' image for deletion/insertion and SAG (default: blur)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mask-size", type=int, default=28, help="I-GOS/iGOS++ mask side (7, 14, 28, 224; default: 28)")
     p.add_argument("--grid", type=int, default=7, help="SAG patch grid side (default: 7)")
@@ -83,7 +84,8 @@ def _options(args):
     if args.mask_size < 1 or args.grid < 1:
         raise NetrevealError("--mask-size and --grid must be at least 1")
     return Options(layer=args.layer, layers=args.layers, batch_size=args.batch_size, seed=args.seed,
-                   progress=not args.quiet, mask_size=args.mask_size, grid=args.grid, head=args.head, xnn=args.xnn)
+                   progress=not args.quiet, mask_size=args.mask_size, grid=args.grid, baseline=args.baseline,
+                   head=args.head, xnn=args.xnn)
 
 
 def _adapter(args):

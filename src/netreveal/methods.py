@@ -29,6 +29,7 @@ class Options:
     progress: bool = True
     mask_size: int = 28
     grid: int = 7
+    baseline: str = "blur"  # the "nothing here" image for SAG insertion (and the metrics)
     head: str | None = None  # InfoDisent head file (netreveal train-head infodisent)
     xnn: str | None = None  # XNN file (netreveal train-head xnn)
 
@@ -133,7 +134,7 @@ def _run_sag(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
     from netreveal.sag import structured_attention_graph
 
     return [
-        structured_attention_graph(adapter.model, images[i], int(targets[i]), grid=opts.grid,
+        structured_attention_graph(adapter.model, images[i], int(targets[i]), grid=opts.grid, baseline=opts.baseline,
                                    batch_size=max(opts.batch_size * 4, 32), seed=opts.seed)
         for i in tqdm(range(len(images)), desc="SAG", unit="img", disable=not opts.progress)
     ]
@@ -148,7 +149,8 @@ def _report_sag(report: Report, keys: list[str], images: torch.Tensor, graphs, o
         graph = graphs[i]
         expression = sag_expression(graph, shown_only=True) or "no sufficient patch set found"
         svg = render_sag_svg(graph, images[i])
-        metrics = {"roots found": len(graph.roots), "forward passes": graph.forward_passes}
+        metrics = {"roots found": len(graph.roots), "forward passes": graph.forward_passes,
+                   "baseline": graph.params.get("baseline", opts.baseline), "search stopped": graph.stop_reason}
         report.add_section(key, "Structured Attention Graph",
                            f'<div><div class="metrics">minimal sufficient sets: <code>{html.escape(expression)}</code></div>'
                            f'<div class="scroll">{svg}</div></div>', metrics)
