@@ -43,8 +43,17 @@ def blur_params(size: int, kernel_at_224: int = 51, sigma_at_224: float = 50.0) 
     return kernel, sigma_at_224 * scale
 
 
-def make_baseline(images: torch.Tensor, kind: str = "blur") -> torch.Tensor:
-    """The 'nothing here' image: heavy Gaussian blur (default), black, or each image's mean colour."""
+def make_baseline(images: torch.Tensor, kind: str | torch.Tensor = "blur") -> torch.Tensor:
+    """The 'nothing here' image: heavy Gaussian blur (default), black, each image's mean colour, or
+    a given tensor broadcast to the images' shape (a (3, H, W) image or a full batch)."""
+    if isinstance(kind, torch.Tensor):
+        base = kind.to(images.device, images.dtype)
+        try:
+            return base.expand_as(images).contiguous()
+        except RuntimeError as exc:
+            raise NetrevealError(
+                f"baseline of shape {tuple(kind.shape)} does not match images {tuple(images.shape)}"
+            ) from exc
     if kind == "blur":
         kernel, sigma = blur_params(min(images.shape[-2:]))
         return gaussian_blur(images, kernel, sigma)

@@ -13,6 +13,15 @@ Target = Union[None, int, Sequence[int], torch.Tensor, Callable[[torch.Tensor], 
 SCORES = ("logit", "prob", "log_prob")
 
 
+def slice_targets(target: Target, start: int, stop: int) -> Target:
+    """The part of ``target`` for images ``start:stop`` of a batch (shared specs pass through)."""
+    if target is None or isinstance(target, int) or (callable(target) and not isinstance(target, torch.Tensor)):
+        return target
+    if isinstance(target, torch.Tensor):
+        return target[start:stop] if target.dim() else int(target)
+    return list(target)[start:stop]
+
+
 def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
     """Class indices (B,) for ``target``: None = predicted class, an int for all, or one per image.
 

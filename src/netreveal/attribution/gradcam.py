@@ -19,19 +19,13 @@ from netreveal.model.hooks import capture
 from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
-from netreveal.targets import Target
+from netreveal.targets import Target, slice_targets
 
 
 def cam_from(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     """Signed Grad-CAM maps (B, h, w) from a layer's activation and gradient (B, K, h, w)."""
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     return (weights * activation).sum(dim=1)
-
-
-def _targets_for(target: Target, start: int, stop: int) -> Target:
-    if target is None or isinstance(target, int) or callable(target):
-        return target
-    return list(target)[start:stop] if not isinstance(target, torch.Tensor) else target[start:stop]
 
 
 def gradcam(
@@ -60,7 +54,7 @@ def gradcam(
     starts = range(0, images.shape[0], batch_size)
     for start in tqdm(starts, desc="Grad-CAM", disable=not progress, unit="batch"):
         stop = min(start + batch_size, images.shape[0])
-        cap = capture(model, images[start:stop], module, _targets_for(target, start, stop), call=call)
+        cap = capture(model, images[start:stop], module, slice_targets(target, start, stop), call=call)
         (act,), (grad,) = cap.activations.values(), cap.gradients.values()
         raws.append(cam_from(act, grad))
         targets.append(cap.targets)

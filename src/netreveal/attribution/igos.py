@@ -28,8 +28,8 @@ from netreveal.attribution.igos_engine import Nesterov, Objective, line_search
 from netreveal.attribution.igos_paths import PathScorer
 from netreveal.attribution.igos_reg import Upsampler
 from netreveal.errors import NetrevealError
-from netreveal.imaging import BASELINES, make_baseline
-from netreveal.model.hooks import frozen
+from netreveal.imaging import make_baseline
+from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
 from netreveal.targets import Target, resolve_targets
@@ -38,13 +38,6 @@ METHODS = ("igos", "igos++")
 OPTIMIZERS = ("line_search", "nesterov")
 REFERENCE_CELLS = 28 * 28  # alpha0 defaults are set for a 28x28 mask and scaled with the cell count
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The device of the model's first parameter or buffer (``fallback`` for a stateless model)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return fallback
 
 
 def noise_scale(model: nn.Module, channels: int, device: torch.device) -> torch.Tensor:
@@ -74,23 +67,6 @@ def _mask_shape(mask_size: int | tuple[int, int], image_size: tuple[int, int]) -
             f"{image_size[0]}x{image_size[1]}"
         )
     return int(h), int(w)
-
-
-def _baselines(images: torch.Tensor, baseline: str | torch.Tensor) -> torch.Tensor:
-    if isinstance(baseline, torch.Tensor):
-        base = baseline.to(images.device, images.dtype)
-        if base.dim() == 3:
-            base = base[None]
-        try:
-            return base.expand_as(images).contiguous()
-        except RuntimeError as exc:
-            raise NetrevealError(
-                f"baseline of shape {tuple(baseline.shape)} does not match images "
-                f"{tuple(images.shape)}"
-            ) from exc
-    if baseline not in BASELINES:
-        raise NetrevealError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-    return make_baseline(images, baseline)
 
 
 def _check(method: str, optimizer: str, iterations: int, ig_steps: int, batch_size: int) -> None:
@@ -172,7 +148,7 @@ def igos(
     cells = h * w
     if alpha0 is None:
         alpha0 = (1000.0 if optimizer == "line_search" else 2.0) * cells / REFERENCE_CELLS
-    baselines = _baselines(images, baseline)
+    baselines = make_baseline(images, baseline)
 
     with frozen(model):
         with torch.no_grad():

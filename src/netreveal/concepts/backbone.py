@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
-from netreveal.model.hooks import frozen
+from netreveal.model.hooks import frozen, model_device
 from netreveal.model.layers import get_module, module_names, named_root, resolve_layers
 
 POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -380,7 +380,7 @@ class FeatureExtractor:
         self.model = model
         if example is None:
             hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-            example = torch.zeros(1, 3, *hw, device=_device(model))
+            example = torch.zeros(1, 3, *hw, device=model_device(model))
         self.example = example[:1]
         self.spec = layer_spec(
             model, layer, self.example, layout=layout, prefix_tokens=prefix_tokens
@@ -388,7 +388,7 @@ class FeatureExtractor:
 
     @property
     def device(self) -> torch.device:
-        return _device(self.model)
+        return model_device(self.model)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device)
@@ -421,12 +421,6 @@ class FeatureExtractor:
             raise NetrevealError("the dataset is empty")
         return torch.cat(feats), torch.cat(labels)
 
-
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def collate(items: Sequence) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,6 +44,7 @@ from netreveal.concepts.prototypes import Prototypes, TopImages, part_purity
 from netreveal.concepts.training import class_names_of, fit, num_classes_of, plain
 from netreveal.errors import NetrevealError
 from netreveal.imaging import minmax, upsample
+from netreveal.model.hooks import model_device
 from netreveal.provenance import provenance
 from netreveal.results import register
 from netreveal.targets import Target, resolve_targets
@@ -310,7 +311,7 @@ def train_infodisent(
     first = train_data[0][0]
     if not isinstance(first, torch.Tensor) or first.dim() != 3:
         raise NetrevealError("dataset images must be (3, H, W) tensors in [0, 1]")
-    device = _device(backbone_model)
+    device = model_device(backbone_model)
     extractor = FeatureExtractor(
         backbone_model,
         layer,
@@ -388,12 +389,6 @@ def train_infodisent(
         )
     return head
 
-
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 # ---------------------------------------------------------------- prototypes

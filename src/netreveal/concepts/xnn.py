@@ -53,6 +53,7 @@ from netreveal.concepts.prototypes import TopImages
 from netreveal.concepts.training import class_names_of, fit, plain
 from netreveal.errors import NetrevealError
 from netreveal.imaging import minmax, upsample
+from netreveal.model.hooks import model_device
 from netreveal.provenance import provenance
 from netreveal.results import register
 from netreveal.targets import Target, resolve_targets
@@ -338,7 +339,7 @@ class _ActivationSource:
             for images, labels in tqdm(
                 batches(data, batch_size), desc="activations", disable=not progress, unit="batch"
             ):
-                f, logits = _activations(model, spec, images.to(_device(model)))
+                f, logits = _activations(model, spec, images.to(model_device(model)))
                 fs.append(f.detach())
                 ys.append(logits.detach())
                 ls.append(labels)
@@ -352,7 +353,7 @@ class _ActivationSource:
             f, y, lab = self.cache
             return f[idx], y[idx], lab[idx]
         ((images, labels),) = list(batches(self.data, len(idx), idx))
-        f, logits = _activations(self.model, self.spec, images.to(_device(self.model)))
+        f, logits = _activations(self.model, self.spec, images.to(model_device(self.model)))
         return f.detach(), logits.detach(), labels
 
     def all(self):
@@ -360,12 +361,6 @@ class _ActivationSource:
             idx = torch.arange(start, min(start + self.batch_size, len(self)))
             yield (start, *self.get(idx))
 
-
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -416,7 +411,7 @@ def train_xnn(
     first = train_data[0][0]
     if not isinstance(first, torch.Tensor) or first.dim() != 3:
         raise NetrevealError("dataset images must be (3, H, W) tensors in [0, 1]")
-    device = _device(model)
+    device = model_device(model)
     example = first[None].to(device)
     spec, classifier, mode = resolve_xnn_layer(model, layer, example, faithful)
     maps_spec = (

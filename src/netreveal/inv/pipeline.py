@@ -31,7 +31,7 @@ from netreveal.inv.weights import map_weights, resolve_threshold
 from netreveal.model.hooks import capture
 from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
-from netreveal.targets import Target
+from netreveal.targets import Target, slice_targets
 
 DEFAULT_CONFIG = InvConfig()
 _clock = time.perf_counter  # the stage timer (a benchmark may swap in a CPU clock)
@@ -41,14 +41,6 @@ STAGES = ("forward_backward", "weights", "pca", "tsne", "clustering", "maps")
 def problem_seed(seed: int, image: int, layer: int) -> int:
     """Seed of the (image, layer) set; it depends on nothing else, so batching cannot change it."""
     return int(np.random.SeedSequence([int(seed), int(image), int(layer)]).generate_state(1)[0])
-
-
-def _targets_for(target: Target, start: int, stop: int) -> Target:
-    if target is None or isinstance(target, int) or callable(target):
-        return target
-    if isinstance(target, torch.Tensor):
-        return target[start:stop] if target.dim() else int(target)
-    return list(target)[start:stop]
 
 
 def _describe_target(target: Target):
@@ -130,7 +122,7 @@ def explain_inv(
         stop = min(start + batch_size, images.shape[0])
         t0 = _clock()
         cap = capture(
-            model, images[start:stop], names, _targets_for(target, start, stop), score=config.score
+            model, images[start:stop], names, slice_targets(target, start, stop), score=config.score
         )
         stats["forward_backward"] += _clock() - t0
         out.extend(_explain_batch(cap, names, start, size, config, seed, stats))

@@ -28,8 +28,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
-from netreveal.imaging import BASELINES, make_baseline
-from netreveal.model.hooks import frozen
+from netreveal.imaging import make_baseline
+from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult, register
 from netreveal.targets import Target, resolve_targets
@@ -69,14 +69,6 @@ class PerturbationScores:
         if self.deletion_auc is not None and self.insertion_auc is not None:
             out["difference"] = out["insertion_auc"] - out["deletion_auc"]
         return out
-
-
-def _device_of(model: nn.Module, fallback: torch.device) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return fallback
 
 
 def _as_maps(maps: torch.Tensor, batch: int, size: tuple[int, int]) -> torch.Tensor:
@@ -119,20 +111,6 @@ def pixel_ranks(ranks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def step_counts(n_cells: int, steps: int) -> list[int]:
     """Cells perturbed after each of ``steps`` equal steps: round(s * n / steps), s = 0..steps."""
     return [(2 * s * n_cells + steps) // (2 * steps) for s in range(steps + 1)]
-
-
-def _baseline_images(images: torch.Tensor, baseline: str | torch.Tensor) -> torch.Tensor:
-    if isinstance(baseline, torch.Tensor):
-        try:
-            return baseline.to(device=images.device, dtype=images.dtype).expand_as(images)
-        except RuntimeError as exc:
-            raise NetrevealError(
-                f"baseline of shape {tuple(baseline.shape)} does not fit images "
-                f"{tuple(images.shape)}"
-            ) from exc
-    if baseline not in BASELINES:
-        raise NetrevealError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-    return make_baseline(images, baseline)
 
 
 def _check_modes(modes: str | Sequence[str]) -> tuple[str, ...]:
@@ -188,7 +166,7 @@ def deletion_insertion(
     steps, batch_size = int(steps), int(batch_size)
     chosen = _check_modes(modes)
 
-    device = _device_of(model, images.device)
+    device = model_device(model, images.device)
     images = images.to(device)
     if not images.is_floating_point():
         raise NetrevealError("images must be floating point, in [0, 1]")
@@ -196,7 +174,7 @@ def deletion_insertion(
     maps = _as_maps(torch.as_tensor(maps).detach().to(device), batch, size)
     map_size = (int(maps.shape[-2]), int(maps.shape[-1]))
     n_cells = map_size[0] * map_size[1]
-    base = _baseline_images(images, baseline)
+    base = make_baseline(images, baseline)
     ranks = pixel_ranks(cell_ranks(maps.float() if maps.dtype != torch.float64 else maps), size)
 
     counts = step_counts(n_cells, steps)

@@ -61,10 +61,9 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
-        try:
-            return next(self.model.parameters()).device
-        except StopIteration:
-            return torch.device("cpu")
+        from netreveal.model.hooks import model_device
+
+        return model_device(self.model)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """A PIL image to a (3, S, S) tensor in [0, 1]: resize the short side, centre crop."""

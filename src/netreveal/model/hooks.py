@@ -40,6 +40,15 @@ class Capture:
     call: int = -1
 
 
+def model_device(model: nn.Module, fallback: torch.device | str = "cpu") -> torch.device:
+    """The device of the model's first parameter or buffer (``fallback`` for a stateless model)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device(fallback)
+
+
 @contextlib.contextmanager
 def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
     """Put the model in eval mode with frozen parameters; restore both on exit."""

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from netreveal.attribution.igos import igos, model_device
+from netreveal.attribution.igos import igos
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline
-from netreveal.model.hooks import frozen
+from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.sag.graph import build_graph
 from netreveal.sag.result import SagResult
