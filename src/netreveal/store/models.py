@@ -1,0 +1,218 @@
+"""The database schema: studies, their explanation items, people, guesses, games and named concepts.
+
+One SQLAlchemy 2 declarative model per table. Pictures (inputs, cluster maps and the precomputed
+reveal frames) are stored as PNG bytes in ``media`` so a study is one database, whatever the
+backend, and the web app never serves a path from the file system. Schema changes go through the
+Alembic migrations in ``netreveal/store/migrations`` (``netreveal.store.db.open_store`` upgrades).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ROLES = ("player", "annotator", "admin")
+OUTCOMES = ("win", "loss", "resign")
+STUDY_KINDS = ("reveal", "evaluation")
+REVEAL_PERCENTS = (2.0, 4.5, 8.0, 13.0, 20.0, 30.0)  # the six reveal steps (DESIGN §2)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Account(Base):
+    """A person: plays the reveal game, names concepts (annotator) or runs studies (admin)."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(40), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="player")
+    background: Mapped[str | None] = mapped_column(String(16))  # "novice" / "expert" when declared
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie carries ``token``; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Study(Base):
+    """A set of images explained by one model, whose items people label or name."""
+
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="reveal")
+    model: Mapped[str] = mapped_column(Text)  # the model's description (adapter.describe())
+    classes: Mapped[list[Any]] = mapped_column(JSON)  # class names, index = class id
+    layers: Mapped[list[Any]] = mapped_column(JSON)  # layer names, shallow -> deep
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # INV config, seed, provenance
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    images: Mapped[list[StudyImage]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+
+class Media(Base):
+    """A PNG picture owned by a study (input image, cluster map, reveal frame)."""
+
+    __tablename__ = "media"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StudyImage(Base):
+    """One input image of a study, with the model's prediction and (when known) its true class."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("study_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))  # file name / stable id within the study
+    true_class: Mapped[str | None] = mapped_column(String(80))
+    predicted_class: Mapped[str] = mapped_column(String(80))
+    probability: Mapped[float] = mapped_column(Float)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
+    study: Mapped[Study] = relationship(back_populates="images")
+    items: Mapped[list[Item]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+
+class Item(Base):
+    """An explanation item: one INV cluster map of one image at one layer, with its weight."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("image_id", "layer", "cluster"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[str] = mapped_column(String(200))
+    depth: Mapped[int] = mapped_column(Integer)  # index of the layer in study.layers (0 = shallowest)
+    cluster: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[float] = mapped_column(Float)  # INV cluster weight, percent
+    channels: Mapped[list[Any]] = mapped_column(JSON, default=list)  # member feature maps
+    map_media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))  # the cluster map (grey PNG)
+    label_count: Mapped[int] = mapped_column(Integer, default=0)  # guesses with text, kept for assignment
+    image: Mapped[StudyImage] = relationship(back_populates="items")
+    frames: Mapped[list[RevealFrame]] = relationship(order_by="RevealFrame.step", cascade="all, delete-orphan")
+
+
+class RevealFrame(Base):
+    """The image revealed at one reveal step of an item (precomputed when the study is created)."""
+
+    __tablename__ = "reveal_frames"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1..6
+    percent: Mapped[float] = mapped_column(Float)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
+
+
+class Game(Base):
+    """One round of the reveal game: a player and an item. A player never gets an item twice."""
+
+    __tablename__ = "games"
+    __table_args__ = (UniqueConstraint("player_id", "item_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    player_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer, default=1)  # current reveal step
+    outcome: Mapped[str | None] = mapped_column(String(8))  # None while playing
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Guess(Base):
+    """A guess: the class guessed and the free text typed, at one reveal step.
+
+    ``request_id`` (unique, client-chosen) makes a retried submission idempotent: stored once.
+    ``source`` is "game", "import" (CSV) or "crowd" (simulated); imported labels have no game.
+    """
+
+    __tablename__ = "guesses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    game_id: Mapped[int | None] = mapped_column(ForeignKey("games.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    player_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    player_name: Mapped[str] = mapped_column(String(40), default="")  # kept for imports / deleted accounts
+    step: Mapped[int] = mapped_column(Integer)
+    guessed_class: Mapped[str | None] = mapped_column(String(80))
+    text: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    correct: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(8), default="game")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Concept(Base):
+    """A named visual concept: an annotator's group of items (naming studio)."""
+
+    __tablename__ = "concepts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    members: Mapped[list[ConceptMember]] = relationship(cascade="all, delete-orphan")
+
+
+class ConceptMember(Base):
+    """An item in a concept. Per annotator an item is in at most one concept."""
+
+    __tablename__ = "concept_members"
+    __table_args__ = (UniqueConstraint("annotator_id", "item_id"),)
+    concept_id: Mapped[int] = mapped_column(ForeignKey("concepts.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+
+
+class ConceptEvent(Base):
+    """History of a concept: create, add, drop, rename, merge, split, remove (details as JSON)."""
+
+    __tablename__ = "concept_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    concept_id: Mapped[int] = mapped_column(ForeignKey("concepts.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Embedding(Base):
+    """Cached sentence embedding of a cleaned label text under one model."""
+
+    __tablename__ = "embeddings"
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text: Mapped[str] = mapped_column(String(200), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian
+
+
+Index("ix_items_assign", Item.study_id, Item.label_count)
