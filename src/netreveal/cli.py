@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     from netreveal.concepts.cli import add_train_head_parser
 
     add_train_head_parser(sub)
+    from netreveal.store.cli import add_study_parser
+    from netreveal.web.cli import add_web_parsers
+
+    add_study_parser(sub)
+    add_web_parsers(sub)
     return parser
 
 
@@ -175,7 +180,8 @@ COMMANDS = {"demo": cmd_demo, "explain": cmd_explain, "evaluate": cmd_evaluate, 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = COMMANDS.get(args.command) or args.handler
+        return handler(args)
     except NetrevealError as exc:
         print(f"netreveal: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""The web app: the reveal game, the naming studio and the admin pages (FastAPI)."""

@@ -1,0 +1,44 @@
+"""``netreveal serve`` and ``netreveal account``: the web app and its accounts.
+
+Handlers import their work lazily so ``netreveal --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from netreveal.store.cli import add_database_arg
+
+
+def add_web_parsers(subparsers) -> None:
+    """Add ``serve`` and ``account`` to an ``argparse`` sub-parser collection."""
+    serve = subparsers.add_parser("serve", help="serve the reveal game, the naming studio and the admin pages")
+    add_database_arg(serve)
+    serve.add_argument("--study", help="study to serve (default: the newest in the database)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=run_serve)
+
+    account = subparsers.add_parser("account", help="add accounts or change roles (e.g. the first admin)")
+    sub = account.add_subparsers(dest="account_command", required=True)
+    add = sub.add_parser("add", help="add an account; the password is read from stdin or prompted")
+    add.add_argument("username")
+    add.add_argument("--role", default="player", choices=["player", "annotator", "admin"])
+    add_database_arg(add)
+    role = sub.add_parser("role", help="change an account's role")
+    role.add_argument("username")
+    role.add_argument("role", choices=["player", "annotator", "admin"])
+    add_database_arg(role)
+    account.set_defaults(handler=run_account)
+
+
+def run_serve(args) -> int:
+    from netreveal.web import server
+
+    return server.run(args)
+
+
+def run_account(args) -> int:
+    from netreveal.web import server
+
+    return server.run_account(args)
