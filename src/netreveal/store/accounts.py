@@ -1,0 +1,170 @@
+"""Accounts and logged-in browser sessions: argon2 password hashes, roles, session tokens.
+
+A browser session is a random token held in a cookie; the database keeps only its SHA-256, so a
+leaked database does not log anyone in. Usernames are 3-30 characters of letters, digits, ``_``,
+``.`` and ``-`` (starting with a letter or digit) and unique regardless of case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+from datetime import datetime, timedelta, timezone
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from netreveal.errors import NetrevealError
+from netreveal.store.models import ROLES, Account, WebSession
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,29}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+SESSION_DAYS = 14
+
+# OWASP's minimum argon2id setting (19 MiB, 2 passes): cheap enough for many sign-ups at once on a
+# small server; at most two hashes run at a time so memory stays bounded under a burst of logins.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+_hash_slots = threading.BoundedSemaphore(2)
+_DUMMY_HASH: str | None = None
+
+
+class AccountError(NetrevealError):
+    """A rejected account request; ``status`` is the HTTP status the web app answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash of ``password``."""
+    with _hash_slots:
+        return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when ``password`` matches ``password_hash``."""
+    with _hash_slots:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def check_username(username: str) -> str:
+    """``username`` when it is 3-30 letters, digits, ``_ . -`` (first a letter or digit), else AccountError."""
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
+        raise AccountError("username must be 3-30 characters: letters, digits, '_', '.' or '-', "
+                           "starting with a letter or digit")
+    return username
+
+
+def check_password(password: str) -> str:
+    """``password`` when it has 8-256 characters, else AccountError."""
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise AccountError(f"password must have {PASSWORD_MIN}-{PASSWORD_MAX} characters")
+    return password
+
+
+def check_role(role: str) -> str:
+    """``role`` when it is one of player, annotator, admin, else AccountError."""
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+def find_account(session: Session, username: str) -> Account | None:
+    """The account named ``username`` (any case), or None."""
+    if not isinstance(username, str) or len(username) > 40:
+        return None
+    return session.scalars(select(Account).where(func.lower(Account.username) == username.lower())).first()
+
+
+def create_account(session: Session, username: str, password: str, role: str = "player",
+                   background: str | None = None) -> Account:
+    """Add an account (flushed, not committed). AccountError (409) when the name is taken."""
+    check_username(username)
+    check_password(password)
+    check_role(role)
+    if background is not None and background not in ("novice", "expert"):
+        raise AccountError("background must be novice or expert")
+    if find_account(session, username) is not None:
+        raise AccountError(f"username {username!r} is taken", status=409)
+    account = Account(username=username, password_hash=hash_password(password), role=role,
+                      background=background)
+    try:
+        with session.begin_nested():
+            session.add(account)
+    except IntegrityError:
+        raise AccountError(f"username {username!r} is taken", status=409) from None
+    return account
+
+
+def set_role(session: Session, username: str, role: str) -> Account:
+    """Change the role of ``username``. AccountError (404) when there is no such account."""
+    check_role(role)
+    account = find_account(session, username)
+    if account is None:
+        raise AccountError(f"no account named {username!r}", status=404)
+    account.role = role
+    session.flush()
+    return account
+
+
+def authenticate(session: Session, username: str, password: str) -> Account | None:
+    """The account when ``username`` and ``password`` match, else None (same cost either way)."""
+    global _DUMMY_HASH
+    account = find_account(session, username) if isinstance(password, str) else None
+    if account is None or not isinstance(password, str) or len(password) > PASSWORD_MAX:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = hash_password(secrets.token_hex(8))
+        verify_password(_DUMMY_HASH, "x" if not isinstance(password, str) else password[:PASSWORD_MAX])
+        return None
+    if not verify_password(account.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(account.password_hash):
+        account.password_hash = hash_password(password)
+    return account
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 (hex) under which a session token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(session: Session, account: Account, days: float = SESSION_DAYS) -> tuple[str, WebSession]:
+    """A new browser session for ``account``: (cookie token, stored row). Expired rows are pruned."""
+    now = datetime.now(timezone.utc)
+    session.execute(delete(WebSession).where(WebSession.expires_at < now))
+    token = secrets.token_urlsafe(32)
+    row = WebSession(token_hash=token_hash(token), account_id=account.id, csrf_token=secrets.token_urlsafe(32),
+                     created_at=now, expires_at=now + timedelta(days=days))
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def session_account(session: Session, token: str | None) -> tuple[Account, WebSession] | None:
+    """The account and session row behind a cookie token, or None (unknown, malformed or expired)."""
+    if not token or len(token) > 128:
+        return None
+    row = session.get(WebSession, token_hash(token))
+    if row is None or _utc(row.expires_at) <= datetime.now(timezone.utc):
+        return None
+    account = session.get(Account, row.account_id)
+    return (account, row) if account is not None else None
+
+
+def end_session(session: Session, token: str | None) -> None:
+    """Forget the browser session behind ``token`` (log out)."""
+    if token and len(token) <= 128:
+        session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))

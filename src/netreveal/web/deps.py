@@ -1,0 +1,182 @@
+"""What every route of the web app builds on: the database session, the served study, the logged-in
+account, roles, CSRF checks and page rendering.
+
+Use them as FastAPI dependencies::
+
+    @router.post("/things", dependencies=[Depends(check_csrf)])
+    def add_thing(request: Request, session: Session = Depends(db),
+                  who: Account = Depends(require_role("annotator")),
+                  current: Study = Depends(study)): ...
+
+``db`` commits when the route returns without error and rolls back otherwise; the commit happens
+before the response is sent, so a client that got an answer knows its change is stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+from sqlalchemy.orm import Session
+
+from netreveal.store import accounts
+from netreveal.store.db import Store
+from netreveal.store.models import ROLES, Account, Study
+
+SESSION_COOKIE = "netreveal_session"
+CSRF_COOKIE = "netreveal_csrf"  # the CSRF token of a visitor who is not logged in (sign up, log in)
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True))
+
+
+class LoginRequired(HTTPException):
+    """401 for API calls; the app turns it into a redirect to /login for page requests."""
+
+    def __init__(self, detail: str = "log in first"):
+        super().__init__(status_code=401, detail=detail)
+
+
+def get_store(request: Request) -> Store:
+    """The store the app serves."""
+    return request.app.state.store
+
+
+def _finish(session: Session, ok: bool) -> None:
+    if ok:
+        session.commit()
+    else:
+        session.rollback()
+
+
+def db(request: Request) -> Iterator[Session]:
+    """A database session for one request: committed on success, rolled back on error.
+
+    The commit runs as soon as the route function returns (before the response is sent), whatever
+    dependency scope the caller uses; a commit error therefore reaches the client as an error.
+    """
+    session = Session(get_store(request).engine, expire_on_commit=False)
+    function_stack = request.scope.get("fastapi_function_astack")
+    if function_stack is not None:
+        async def finish(exc_type, _exc, _tb) -> bool:
+            await run_in_threadpool(_finish, session, exc_type is None)
+            return False
+
+        function_stack.push_async_exit(finish)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def study(request: Request, session: Session = Depends(db)) -> Study:
+    """The study this app serves (503 when it was deleted while the app runs)."""
+    found = session.get(Study, request.app.state.study_id)
+    if found is None:
+        raise HTTPException(status_code=503, detail="the served study no longer exists")
+    request.state.study = found
+    return found
+
+
+def current_account(request: Request, session: Session = Depends(db)) -> Account | None:
+    """The logged-in account (from the session cookie), or None. Sets ``request.state.csrf_token``."""
+    found = accounts.session_account(session, request.cookies.get(SESSION_COOKIE))
+    if found is None:
+        request.state.account = None
+        request.state.csrf_token = request.cookies.get(CSRF_COOKIE)
+        return None
+    account, web_session = found
+    request.state.account = account
+    request.state.csrf_token = web_session.csrf_token
+    return account
+
+
+def require_role(*roles: str):
+    """A dependency returning the logged-in account when its role is in ``roles`` (admins always pass).
+
+    No roles: any logged-in account. Logged out: 401 (pages redirect to /login). Other role: 403.
+    """
+    for role in roles:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+
+    def dependency(account: Account | None = Depends(current_account)) -> Account:
+        if account is None:
+            raise LoginRequired()
+        if roles and account.role != "admin" and account.role not in roles:
+            raise HTTPException(status_code=403, detail=f"this needs the role {' or '.join(roles)}")
+        return account
+
+    return dependency
+
+
+async def check_csrf(request: Request, account: Account | None = Depends(current_account)) -> None:
+    """403 unless the request carries the session's CSRF token (header ``X-CSRF-Token`` or form field
+    ``csrf_token``). Put it on every state-changing route."""
+    expected = getattr(request.state, "csrf_token", None)
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
+    if not expected or not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token: reload the page and try again")
+
+
+def _page_state(request: Request) -> None:
+    """Fill ``request.state`` with account, csrf_token and study when the route did not ask for them."""
+    if hasattr(request.state, "account") and hasattr(request.state, "study"):
+        return
+    with get_store(request).session() as session:
+        if not hasattr(request.state, "account"):
+            current_account(request, session)
+        if not hasattr(request.state, "study"):
+            request.state.study = session.get(Study, request.app.state.study_id)
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+    """The page ``name`` (a template under web/templates) with ``account``, ``csrf_token`` and ``study``.
+
+    A visitor who is not logged in gets a CSRF cookie here, so the forms on the page can be posted.
+    """
+    _page_state(request)
+    token = request.state.csrf_token
+    new_cookie = None
+    if token is None:
+        token = new_cookie = secrets.token_urlsafe(32)
+        request.state.csrf_token = token
+    values = {"account": request.state.account, "csrf_token": token, "study": request.state.study}
+    values.update(context or {})
+    response = templates.TemplateResponse(request, name, values, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    if new_cookie is not None:
+        set_csrf_cookie(request, response, new_cookie)
+    return response
+
+
+def is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_csrf_cookie(request: Request, response, token: str) -> None:
+    """Give a visitor who is not logged in the CSRF token for sign-up and log-in forms."""
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=is_https(request),
+                        max_age=7 * 24 * 3600, path="/")
