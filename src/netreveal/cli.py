@@ -35,7 +35,8 @@ def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
     p.add_argument("--baseline", default="blur", choices=["blur", "black", "mean"],
                    help="'nothing here' image for deletion/insertion and SAG (default: blur)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mask-size", type=int, default=28, help="I-GOS/iGOS++ mask side (7, 14, 28, 224; default: 28)")
+    p.add_argument("--mask-size", default="28",
+                   help="I-GOS/iGOS++ mask side (7, 14, 28, 224 = full; default: 28); evaluate takes a list, e.g. 7,14,28,224")
     p.add_argument("--grid", type=int, default=7, help="SAG patch grid side (default: 7)")
     p.add_argument("--head", help="InfoDisent head file from 'netreveal train-head infodisent' (demo: shipped)")
     p.add_argument("--xnn", help="XNN file from 'netreveal train-head xnn' (demo: shipped)")
@@ -86,11 +87,24 @@ def _options(args):
         raise NetrevealError("--batch-size must be at least 1")
     if args.steps < 1:
         raise NetrevealError("--steps must be at least 1")
-    if args.mask_size < 1 or args.grid < 1:
-        raise NetrevealError("--mask-size and --grid must be at least 1")
+    sizes = _mask_sizes(args.mask_size)
+    if args.command != "evaluate" and len(sizes) > 1:
+        raise NetrevealError("--mask-size takes one size here (a list only with evaluate)")
+    if args.grid < 1:
+        raise NetrevealError("--grid must be at least 1")
     return Options(layer=args.layer, layers=args.layers, batch_size=args.batch_size, seed=args.seed,
-                   progress=not args.quiet, mask_size=args.mask_size, grid=args.grid, baseline=args.baseline,
+                   progress=not args.quiet, mask_size=sizes[0], grid=args.grid, baseline=args.baseline,
                    head=args.head, xnn=args.xnn)
+
+
+def _mask_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise NetrevealError(f"--mask-size must be whole numbers separated by commas, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise NetrevealError(f"--mask-size must be at least 1, got {text!r}")
+    return sizes
 
 
 def _adapter(args):
@@ -153,10 +167,18 @@ def cmd_evaluate(args) -> int:
     else:
         raise NetrevealError("--images is required unless --model is demo")
     _check_ready(adapter, opts, inputs, methods)
-    header, rows, done = pipeline.evaluate(adapter, inputs, methods, opts, steps=args.steps, baseline=args.baseline)
+    header, rows, done = pipeline.evaluate(adapter, inputs, methods, opts, steps=args.steps, baseline=args.baseline,
+                                           mask_sizes=_mask_sizes(args.mask_size),
+                                           on_row=lambda row: print("done:", *row, file=sys.stderr, flush=True))
     print(pipeline.format_table(header, rows))
     path = pipeline.write_csv(args.csv, header, rows)
     print(f"wrote {path}")
+    if "sag" in done:
+        header, rows = pipeline.sag_statistics(*done["sag"])
+        print(f"\nStructured Attention Graphs ({args.grid}x{args.grid} patches, {args.baseline} baseline)")
+        print(pipeline.format_table(header, rows))
+        path = pipeline.write_csv(Path(args.csv).with_name(Path(args.csv).stem + "-sag.csv"), header, rows)
+        print(f"wrote {path}")
     if "inv" in done and inputs.part_masks:
         header, rows = pipeline.evaluate_inv_layers(adapter, inputs, done["inv"][0], steps=args.steps,
                                                     baseline=args.baseline, batch_size=opts.batch_size * 4,

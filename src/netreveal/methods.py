@@ -42,6 +42,7 @@ class Method:
     heatmaps: Callable[[Any], torch.Tensor] | None
     report: Callable[[Report, list[str], torch.Tensor, Any, Options], None]
     check: Callable[[ModelAdapter, torch.Tensor, Options], None] | None = None  # fail fast, before any work
+    uses_mask_size: bool = False  # evaluated once per --mask-size when several are given
 
 
 def check_methods(methods: list[Method], adapter: ModelAdapter, example: torch.Tensor, opts: Options) -> None:
@@ -94,7 +95,8 @@ def _run_igos(variant: str):
     def run(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):
         from netreveal.attribution.igos import igos
 
-        return igos(adapter.model, images, targets, method=variant, mask_size=opts.mask_size,
+        side = min(opts.mask_size, *images.shape[-2:])  # "224" means full resolution on smaller inputs
+        return igos(adapter.model, images, targets, method=variant, mask_size=side,
                     batch_size=max(opts.batch_size * 4, 32), seed=opts.seed, progress=opts.progress)
 
     return run
@@ -124,8 +126,10 @@ def _overlay(image, heatmap):
     return overlay(image, heatmap)
 
 
-register_method(Method("igos", "I-GOS", _run_igos("igos"), lambda r: r.maps, _report_igos("I-GOS")))
-register_method(Method("igos++", "iGOS++", _run_igos("igos++"), lambda r: r.maps, _report_igos("iGOS++")))
+register_method(Method("igos", "I-GOS", _run_igos("igos"), lambda r: r.maps, _report_igos("I-GOS"),
+                       uses_mask_size=True))
+register_method(Method("igos++", "iGOS++", _run_igos("igos++"), lambda r: r.maps, _report_igos("iGOS++"),
+                       uses_mask_size=True))
 
 
 def _run_sag(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):

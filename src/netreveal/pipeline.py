@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +156,7 @@ def explain(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: 
                 if metrics and report.images[key].sections:
                     section = report.images[key].sections[-1]
                     section.metrics.update({_label(k): float(v[i]) for k, v in metrics.items() if not torch.isnan(v[i])})
-            rows.append(_summary_row(method, metrics, seconds, len(inputs.keys)))
+            rows.append(_summary_row(method.name, metrics, seconds, len(inputs.keys)))
         report.add_table("Methods (means over images)", SUMMARY_HEADER, rows)
         accuracy = _accuracy(probs, inputs.labels)
         if accuracy is not None:
@@ -180,8 +182,8 @@ def _mean(values: torch.Tensor | None) -> float | str:
     return float(values.mean()) if len(values) else "–"
 
 
-def _summary_row(method: Method, metrics: dict, seconds: float, n: int) -> list:
-    return [method.name, n, _mean(metrics.get("deletion_auc")), _mean(metrics.get("insertion_auc")),
+def _summary_row(name: str, metrics: dict, seconds: float, n: int) -> list:
+    return [name, n, _mean(metrics.get("deletion_auc")), _mean(metrics.get("insertion_auc")),
             _mean(metrics.get("pointing_game")), _mean(metrics.get("energy_in_mask")), seconds / max(n, 1)]
 
 
@@ -190,19 +192,60 @@ def _accuracy(probs: torch.Tensor, labels: list[int | None]) -> float | None:
     return sum(p == y for p, y in pairs) / len(pairs) if pairs else None
 
 
+def _variants(method: Method, opts: Options, mask_sizes: list[int] | None, size: tuple[int, int]):
+    """(row label, options) per run of ``method``: one per mask size for mask-based methods."""
+    if not method.uses_mask_size or not mask_sizes:
+        return [(method.name, opts)]
+    out = []
+    for m in mask_sizes:
+        side = min(m, *size)
+        label = f"{method.name} {side}x{side}" + (" (full)" if side == min(size) else "")
+        out.append((label, dataclasses.replace(opts, mask_size=side)))
+    return out
+
+
 def evaluate(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: Options, steps: int = 50,
-             baseline: str = "blur") -> tuple[list[str], list[list], dict]:
-    """The evaluation table (one row per method: mean metrics, time per image) and the results."""
-    probs, targets, done = run_methods(adapter, inputs, methods, opts, None)
-    rows = []
+             baseline: str = "blur", mask_sizes: list[int] | None = None,
+             on_row: Callable[[list], None] | None = None) -> tuple[list[str], list[list], dict]:
+    """The evaluation table (one row per method run: mean metrics, time per image) and the results.
+
+    Methods that optimise a mask (I-GOS, iGOS++) run once per entry of ``mask_sizes`` (default:
+    ``opts.mask_size``); sizes above the input side mean full resolution. Every method explains the
+    same targets (the model's predictions) on the same images. ``on_row`` sees each row when done.
+    """
+    probs = predict(adapter, inputs.images, opts.batch_size)
+    targets = probs.argmax(dim=1)
+    rows, done = [], {}
     for method in methods:
-        result, seconds = done[method.name]
-        metrics = {}
-        if method.heatmaps is not None:
-            metrics = score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
-                                     opts.batch_size * 4, opts.progress)
-        rows.append(_summary_row(method, metrics, seconds, len(inputs.keys)))
+        for label, run_opts in _variants(method, opts, mask_sizes, tuple(inputs.images.shape[-2:])):
+            start = time.perf_counter()
+            result = method.run(adapter, inputs.images, targets, run_opts)
+            seconds = time.perf_counter() - start
+            done[label] = (result, seconds)
+            metrics = {}
+            if method.heatmaps is not None:
+                metrics = score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
+                                         opts.batch_size * 4, opts.progress)
+            rows.append(_summary_row(label, metrics, seconds, len(inputs.keys)))
+            if on_row is not None:
+                on_row(rows[-1])
     return SUMMARY_HEADER, rows, done
+
+
+SAG_HEADER = ["images", "with a sufficient root", "roots / image", "root size (patches)", "forward passes / image",
+              "s / image"]
+
+
+def sag_statistics(graphs: list, seconds: float) -> tuple[list[str], list[list]]:
+    """SAG summary: share of images with at least one sufficient root, mean roots per image, mean
+    root size (over all roots found), forward passes and seconds per image."""
+    n = len(graphs)
+    sizes = [len(root) for g in graphs for root in g.roots]
+    found = sum(1 for g in graphs if g.roots)
+    row = [n, found / max(n, 1), sum(len(g.roots) for g in graphs) / max(n, 1),
+           sum(sizes) / len(sizes) if sizes else "–",
+           sum(g.forward_passes + g.saliency_forward_passes for g in graphs) / max(n, 1), seconds / max(n, 1)]
+    return SAG_HEADER, [row]
 
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> Path:

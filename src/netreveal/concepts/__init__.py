@@ -1,38 +1,46 @@
 """Concept models on a frozen backbone: InfoDisent (orthogonal components, signed pooling,
 non-negative classifier, prototypes) and XNN (a few x-features that reconstruct the prediction)."""
 
-from netreveal.concepts.backbone import (
-    FeatureExtractor,
-    LayerSpec,
-    find_classifier,
-    find_feature_layer,
-)
-from netreveal.concepts.infodisent import (
-    InfoDisentExplanation,
-    InfoDisentHead,
-    InfoDisentRecord,
-    accuracy,
-    explain_infodisent,
-    load_head,
-    mine_prototypes,
-    purity_vs_channels,
-    save_head,
-    signed_pool,
-    train_infodisent,
-)
-from netreveal.concepts.prototypes import Prototypes, part_purity
-from netreveal.concepts.training import ImageFolderData, split_dataset
-from netreveal.concepts.xnn import (
-    XNN,
-    XNNExplanation,
-    XNNRecord,
-    explain_xnn,
-    faithfulness,
-    load_xnn,
-    pull_away,
-    save_xnn,
-    train_xnn,
-)
+# Names resolve lazily so that importing a submodule (e.g. the CLI's parser) does not import torch.
+from importlib import import_module
+
+_HOMES = {
+    "FeatureExtractor": "backbone",
+    "ImageFolderData": "training",
+    "InfoDisentExplanation": "infodisent",
+    "InfoDisentHead": "infodisent",
+    "InfoDisentRecord": "infodisent",
+    "LayerSpec": "backbone",
+    "Prototypes": "prototypes",
+    "XNN": "xnn",
+    "XNNExplanation": "xnn",
+    "XNNRecord": "xnn",
+    "accuracy": "infodisent",
+    "explain_infodisent": "infodisent",
+    "explain_xnn": "xnn",
+    "faithfulness": "xnn",
+    "find_classifier": "backbone",
+    "find_feature_layer": "backbone",
+    "load_head": "infodisent",
+    "load_xnn": "xnn",
+    "mine_prototypes": "infodisent",
+    "part_purity": "prototypes",
+    "pull_away": "xnn",
+    "purity_vs_channels": "infodisent",
+    "save_head": "infodisent",
+    "save_xnn": "xnn",
+    "signed_pool": "infodisent",
+    "split_dataset": "training",
+    "train_infodisent": "infodisent",
+    "train_xnn": "xnn",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(f"netreveal.concepts.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'netreveal.concepts' has no attribute {name!r}")
+
 
 __all__ = [
     "XNN",
