@@ -91,7 +91,8 @@ def find_account(session: Session, username: str) -> Account | None:
 
 def create_account(session: Session, username: str, password: str, role: str = "player",
                    background: str | None = None) -> Account:
-    """Add an account (flushed, not committed). AccountError (409) when the name is taken."""
+    """Add an account (flushed, not committed). AccountError (409) when the name is taken
+    (when another sign-up takes it at the same moment, the session is rolled back)."""
     check_username(username)
     check_password(password)
     check_role(role)
@@ -101,10 +102,11 @@ def create_account(session: Session, username: str, password: str, role: str = "
         raise AccountError(f"username {username!r} is taken", status=409)
     account = Account(username=username, password_hash=hash_password(password), role=role,
                       background=background)
+    session.add(account)
     try:
-        with session.begin_nested():
-            session.add(account)
-    except IntegrityError:
+        session.flush()
+    except IntegrityError:  # a concurrent sign-up took the name; the session is rolled back
+        session.rollback()
         raise AccountError(f"username {username!r} is taken", status=409) from None
     return account
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,26 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True))
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What pages show of the logged-in account (safe to use after the request's session closed)."""
+
+    id: int
+    username: str
+    role: str
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What pages show of the served study."""
+
+    id: int
+    name: str
+    kind: str
+    classes: list
+    layers: list
 
 
 class LoginRequired(HTTPException):
@@ -90,7 +111,7 @@ def study(request: Request, session: Session = Depends(db)) -> Study:
     found = session.get(Study, request.app.state.study_id)
     if found is None:
         raise HTTPException(status_code=503, detail="the served study no longer exists")
-    request.state.study = found
+    request.state.study = StudyView(found.id, found.name, found.kind, list(found.classes), list(found.layers))
     return found
 
 
@@ -102,7 +123,7 @@ def current_account(request: Request, session: Session = Depends(db)) -> Account
         request.state.csrf_token = request.cookies.get(CSRF_COOKIE)
         return None
     account, web_session = found
-    request.state.account = account
+    request.state.account = AccountView(account.id, account.username, account.role)
     request.state.csrf_token = web_session.csrf_token
     return account
 
@@ -149,11 +170,16 @@ def _page_state(request: Request) -> None:
         if not hasattr(request.state, "account"):
             current_account(request, session)
         if not hasattr(request.state, "study"):
-            request.state.study = session.get(Study, request.app.state.study_id)
+            request.state.study = None
+            if session.get(Study, request.app.state.study_id) is not None:
+                study(request, session)
 
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
     """The page ``name`` (a template under web/templates) with ``account``, ``csrf_token`` and ``study``.
+
+    ``account`` (an :class:`AccountView` or None) and ``study`` (a :class:`StudyView`) are snapshots
+    taken when the request was authenticated, so they stay valid whatever happened to the session.
 
     A visitor who is not logged in gets a CSRF cookie here, so the forms on the page can be posted.
     """

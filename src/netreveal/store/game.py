@@ -1,0 +1,427 @@
+"""The reveal game (DESIGN §2): rounds, guesses, points, leaderboard and personal stats.
+
+Rules
+-----
+A round shows one item (an INV cluster map of one image at one layer): the image is revealed only
+where the map is strongest, first at step 1 (2% of the pixels), up to step 6 (30%). At each step the
+player may
+
+* guess: pick a class among the study's classes and type what they see (the label, required). A
+  correct class wins the round; a wrong class at steps 1-5 moves the round to the next step (the
+  label is kept); a wrong class at step 6 loses it;
+* show more: go to the next step without guessing (not possible at step 6);
+* resign: give up the round (no points).
+
+Points favour early correct guesses: a win at step 1..6 scores 100, 70, 50, 35, 20, 10; losses and
+resignations score 0. The correct class is the image's true class when the study knows it, else the
+model's predicted class.
+
+Assignment: a new round gets the item with the fewest labels among those the player has never had
+(ties: the fewest rounds in progress, then the lowest id). A player never gets an item twice (the
+database enforces it with a unique key on games(player_id, item_id)) and has one round at a time:
+asking for a round while one is open returns the open one.
+
+Guesses carry a client-chosen ``request_id`` (a UUID): a retried submission is stored once and
+answered with the same acknowledgement. Functions raise :class:`GameError` (with an HTTP-like
+``status``) for rejected requests and never store anything for them; they flush but do not commit.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from netreveal.errors import NetrevealError
+from netreveal.store.models import REVEAL_PERCENTS, Account, Game, Guess, Item, RevealFrame, StudyImage, Study
+
+STEPS = len(REVEAL_PERCENTS)
+POINTS = (100, 70, 50, 35, 20, 10)  # points for a win at step 1..6
+TEXT_MAX = 100
+LANGUAGE_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,4})?")
+_CANDIDATES = 50  # items looked at when breaking label-count ties by rounds in progress
+
+
+class GameError(NetrevealError):
+    """A rejected game request; ``status`` is the HTTP status the web app answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class GuessAck:
+    """What a stored guess is acknowledged with; a retry with the same request_id gets the same."""
+
+    request_id: str
+    guess_id: int
+    game_id: int
+    item_id: int
+    step: int
+    guessed_class: str
+    correct: bool
+    outcome: str | None  # "win", "loss" or None (the round goes on)
+    points: int
+    next_step: int
+    answer: str | None  # the correct class, once the round is over
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LeaderRow:
+    rank: int
+    username: str
+    points: int
+    wins: int
+    rounds: int
+
+
+@dataclass
+class PlayerStats:
+    rounds: int = 0
+    wins: int = 0
+    losses: int = 0
+    resigns: int = 0
+    points: int = 0
+    labels: int = 0
+    mean_win_step: float | None = None
+    rank: int | None = None
+    players: int = 0
+    recent: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def points_for(step: int, correct: bool) -> int:
+    """Points of a guess at reveal ``step`` (1-based): POINTS[step-1] when correct, else 0."""
+    return POINTS[step - 1] if correct else 0
+
+
+def clean_text(text: Any) -> str:
+    """The label as stored: NFC, spaces collapsed, 1-100 characters of letters, digits, punctuation,
+    symbols and spaces. GameError (400) otherwise (control or invisible formatting characters too)."""
+    if not isinstance(text, str):
+        raise GameError("text must be a string")
+    text = " ".join(unicodedata.normalize("NFC", text).split())
+    if not text:
+        raise GameError("type what you see (the text is empty)")
+    if len(text) > TEXT_MAX:
+        raise GameError(f"text is too long ({len(text)} characters, at most {TEXT_MAX})")
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category[0] not in "LMNPS" and category != "Zs":
+            raise GameError(f"text has a character that is not allowed (U+{ord(ch):04X})")
+    return text
+
+
+def check_language(language: Any) -> str:
+    """A language tag such as ``en`` or ``pt-BR`` (GameError otherwise)."""
+    if language is None or language == "":
+        return "en"
+    if not isinstance(language, str) or len(language) > 8 or not LANGUAGE_RE.fullmatch(language):
+        raise GameError("language must be a tag such as 'en' or 'pt-BR'")
+    return language
+
+
+def check_request_id(request_id: Any) -> str:
+    """The canonical (lower-case, hyphenated) form of a UUID request id; GameError otherwise."""
+    if not isinstance(request_id, str) or len(request_id) > 64:
+        raise GameError("request_id must be a UUID")
+    try:
+        return str(uuid.UUID(request_id))
+    except ValueError:
+        raise GameError("request_id must be a UUID") from None
+
+
+def answer_of(image: StudyImage) -> str:
+    """The class a round is won with: the true class when known, else the model's prediction."""
+    return image.true_class if image.true_class else image.predicted_class
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _item_query(study: Study):
+    return select(Item).where(Item.study_id == study.id)
+
+
+def get_game(session: Session, study: Study, player: Account, game_id: Any) -> Game:
+    """The player's round ``game_id`` in ``study``; GameError (404) for any other id."""
+    if not isinstance(game_id, int) or isinstance(game_id, bool):
+        raise GameError("no such round", status=404)
+    game = session.get(Game, game_id)
+    if game is None or game.player_id != player.id:
+        raise GameError("no such round", status=404)
+    item = session.get(Item, game.item_id)
+    if item is None or item.study_id != study.id:
+        raise GameError("no such round", status=404)
+    return game
+
+
+def open_game(session: Session, study: Study, player: Account) -> Game | None:
+    """The player's unfinished round in ``study``, if any."""
+    return session.scalars(
+        select(Game).join(Item, Item.id == Game.item_id)
+        .where(Game.player_id == player.id, Game.outcome.is_(None), Item.study_id == study.id)
+        .order_by(Game.id).limit(1)
+    ).first()
+
+
+def next_item(session: Session, study: Study, player: Account) -> Item | None:
+    """The item a new round of ``player`` gets (fewest labels first, never one they had), or None."""
+    played = exists().where(Game.player_id == player.id, Game.item_id == Item.id)
+    has_frame = exists().where(RevealFrame.item_id == Item.id, RevealFrame.step == 1)
+    candidates = (
+        select(Item.id.label("id"), Item.label_count.label("labels"))
+        .where(Item.study_id == study.id, ~played, has_frame)
+        .order_by(Item.label_count, Item.id).limit(_CANDIDATES).subquery()
+    )
+    in_progress = (
+        select(func.count(Game.id)).where(Game.item_id == candidates.c.id, Game.outcome.is_(None))
+        .scalar_subquery()
+    )
+    item_id = session.scalars(
+        select(candidates.c.id).order_by(candidates.c.labels, in_progress, candidates.c.id).limit(1)
+    ).first()
+    return session.get(Item, item_id) if item_id is not None else None
+
+
+def start_round(session: Session, study: Study, player: Account) -> Game:
+    """The player's open round, or a new one on the next item. GameError (409) when none is left.
+
+    Two requests racing for the same player and item meet the unique key; the loser rolls the
+    session back and returns the round the winner created.
+    """
+    for _attempt in range(5):
+        game = open_game(session, study, player)
+        if game is not None:
+            return game
+        item = next_item(session, study, player)
+        if item is None:
+            raise GameError("you have played every picture of this study: thank you!", status=409)
+        game = Game(player_id=player.id, item_id=item.id, step=1, outcome=None, points=0, started_at=_now())
+        session.add(game)
+        try:
+            session.flush()
+            return game
+        except IntegrityError:
+            session.rollback()
+    raise GameError("could not start a round, try again", status=409)
+
+
+def frame_of(session: Session, game: Game, step: int | None = None) -> RevealFrame:
+    """The reveal frame of the round's item at ``step`` (default: the round's current step)."""
+    frame = session.get(RevealFrame, (game.item_id, step or game.step))
+    if frame is None:
+        raise GameError("this picture has no reveal frame at that step", status=404)
+    return frame
+
+
+def reveal_more(session: Session, game: Game, from_step: int | None = None) -> Game:
+    """Go to the next reveal step. ``from_step`` makes it idempotent: asking again from the same
+    step after it already moved on changes nothing. GameError (409) when over or at the last step."""
+    if from_step is not None and from_step + 1 == game.step:
+        return game
+    if game.outcome is not None:
+        raise GameError("this round is over", status=409)
+    if from_step is not None and from_step != game.step:
+        raise GameError(f"the round is at step {game.step}", status=409)
+    if game.step >= STEPS:
+        raise GameError("everything there is to see is shown: guess or resign", status=409)
+    step = game.step
+    result = session.execute(
+        update(Game).where(Game.id == game.id, Game.step == step, Game.outcome.is_(None))
+        .values(step=step + 1).execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise GameError("the round changed meanwhile: reload", status=409)
+    session.refresh(game)
+    return game
+
+
+def resign(session: Session, game: Game) -> Game:
+    """Give up the round (no points). Resigning a resigned round again changes nothing."""
+    if game.outcome == "resign":
+        return game
+    if game.outcome is not None:
+        raise GameError("this round is over", status=409)
+    result = session.execute(
+        update(Game).where(Game.id == game.id, Game.outcome.is_(None))
+        .values(outcome="resign", points=0, finished_at=_now()).execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise GameError("the round changed meanwhile: reload", status=409)
+    session.refresh(game)
+    return game
+
+
+def _ack(session: Session, guess: Guess) -> GuessAck:
+    outcome = "win" if guess.correct else ("loss" if guess.step >= STEPS else None)
+    answer = None
+    if outcome is not None:
+        item = session.get(Item, guess.item_id)
+        answer = answer_of(session.get(StudyImage, item.image_id))
+    return GuessAck(request_id=guess.request_id, guess_id=guess.id, game_id=guess.game_id, item_id=guess.item_id,
+                    step=guess.step, guessed_class=guess.guessed_class, correct=guess.correct, outcome=outcome,
+                    points=points_for(guess.step, guess.correct),
+                    next_step=guess.step if outcome is not None else guess.step + 1, answer=answer)
+
+
+def replayed_guess(session: Session, player: Account, request_id: str, game_id: int | None = None) -> GuessAck | None:
+    """The acknowledgement of an already stored guess with ``request_id``, or None.
+
+    GameError (409) when the id was used by another player or for another round."""
+    guess = session.scalars(select(Guess).where(Guess.request_id == request_id)).first()
+    if guess is None:
+        return None
+    if guess.player_id != player.id or (game_id is not None and guess.game_id != game_id):
+        raise GameError("request_id was already used for another guess", status=409)
+    return _ack(session, guess)
+
+
+def submit_guess(session: Session, study: Study, player: Account, game_id: Any, *, request_id: Any,
+                 guessed_class: Any, text: Any, language: Any = "en", step: int | None = None) -> tuple[GuessAck, bool]:
+    """Store a guess on the player's round: (acknowledgement, replayed).
+
+    ``replayed`` is True when ``request_id`` was stored before (nothing new is stored then). ``step``,
+    when given, is the step the player saw: a guess made on a stale view is refused (409).
+    """
+    request_id = check_request_id(request_id)
+    if not isinstance(game_id, int) or isinstance(game_id, bool):
+        raise GameError("no such round", status=404)
+    ack = replayed_guess(session, player, request_id, game_id)
+    if ack is not None:
+        return ack, True
+    game = get_game(session, study, player, game_id)
+    if not isinstance(guessed_class, str) or guessed_class not in study.classes:
+        raise GameError("guessed_class must be one of the study's classes")
+    text = clean_text(text)
+    language = check_language(language)
+    if game.outcome is not None:
+        raise GameError("this round is over", status=409)
+    if step is not None and step != game.step:
+        raise GameError(f"the round is at step {game.step}: reload", status=409)
+
+    item = session.get(Item, game.item_id)
+    correct = guessed_class == answer_of(session.get(StudyImage, item.image_id))
+    current = game.step
+    outcome = "win" if correct else ("loss" if current >= STEPS else None)
+    now = _now()
+    try:
+        result = session.execute(
+            update(Game).where(Game.id == game.id, Game.step == current, Game.outcome.is_(None))
+            .values(step=current if outcome else current + 1, outcome=outcome, points=points_for(current, correct),
+                    finished_at=now if outcome else None)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise _Moved()
+        guess = Guess(request_id=request_id, game_id=game.id, item_id=item.id, player_id=player.id,
+                      player_name=player.username, step=current, guessed_class=guessed_class, text=text,
+                      language=language, correct=correct, source="game", created_at=now)
+        session.add(guess)
+        session.execute(
+            update(Item).where(Item.id == item.id).values(label_count=Item.label_count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.flush()
+    except (_Moved, IntegrityError):
+        session.rollback()
+        ack = replayed_guess(session, player, request_id, game_id)  # a concurrent retry stored it first
+        if ack is not None:
+            return ack, True
+        raise GameError("the round changed meanwhile: reload", status=409) from None
+    session.refresh(game)
+    return _ack(session, guess), False
+
+
+class _Moved(Exception):
+    pass
+
+
+def round_state(session: Session, study: Study, game: Game) -> dict[str, Any]:
+    """What the game page shows of a round: step, frame media, outcome, points and (when over) the answer."""
+    frame = frame_of(session, game)
+    item = session.get(Item, game.item_id)
+    image = session.get(StudyImage, item.image_id)
+    over = game.outcome is not None
+    return {
+        "game_id": game.id, "item_id": item.id, "step": game.step, "steps": STEPS, "percent": frame.percent,
+        "frame_media_id": frame.media_id, "outcome": game.outcome, "points": game.points,
+        "can_reveal": not over and game.step < STEPS, "classes": list(study.classes),
+        "answer": answer_of(image) if over else None, "image_media_id": image.media_id if over else None,
+        "guesses": [
+            {"step": g.step, "guessed_class": g.guessed_class, "text": g.text, "correct": g.correct}
+            for g in session.scalars(select(Guess).where(Guess.game_id == game.id).order_by(Guess.id))
+        ],
+    }
+
+
+def _finished_games(study: Study):
+    return and_(Game.item_id == Item.id, Item.study_id == study.id, Game.outcome.is_not(None))
+
+
+def leaderboard(session: Session, study: Study, limit: int = 20) -> list[LeaderRow]:
+    """Players of ``study`` by points (then wins, then name), finished rounds only."""
+    points = func.sum(Game.points)
+    wins = func.sum(case((Game.outcome == "win", 1), else_=0))
+    rows = session.execute(
+        select(Account.username, points, wins, func.count(Game.id))
+        .join(Game, Game.player_id == Account.id).join(Item, _finished_games(study))
+        .group_by(Account.id, Account.username)
+        .order_by(points.desc(), wins.desc(), Account.username).limit(limit)
+    ).all()
+    return [LeaderRow(rank=i + 1, username=u, points=int(p or 0), wins=int(w or 0), rounds=int(n))
+            for i, (u, p, w, n) in enumerate(rows)]
+
+
+def player_stats(session: Session, study: Study, player: Account, recent: int = 10) -> PlayerStats:
+    """The player's rounds, wins, losses, resignations, points, labels, mean winning step and rank."""
+    stats = PlayerStats()
+    rows = session.execute(
+        select(Game.outcome, func.count(Game.id), func.sum(Game.points), func.avg(Game.step))
+        .join(Item, _finished_games(study)).where(Game.player_id == player.id).group_by(Game.outcome)
+    ).all()
+    for outcome, n, points, mean_step in rows:
+        stats.rounds += int(n)
+        stats.points += int(points or 0)
+        if outcome == "win":
+            stats.wins, stats.mean_win_step = int(n), float(mean_step)
+        elif outcome == "loss":
+            stats.losses = int(n)
+        elif outcome == "resign":
+            stats.resigns = int(n)
+    stats.labels = session.scalar(
+        select(func.count(Guess.id)).join(Item, Item.id == Guess.item_id)
+        .where(Guess.player_id == player.id, Item.study_id == study.id)
+    ) or 0
+    totals = (
+        select(Game.player_id, func.sum(Game.points).label("points"))
+        .join(Item, _finished_games(study)).group_by(Game.player_id).subquery()
+    )
+    stats.players = session.scalar(select(func.count()).select_from(totals)) or 0
+    if stats.rounds:
+        stats.rank = 1 + (session.scalar(select(func.count()).select_from(totals).where(totals.c.points > stats.points)) or 0)
+    stats.recent = [
+        {"text": g.text, "guessed_class": g.guessed_class, "correct": g.correct, "step": g.step}
+        for g in session.scalars(
+            select(Guess).join(Item, Item.id == Guess.item_id)
+            .where(Guess.player_id == player.id, Item.study_id == study.id)
+            .order_by(Guess.id.desc()).limit(recent)
+        )
+    ]
+    return stats

@@ -1,0 +1,184 @@
+"""Admin pages: the study's progress, its export as a zip of CSV and JSON, and account roles."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from collections import Counter
+from typing import Any, Iterable
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from netreveal.store import accounts
+from netreveal.store.accounts import AccountError
+from netreveal.store.models import (
+    ROLES, Account, Concept, ConceptMember, Game, Guess, Item, StudyImage, Study,
+)
+from netreveal.web.deps import check_csrf, db, render, require_role, study
+
+router = APIRouter()
+admin = require_role("admin")
+ACCOUNTS_SHOWN = 500
+
+
+class RoleIn(BaseModel):
+    username: str = Field(max_length=40)
+    role: str = Field(max_length=16)
+
+
+def progress(session: Session, current: Study) -> dict[str, Any]:
+    """Labels per item (distribution), unlabelled items, rounds, players, annotators and concepts."""
+    per_item = session.execute(
+        select(Item.id, Item.layer, func.count(Guess.id))
+        .outerjoin(Guess, Guess.item_id == Item.id).where(Item.study_id == current.id)
+        .group_by(Item.id, Item.layer)
+    ).all()
+    distribution = Counter(n for _, _, n in per_item)
+    layers: dict[str, list[int]] = {name: [0, 0] for name in current.layers}
+    for _, layer, n in per_item:
+        counts = layers.setdefault(layer, [0, 0])
+        counts[0] += 1
+        counts[1] += n > 0
+    study_games = select(Game).join(Item, Item.id == Game.item_id).where(Item.study_id == current.id).subquery()
+    rounds = dict(session.execute(
+        select(study_games.c.outcome, func.count()).group_by(study_games.c.outcome)).all())
+    roles = dict(session.execute(select(Account.role, func.count()).group_by(Account.role)).all())
+    return {
+        "study": current.name,
+        "images": session.scalar(select(func.count()).where(StudyImage.study_id == current.id)) or 0,
+        "items": len(per_item),
+        "unlabelled_items": distribution.get(0, 0),
+        "labels": sum(n for _, _, n in per_item),
+        "labels_per_item": [{"labels": k, "items": distribution[k]} for k in sorted(distribution)],
+        "layers": [{"layer": name, "items": c[0], "labelled": c[1]} for name, c in layers.items()],
+        "rounds_finished": sum(v for k, v in rounds.items() if k is not None),
+        "rounds_open": rounds.get(None, 0),
+        "wins": rounds.get("win", 0), "losses": rounds.get("loss", 0), "resigns": rounds.get("resign", 0),
+        "players_active": session.scalar(select(func.count(distinct(study_games.c.player_id)))) or 0,
+        "accounts": {role: roles.get(role, 0) for role in ROLES},
+        "annotators_active": session.scalar(
+            select(func.count(distinct(Concept.annotator_id))).where(Concept.study_id == current.id)) or 0,
+        "concepts": session.scalar(
+            select(func.count()).where(Concept.study_id == current.id, Concept.removed.is_(False))) or 0,
+    }
+
+
+def _csv(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else (v.isoformat() if hasattr(v, "isoformat") else v) for v in row])
+    return out.getvalue()
+
+
+def export_zip(session: Session, current: Study) -> bytes:
+    """The study as a zip: study.json and images, items, games, guesses, concepts as CSV."""
+    sid = current.id
+    files = {
+        "study.json": json.dumps({
+            "name": current.name, "kind": current.kind, "model": current.model, "classes": current.classes,
+            "layers": current.layers, "params": current.params, "created_at": current.created_at.isoformat(),
+        }, indent=2, default=str),
+        "images.csv": _csv(
+            ["image_id", "key", "true_class", "predicted_class", "probability"],
+            session.execute(select(StudyImage.id, StudyImage.key, StudyImage.true_class, StudyImage.predicted_class,
+                                   StudyImage.probability).where(StudyImage.study_id == sid).order_by(StudyImage.id))),
+        "items.csv": _csv(
+            ["item_id", "image_id", "layer", "depth", "cluster", "weight", "label_count"],
+            session.execute(select(Item.id, Item.image_id, Item.layer, Item.depth, Item.cluster, Item.weight,
+                                   Item.label_count).where(Item.study_id == sid).order_by(Item.id))),
+        "games.csv": _csv(
+            ["game_id", "player", "item_id", "step", "outcome", "points", "started_at", "finished_at"],
+            session.execute(select(Game.id, Account.username, Game.item_id, Game.step, Game.outcome, Game.points,
+                                   Game.started_at, Game.finished_at)
+                            .join(Item, Item.id == Game.item_id).join(Account, Account.id == Game.player_id)
+                            .where(Item.study_id == sid).order_by(Game.id))),
+        "guesses.csv": _csv(
+            ["guess_id", "request_id", "game_id", "item_id", "player", "step", "guessed_class", "text", "language",
+             "correct", "source", "created_at"],
+            session.execute(select(Guess.id, Guess.request_id, Guess.game_id, Guess.item_id, Guess.player_name,
+                                   Guess.step, Guess.guessed_class, Guess.text, Guess.language, Guess.correct,
+                                   Guess.source, Guess.created_at)
+                            .join(Item, Item.id == Guess.item_id).where(Item.study_id == sid).order_by(Guess.id))),
+        "concepts.csv": _csv(
+            ["concept_id", "annotator", "name", "removed", "item_id"],
+            session.execute(select(Concept.id, Account.username, Concept.name, Concept.removed, ConceptMember.item_id)
+                            .join(Account, Account.id == Concept.annotator_id)
+                            .outerjoin(ConceptMember, ConceptMember.concept_id == Concept.id)
+                            .where(Concept.study_id == sid).order_by(Concept.id, ConceptMember.item_id))),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(f"{safe_name(current.name)}/{name}", text)
+    return buffer.getvalue()
+
+
+def safe_name(name: str) -> str:
+    """``name`` with anything but letters, digits, ``_ . -`` replaced (for file names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "study"
+
+
+def _accounts(session: Session) -> list[dict[str, Any]]:
+    return [{"username": a.username, "role": a.role, "created_at": a.created_at}
+            for a in session.scalars(select(Account).order_by(Account.username).limit(ACCOUNTS_SHOWN))]
+
+
+def _change_role(session: Session, me: Account, username: str, role: str) -> Account:
+    target = accounts.find_account(session, username)
+    if target is not None and target.id == me.id:
+        raise AccountError("you cannot change your own role (ask another admin)", status=409)
+    return accounts.set_role(session, username, role)
+
+
+@router.get("/admin")
+def admin_page(request: Request, message: str | None = None, session: Session = Depends(db),
+               me: Account = Depends(admin), current: Study = Depends(study)):
+    return render(request, "admin.html", {
+        "progress": progress(session, current), "accounts": _accounts(session), "roles": ROLES,
+        "message": message if message in _MESSAGES else None, "message_text": _MESSAGES.get(message or ""),
+        "limit": ACCOUNTS_SHOWN, "error": None,
+    })
+
+
+_MESSAGES = {"role": "Role changed."}
+
+
+@router.post("/admin/role", dependencies=[Depends(check_csrf)])
+def admin_role_form(request: Request, username: str = Form(max_length=40), role: str = Form(max_length=16),
+                    session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
+    try:
+        _change_role(session, me, username, role)
+    except AccountError as exc:
+        session.rollback()
+        return render(request, "admin.html", {
+            "progress": progress(session, current), "accounts": _accounts(session), "roles": ROLES,
+            "message": None, "message_text": None, "limit": ACCOUNTS_SHOWN, "error": str(exc),
+        }, status_code=exc.status)
+    return RedirectResponse("/admin?message=role", status_code=303)
+
+
+@router.get("/admin/export.zip")
+def admin_export(session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
+    data = export_zip(session, current)
+    return Response(data, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{safe_name(current.name)}.zip"', "Cache-Control": "no-store"})
+
+
+@router.get("/api/admin/progress")
+def api_progress(session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
+    return progress(session, current)
+
+
+@router.post("/api/admin/role", dependencies=[Depends(check_csrf)])
+def api_role(body: RoleIn, session: Session = Depends(db), me: Account = Depends(admin)):
+    account = _change_role(session, me, body.username, body.role)
+    return {"username": account.username, "role": account.role}

@@ -1,0 +1,163 @@
+"""The web app: one study served to players (the reveal game), annotators (the naming studio) and
+admins. ``create_app(store)`` builds it; ``netreveal serve`` runs it with uvicorn."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import and_, exists, select
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from netreveal.errors import NetrevealError
+from netreveal.store.db import Store
+from netreveal.store.models import Account, Game, Item, Media, RevealFrame, StudyImage, Study
+from netreveal.web import admin, auth, game
+from netreveal.web.deps import STATIC_DIR, current_account, db, render
+from netreveal.web.ratelimit import Limiter, RateLimit
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    # scripts and styles come from /static only: pages put their code in static files, never inline
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
+                                 b"style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                 b"frame-ancestors 'none'"),
+]
+
+
+def database_label(store: Store) -> str:
+    """The database as named in messages: the SQLite file name, or the URL without its password."""
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite":
+        return url.database or "netreveal.db"
+    return store.url
+
+
+def resolve_study(store: Store, name: str | None = None) -> Study:
+    """The study called ``name``, or the newest one. NetrevealError when there is none."""
+    with store.session() as session:
+        if name is not None:
+            found = session.scalars(select(Study).where(Study.name == name)).first()
+            if found is None:
+                known = ", ".join(session.scalars(select(Study.name).order_by(Study.name)).all()) or "none"
+                raise NetrevealError(f"no study named {name!r} in {database_label(store)} (studies: {known})")
+            return found
+        found = session.scalars(select(Study).order_by(Study.created_at.desc(), Study.id.desc()).limit(1)).first()
+        if found is None:
+            raise NetrevealError(f"no study in {database_label(store)}: run `netreveal demo` or `netreveal study create`")
+        return found
+
+
+class SecurityHeaders:
+    """Adds the security headers to every HTTP response (pure ASGI: no per-request task overhead)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers.extend((k, v) for k, v in SECURITY_HEADERS if k not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def wants_page(request: Request) -> bool:
+    """True for a browser asking for a page (not a JSON call)."""
+    return (not request.url.path.startswith("/api/") and request.method in ("GET", "HEAD", "POST")
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def _error(request: Request, status: int, detail, headers: dict | None = None) -> Response:
+    if status == 401 and wants_page(request) and request.method in ("GET", "HEAD"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?next=" + _quote(target), status_code=303)
+    if wants_page(request):
+        return render(request, "error.html", {"status": status, "detail": str(detail)}, status_code=status)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
+def media_visible(session: Session, study_id: int, account: Account | None, media_id: int) -> Media | None:
+    """The media row when ``account`` may see it in the served study, else None.
+
+    Annotators and admins see every picture of the study. A player sees the reveal frames of their
+    rounds up to the round's current step, and an item's whole image once its round is over, so
+    nobody can peek at later steps by guessing ids. Logged-out visitors see nothing."""
+    if account is None:
+        return None
+    media = session.get(Media, media_id)
+    if media is None or media.study_id != study_id:
+        return None
+    if account.role in ("annotator", "admin"):
+        return media
+    frame_seen = exists().where(
+        Game.player_id == account.id, RevealFrame.item_id == Game.item_id, RevealFrame.step <= Game.step,
+        RevealFrame.media_id == media_id)
+    image_seen = exists().where(
+        Game.player_id == account.id, Game.outcome.is_not(None), Item.id == Game.item_id,
+        and_(StudyImage.id == Item.image_id, StudyImage.media_id == media_id))
+    return media if session.scalar(select(frame_seen | image_seen)) else None
+
+
+def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = RateLimit()) -> FastAPI:
+    """The web app serving ``study`` (default: the newest) from ``store``.
+
+    ``rate_limit`` bounds guesses per player, sign-ups and failed log-ins per address (None: no limits).
+    NetrevealError when the store has no such study.
+    """
+    served = resolve_study(store, study)
+    app = FastAPI(title="netreveal", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
+    app.state.study_id = served.id
+    app.state.study_name = served.name
+    app.state.limiter = Limiter(rate_limit)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(auth.router)
+    app.include_router(game.router)
+    app.include_router(admin.router)
+    # LEAD: include the naming studio once netreveal/web/studio.py is committed:
+    # from netreveal.web.studio import router as studio_router; app.include_router(studio_router)
+
+    @app.get("/media/{media_id:int}.png")
+    def media(media_id: int, request: Request, session: Session = Depends(db),
+              account: Account | None = Depends(current_account)):
+        found = media_visible(session, request.app.state.study_id, account, media_id)
+        if found is None:
+            return _error(request, 404, "no such picture")
+        return Response(found.png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(NetrevealError)
+    async def input_error(request: Request, exc: NetrevealError):
+        return _error(request, getattr(exc, "status", 400), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        if wants_page(request):
+            text = "; ".join(f"{'.'.join(map(str, p['loc'][1:]))}: {p['msg']}" for p in problems)
+            return render(request, "error.html", {"status": 422, "detail": text}, status_code=422)
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    return app

@@ -1,0 +1,172 @@
+"""Sign up, log in and log out: HTML forms and their JSON twins under /api."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from netreveal.store import accounts
+from netreveal.store.accounts import AccountError
+from netreveal.store.models import Account
+from netreveal.web.deps import (
+    CSRF_COOKIE, SESSION_COOKIE, check_csrf, current_account, db, is_https, render, set_csrf_cookie,
+)
+
+router = APIRouter()
+
+
+class Credentials(BaseModel):
+    username: str = Field(max_length=40)
+    password: str = Field(max_length=256)
+
+
+class SignUp(Credentials):
+    role: Literal["player", "annotator"] = "player"
+    background: Literal["novice", "expert"] | None = None
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def safe_next(target: str | None, default: str = "/play") -> str:
+    """A local path to go to after logging in (anything else becomes ``default``)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or len(target) > 200:
+        return default
+    return target
+
+
+def _login(request: Request, session: Session, account: Account, response) -> str:
+    """Start a browser session for ``account`` (ending the current one); set its cookie on ``response``."""
+    accounts.end_session(session, request.cookies.get(SESSION_COOKIE))
+    token, web_session = accounts.start_session(session, account)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=is_https(request),
+                        max_age=accounts.SESSION_DAYS * 24 * 3600, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return web_session.csrf_token
+
+
+def _account_json(account: Account | None) -> dict | None:
+    return None if account is None else {"username": account.username, "role": account.role}
+
+
+def _signup(request: Request, session: Session, form: SignUp) -> Account:
+    limiter = request.app.state.limiter
+    limiter.check("signups", _client(request))
+    account = accounts.create_account(session, form.username, form.password, form.role, form.background)
+    limiter.hit("signups", _client(request))
+    return account
+
+
+def _authenticate(request: Request, session: Session, form: Credentials) -> Account:
+    limiter = request.app.state.limiter
+    limiter.check("failed_logins", _client(request))
+    account = accounts.authenticate(session, form.username, form.password)
+    if account is None:
+        limiter.hit("failed_logins", _client(request))
+        raise AccountError("wrong username or password", status=401)
+    return account
+
+
+# ---- pages -------------------------------------------------------------------------------------
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None, account: Account | None = Depends(current_account)):
+    return render(request, "login.html", {"next": safe_next(next), "error": None, "username": ""})
+
+
+@router.post("/login", dependencies=[Depends(check_csrf)])
+def login_form(request: Request, username: str = Form(max_length=40), password: str = Form(max_length=256),
+               next: str = Form("/play", max_length=200), session: Session = Depends(db)):
+    try:
+        account = _authenticate(request, session, Credentials(username=username, password=password))
+    except AccountError as exc:
+        return render(request, "login.html", {"next": safe_next(next), "error": str(exc), "username": username},
+                      status_code=exc.status)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    _login(request, session, account, response)
+    return response
+
+
+@router.get("/signup")
+def signup_page(request: Request, account: Account | None = Depends(current_account)):
+    return render(request, "signup.html", {"error": None, "username": "", "role": "player"})
+
+
+@router.post("/signup", dependencies=[Depends(check_csrf)])
+def signup_form(request: Request, username: str = Form(max_length=40), password: str = Form(max_length=256),
+                role: str = Form("player", max_length=16), background: str = Form("", max_length=16),
+                session: Session = Depends(db)):
+    try:
+        if role not in ("player", "annotator"):
+            raise AccountError("choose player or annotator")
+        if background not in ("", "novice", "expert"):
+            raise AccountError("background must be novice or expert")
+        form = SignUp.model_construct(username=username, password=password, role=role,
+                                      background=background or None)
+        account = _signup(request, session, form)
+    except AccountError as exc:
+        return render(request, "signup.html", {"error": str(exc), "username": username, "role": role},
+                      status_code=exc.status)
+    response = RedirectResponse("/studio" if account.role == "annotator" else "/play", status_code=303)
+    _login(request, session, account, response)
+    return response
+
+
+@router.post("/logout", dependencies=[Depends(check_csrf)])
+def logout_form(request: Request, session: Session = Depends(db)):
+    accounts.end_session(session, request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# ---- JSON --------------------------------------------------------------------------------------
+
+@router.get("/api/session")
+def api_session(request: Request, account: Account | None = Depends(current_account)):
+    """The logged-in account (or null) and the CSRF token to send with state-changing calls."""
+    token = request.state.csrf_token
+    new_cookie = token is None
+    if new_cookie:
+        token = secrets.token_urlsafe(32)
+    response = JSONResponse({"account": _account_json(account), "csrf_token": token},
+                            headers={"Cache-Control": "no-store"})
+    if new_cookie:
+        set_csrf_cookie(request, response, token)
+    return response
+
+
+@router.post("/api/signup", status_code=201, dependencies=[Depends(check_csrf)])
+def api_signup(request: Request, form: SignUp, session: Session = Depends(db)):
+    account = _signup(request, session, form)
+    response = JSONResponse({}, status_code=201)
+    csrf = _login(request, session, account, response)
+    return _with_body(response, {"account": _account_json(account), "csrf_token": csrf})
+
+
+@router.post("/api/login", dependencies=[Depends(check_csrf)])
+def api_login(request: Request, form: Credentials, session: Session = Depends(db)):
+    account = _authenticate(request, session, form)
+    response = JSONResponse({})
+    csrf = _login(request, session, account, response)
+    return _with_body(response, {"account": _account_json(account), "csrf_token": csrf})
+
+
+@router.post("/api/logout", dependencies=[Depends(check_csrf)])
+def api_logout(request: Request, session: Session = Depends(db)):
+    accounts.end_session(session, request.cookies.get(SESSION_COOKIE))
+    response = JSONResponse({"account": None})
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _with_body(response: JSONResponse, content: dict) -> JSONResponse:
+    response.body = response.render(content)
+    response.headers["content-length"] = str(len(response.body))
+    return response
