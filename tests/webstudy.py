@@ -69,3 +69,110 @@ def make_web_study(store, name: str = "tiny", images: dict | None = None, layers
                 ids["image_media"][item.id] = media.id
                 ids["map_media"][item.id] = map_media.id
         return ids
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """The app under uvicorn in a background thread on a free loopback port (``with LiveServer(app) as url``)."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> str:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def raw_get(port: int, raw_path: str) -> int:
+    """The status of ``GET raw_path`` sent byte for byte (no client-side path normalisation)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {raw_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+class Client:
+    """A TestClient that keeps the CSRF token of its session and sends it with state-changing calls."""
+
+    def __init__(self, app):
+        from fastapi.testclient import TestClient
+
+        self.http = TestClient(app)
+        self.csrf = self.http.get("/api/session").json()["csrf_token"]
+
+    def signup(self, username: str, password: str = "password123", role: str = "player"):
+        r = self.post("/api/signup", {"username": username, "password": password, "role": role})
+        if r.status_code == 201:
+            self.csrf = r.json()["csrf_token"]
+        return r
+
+    def login(self, username: str, password: str = "password123"):
+        r = self.post("/api/login", {"username": username, "password": password})
+        if r.status_code == 200:
+            self.csrf = r.json()["csrf_token"]
+        return r
+
+    def get(self, url: str, **kw):
+        return self.http.get(url, **kw)
+
+    def post(self, url: str, body=None, **kw):
+        headers = {"X-CSRF-Token": self.csrf, **kw.pop("headers", {})}
+        return self.http.post(url, json=body, headers=headers, **kw)
+
+    def start(self):
+        r = self.post("/api/rounds")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def guess(self, game_id: int, guessed_class: str, text: str = "something", request_id: str | None = None, **extra):
+        import uuid
+
+        body = {"request_id": request_id or str(uuid.uuid4()), "guessed_class": guessed_class, "text": text, **extra}
+        return self.post(f"/api/rounds/{game_id}/guesses", body)
+
+
+def counts(store) -> dict:
+    """Rows per table that requests may write."""
+    from sqlalchemy import func, select
+
+    from netreveal.store.models import Account, Concept, Game, Guess, Item, WebSession
+
+    with store.session() as s:
+        return {
+            "accounts": s.scalar(select(func.count()).select_from(Account)),
+            "sessions": s.scalar(select(func.count()).select_from(WebSession)),
+            "games": s.scalar(select(func.count()).select_from(Game)),
+            "guesses": s.scalar(select(func.count()).select_from(Guess)),
+            "concepts": s.scalar(select(func.count()).select_from(Concept)),
+            "labels": s.scalar(select(func.sum(Item.label_count))) or 0,
+            "roles": tuple(s.execute(select(Account.username, Account.role).order_by(Account.id)).all()),
+            "steps": tuple(s.execute(select(Game.id, Game.step, Game.outcome).order_by(Game.id)).all()),
+        }
