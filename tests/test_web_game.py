@@ -12,21 +12,27 @@ from netreveal.store import game as rules
 from netreveal.store.models import REVEAL_PERCENTS, Account, Game, Guess, Item, Study, WebSession
 from netreveal.web.app import create_app
 from netreveal.web.ratelimit import RateLimit
-from webstudy import Client, counts, make_web_study
+from webstudy import Client, build_template, copy_store, counts, make_web_study
 
 ROOMY = RateLimit(guesses=1000, signups=1000, failed_logins=1000)
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "game.db"
+    return path, build_template(path)
+
+
 @pytest.fixture
-def store(tmp_path):
-    store = open_store(tmp_path / "game.db")
+def store(tmp_path, template):
+    store = copy_store(template[0], tmp_path / "game.db")
     yield store
     store.close()
 
 
 @pytest.fixture
-def ids(store):
-    return make_web_study(store)
+def ids(store, template):
+    return template[1]
 
 
 @pytest.fixture

@@ -176,3 +176,28 @@ def counts(store) -> dict:
             "roles": tuple(s.execute(select(Account.username, Account.role).order_by(Account.id)).all()),
             "steps": tuple(s.execute(select(Game.id, Game.step, Game.outcome).order_by(Game.id)).all()),
         }
+
+
+def build_template(path) -> dict:
+    """Create a migrated database holding the tiny study at ``path`` (copied per test: migrations are slow)."""
+    from netreveal.store import open_store
+
+    store = open_store(path)
+    try:
+        return make_web_study(store)
+    finally:
+        store.close()
+
+
+def copy_store(template, dest):
+    """Open a copy of the template database at ``dest``."""
+    import shutil
+    from pathlib import Path
+
+    from netreveal.store import open_store
+
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(str(template) + suffix)
+        if source.exists():
+            shutil.copy(source, str(dest) + suffix)
+    return open_store(dest)
