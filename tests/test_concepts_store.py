@@ -1,11 +1,14 @@
 """Naming studio logic: gallery, concept operations with history, ownership, summaries."""
 
+import io
+
 import pytest
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from dbs import store, store_url  # noqa: F401  (fixtures: every test over SQLite and PostgreSQL)
 from netreveal.store import concepts as C
-from netreveal.store import open_store
 from netreveal.store.models import (
     Account,
     Concept,
@@ -26,11 +29,18 @@ IMAGES = {
 }
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = open_store(tmp_path / "studio.db")
-    yield store
-    store.close()
+def png(kind: str, seed: int, size: int = 32) -> bytes:
+    """A small real PNG: a colour image ("image") or a grey blob ("map") placed by ``seed``."""
+    if kind == "image":
+        colour = ((seed * 67) % 256, (seed * 131 + 80) % 256, (seed * 29 + 160) % 256)
+        picture = Image.new("RGB", (size, size), colour)
+    else:
+        cx, cy = (seed * 7) % size, (seed * 13) % size
+        picture = Image.new("L", (size, size))
+        picture.putdata([max(0, 255 - 12 * (abs(x - cx) + abs(y - cy))) for y in range(size) for x in range(size)])
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
 
 
 def build_study(store, name="hand"):
@@ -41,7 +51,7 @@ def build_study(store, name="hand"):
         s.flush()
         ids = {"study": study.id, "items": {}, "images": {}}
         for key, (cls, items) in IMAGES.items():
-            media = Media(study_id=study.id, png=b"png")
+            media = Media(study_id=study.id, png=png("image", len(ids["images"])))
             s.add(media)
             s.flush()
             image = StudyImage(study_id=study.id, key=key, predicted_class=cls, true_class=cls,
@@ -50,7 +60,7 @@ def build_study(store, name="hand"):
             s.flush()
             ids["images"][key] = image.id
             for layer, cluster, weight in items:
-                m = Media(study_id=study.id, png=b"map")
+                m = Media(study_id=study.id, png=png("map", len(ids["items"])))
                 s.add(m)
                 s.flush()
                 item = Item(study_id=study.id, image_id=image.id, layer=layer, depth=int(layer[1]) - 1,

@@ -1,0 +1,163 @@
+"""The naming studio in headless Chromium: group maps, rename, merge; the database afterwards."""
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from browser import browser_page, needs_chromium
+from netreveal.store import accounts
+from netreveal.store.models import Account, Concept, ConceptEvent, ConceptMember, StudyImage
+from netreveal.web.deps import SESSION_COOKIE
+from dbs import store, store_url  # noqa: F401  (fixtures)
+from test_concepts_store import build_study, it
+from test_web_studio import make_app
+
+pytestmark = [needs_chromium, pytest.mark.browser]
+HOSTILE_KEY = '<img src=x onerror="document.title=1">'
+
+
+@contextmanager
+def serve(app):
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def session_cookie(store, base, username):
+    with store.session() as s:
+        account = s.scalar(select(Account).where(Account.username == username))
+        token, _ = accounts.start_session(s, account)
+    return {"name": SESSION_COOKIE, "value": token, "url": base}
+
+
+def live_concepts(store, annotator_id):
+    with store.session() as s:
+        rows = s.scalars(select(Concept).where(Concept.annotator_id == annotator_id).order_by(Concept.id)).all()
+        return [(c.id, c.name, c.removed, sorted(s.scalars(select(ConceptMember.item_id)
+                                                           .where(ConceptMember.concept_id == c.id))))
+                for c in rows]
+
+
+def wait_ready(page):
+    page.wait_for_selector("#studio[data-ready=yes]")
+    page.wait_for_selector("#gallery[aria-busy=false]")
+
+
+def test_group_rename_merge_in_chromium(store, tmp_path):  # noqa: F811
+    hand = build_study(store)
+    with store.session() as s:
+        s.get(StudyImage, hand["images"]["b"]).key = HOSTILE_KEY
+    app = make_app(store)
+    with serve(app) as base, browser_page() as page:
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.context.add_cookies([session_cookie(store, base, "ann")])
+        page.goto(base + "/studio")
+        wait_ready(page)
+        assert page.locator("#gallery .map-card").count() == 9
+        assert page.locator("#no-concepts").is_visible()
+
+        # the maps of layer l1, strongest first: c (70), b (50), a (40), a/cluster 1 (30)
+        page.select_option("#f-layer", "l1")
+        expect(page.locator("#gallery .map-card")).to_have_count(4)
+        wait_ready(page)
+        assert "layer=l1" in page.url
+        cards = page.locator("#gallery .map-card .pick")
+        cards.nth(0).click()
+        cards.nth(2).click(modifiers=["Shift"])  # a range: the three strongest
+        assert page.inner_text("#sel-count") == "3 selected"
+        assert page.locator("#gallery .map-card.selected").count() == 3
+        page.fill("#new-name", "ears")
+        page.click("#btn-group")
+        page.wait_for_selector("#concepts .concept .concept-name >> text=ears")
+        l1_top3 = sorted([it(hand, "a"), it(hand, "b"), it(hand, "c")])
+        [(ears_id, name, removed, members)] = live_concepts(store, hand["ann"])
+        assert (name, removed, members) == ("ears", False, l1_top3)
+        assert page.inner_text("#sel-count") == "0 selected"
+        assert page.locator("#gallery .tag:not(.free)").all_inner_texts() == ["ears"] * 3
+
+        # the hostile image key is shown as text, never as markup
+        keys = page.locator("#gallery .image-link").all_inner_texts()
+        assert HOSTILE_KEY in keys and page.locator('img[src="x"]').count() == 0
+
+        # rename inline
+        page.click(f"#concepts .concept[data-id='{ears_id}'] .concept-name")
+        page.fill(f"#concepts .concept[data-id='{ears_id}'] input.rename", "pointy ears")
+        page.press(f"#concepts .concept[data-id='{ears_id}'] input.rename", "Enter")
+        page.wait_for_selector("#concepts .concept-name >> text=pointy ears")
+        assert live_concepts(store, hand["ann"])[0][1] == "pointy ears"
+
+        # a second concept from layer l2, then merge the two
+        page.select_option("#f-layer", "l2")
+        expect(page.locator("#gallery .map-card")).to_have_count(5)
+        wait_ready(page)
+        page.locator("#gallery .map-card .pick").nth(0).click()
+        page.locator("#gallery .map-card .pick").nth(1).click()
+        page.fill("#new-name", "fur")
+        page.press("#new-name", "Enter")
+        page.wait_for_selector("#concepts .concept-name >> text=fur")
+        assert page.locator("#concepts .concept").count() == 2
+        fur_id = next(cid for cid, name, _, _ in live_concepts(store, hand["ann"]) if name == "fur")
+
+        page.check(f"#concepts .concept[data-id='{ears_id}'] .merge-pick")
+        page.check(f"#concepts .concept[data-id='{fur_id}'] .merge-pick")
+        assert page.inner_text("#btn-merge") == "Merge 2 ticked"
+        page.fill("#merge-name", "head")
+        page.click("#btn-merge")
+        expect(page.locator("#concepts .concept")).to_have_count(1)
+        page.wait_for_selector("#concepts .concept-name >> text=head")
+        page.screenshot(path=str(tmp_path / "studio-laptop.png"), full_page=True)
+
+        l2_top2 = [it(hand, "a", "l2"), it(hand, "c", "l2")]
+        state = live_concepts(store, hand["ann"])
+        assert state == [(ears_id, "head", False, sorted(l1_top3 + l2_top2)), (fur_id, "fur", True, [])]
+        with store.session() as s:
+            actions = s.scalars(select(ConceptEvent.action).where(ConceptEvent.concept_id == ears_id)
+                                .order_by(ConceptEvent.id)).all()
+        assert actions == ["create", "rename", "merge"]
+
+        # the summary page lists the merged concept for both classes
+        page.click("text=Concepts per class")
+        page.wait_for_selector(".class-summary")
+        assert page.locator(".class-summary h2").all_inner_texts() == ["cat", "dog"]
+        assert page.locator(".class-summary .cname").all_inner_texts() == ["head", "head"]
+        loaded = page.eval_on_selector_all(".examples img", "els => els.map(e => e.complete && e.naturalWidth > 0)")
+        assert loaded and all(loaded)
+        assert errors == []
+
+
+def test_studio_fits_a_phone(store, tmp_path):  # noqa: F811
+    build_study(store)
+    app = make_app(store)
+    with serve(app) as base, browser_page(390, 844) as page:
+        page.context.add_cookies([session_cookie(store, base, "ann")])
+        page.goto(base + "/studio")
+        wait_ready(page)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0
+        widths = page.eval_on_selector_all("#gallery .map-card", "els => els.map(e => e.getBoundingClientRect().width)")
+        assert len(widths) == 9 and min(widths) >= 90  # thumbnails stay big enough to tap
+        loaded = page.eval_on_selector_all("#gallery img", "els => els.slice(0, 4).map(e => e.complete && e.naturalWidth > 0)")
+        assert all(loaded)
+        page.screenshot(path=str(tmp_path / "studio-phone.png"), full_page=True)
