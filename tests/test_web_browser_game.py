@@ -1,0 +1,145 @@
+"""The reveal game in headless Chromium: sign up, play a round to a win, leaderboard, admin export, phone width."""
+
+import io
+import zipfile
+
+import pytest
+from sqlalchemy import select
+
+from browser import browser_page, needs_chromium
+from netreveal.store import accounts
+from netreveal.store.models import Guess
+from netreveal.web.app import create_app
+from netreveal.web.ratelimit import RateLimit
+from webstudy import LiveServer, build_template, copy_store
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "browser.db"
+    return path, build_template(path)
+
+
+@pytest.fixture
+def served(tmp_path, template):
+    store = copy_store(template[0], tmp_path / "browser.db")
+    with store.session() as s:
+        accounts.create_account(s, "chief", "chief-password", role="admin")
+    app = create_app(store, rate_limit=RateLimit(guesses=1000, signups=1000, failed_logins=1000))
+    with LiveServer(app) as url:
+        yield url, store, template[1]
+    store.close()
+
+
+def sign_up(page, url, username):
+    page.goto(f"{url}/signup")
+    page.fill("#username", username)
+    page.fill("#password", "a long password")
+    page.check("input[name=role][value=player]")
+    page.click("#signup-form button[type=submit]")
+    page.wait_for_url(f"{url}/play")
+
+
+def log_in(page, url, username, password):
+    page.goto(f"{url}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(f"{url}/play")
+
+
+def wait_step(page, step: int) -> None:
+    """Wait until the page shows reveal step ``step`` (locator waits: the CSP forbids eval-based polling)."""
+    page.locator("#step-label", has_text=f"Step {step} of").wait_for()
+
+
+def overflow(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_player_wins_a_round_after_two_reveal_steps_and_sees_the_leaderboard(served):
+    url, store, ids = served
+    errors = []
+    with browser_page() as page:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        sign_up(page, url, "browser_bea")
+        wait_step(page, 1)
+        state = page.evaluate("api('POST', '/api/rounds')")  # the open round, as the page got it
+        answer = ids["answer"][state["item_id"]]
+        first_src = page.get_attribute("#frame-img", "src")
+        assert first_src == f"/media/{ids['frames'][state['item_id']][0]}.png"
+        assert page.evaluate("document.getElementById('frame-img').naturalWidth") > 0  # the PNG loaded
+        page.click("#more-btn")
+        wait_step(page, 2)
+        assert page.get_attribute("#frame-img", "src") == f"/media/{ids['frames'][state['item_id']][1]}.png"
+        assert "4.5% of the picture" in page.text_content("#step-label")
+        page.check(f"input[name=guessed_class][value={answer}]")
+        page.fill("#text", "two pointy ears")
+        page.click("#guess-btn")
+        page.wait_for_selector("#result:not([hidden])")
+        assert page.text_content("#result-text").startswith("You won 70 points at step 2")
+        page.click("text=Leaderboard >> nth=-1")
+        page.wait_for_url(f"{url}/leaderboard")
+        row = page.text_content("#leaderboard tbody tr")
+        assert "browser_bea" in row and "70" in row
+    assert errors == []
+    with store.session() as s:
+        guesses = s.scalars(select(Guess)).all()
+        assert [(g.text, g.step, g.correct, g.guessed_class) for g in guesses] == [("two pointy ears", 2, True, answer)]
+
+
+def test_admin_downloads_the_export(served, tmp_path):
+    url, store, ids = served
+    with browser_page() as page:
+        sign_up(page, url, "labeller")
+        wait_step(page, 1)
+        page.check("input[name=guessed_class][value=fish]")
+        page.fill("#text", "a shiny <scale>")
+        page.click("#guess-btn")
+        page.locator("#message:not(:empty), #result:not([hidden])").first.wait_for()
+        page.click("button.link")  # log out
+        page.wait_for_url(f"{url}/")
+        log_in(page, url, "chief", "chief-password")
+        page.goto(f"{url}/admin")
+        assert page.text_content("#unlabelled").strip() == str(len(ids["items"]) - 1)
+        with page.expect_download() as download:
+            page.click("#export")
+        path = tmp_path / "export.zip"
+        download.value.save_as(path)
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        assert {"tiny/study.json", "tiny/guesses.csv", "tiny/items.csv", "tiny/images.csv"} <= names
+        guesses = archive.read("tiny/guesses.csv").decode()
+        assert "a shiny <scale>" in guesses and "labeller" in guesses
+        assert len(archive.read("tiny/items.csv").decode().strip().splitlines()) == len(ids["items"]) + 1
+
+
+def test_pages_fit_a_phone_screen(served):
+    url, store, ids = served
+    with browser_page(390, 844) as page:
+        for path in ("/", "/how-to-play", "/signup", "/login", "/leaderboard"):
+            page.goto(url + path)
+            assert overflow(page) <= 0, path
+        sign_up(page, url, "phone_user_with_a_long_name")
+        wait_step(page, 1)
+        assert overflow(page) <= 0
+        box = page.locator("#frame").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+        for selector in ("#guess-btn", "#more-btn", "#resign-btn", "#text"):
+            b = page.locator(selector).bounding_box()
+            assert b["x"] >= 0 and b["x"] + b["width"] <= 390, selector
+        page.click("#resign-btn")
+        page.wait_for_selector("#result:not([hidden])")
+        assert overflow(page) <= 0
+        for path in ("/stats", "/leaderboard"):
+            page.goto(url + path)
+            assert overflow(page) <= 0, path
+        page.click("button.link")
+        page.wait_for_url(f"{url}/")
+        log_in(page, url, "chief", "chief-password")
+        page.goto(f"{url}/admin")
+        assert overflow(page) <= 0
