@@ -151,9 +151,6 @@ def _translate_errors(store: Store) -> Iterator[None]:
     """A database that cannot be reached or read becomes one line naming it."""
     try:
         yield
-    except exc.OperationalError as err:
+    except exc.DBAPIError as err:  # unreachable server, bad credentials, not a database file...
         reason = str(getattr(err, "orig", err)).strip().splitlines()
         raise NetrevealError(f"cannot open database {store.url}: {reason[0] if reason else type(err).__name__}") from err
-    except exc.DBAPIError as err:
-        reason = str(getattr(err, "orig", err)).strip().splitlines()
-        raise NetrevealError(f"cannot upgrade database {store.url}: {reason[0] if reason else type(err).__name__}") from err
