@@ -1,13 +1,14 @@
 """Naming studio logic: gallery, concept operations with history, ownership, summaries."""
+# ruff: noqa: F811  (pytest fixtures imported from dbs are redefined as test arguments)
 
 import io
 
 import pytest
+from dbs import store, store_url  # noqa: F401  (fixtures: every test over SQLite and PostgreSQL)
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from dbs import store, store_url  # noqa: F401  (fixtures: every test over SQLite and PostgreSQL)
 from netreveal.store import concepts as C
 from netreveal.store.models import (
     Account,
@@ -197,12 +198,11 @@ def test_an_item_is_in_one_concept_per_annotator_and_moves_are_explicit(store, h
 
 def test_the_database_enforces_one_concept_per_item(store, hand):
     view = C.create_concept(store, hand["study"], hand["ann"], "ears", [it(hand, "a")])
-    with pytest.raises(IntegrityError):
-        with store.session() as s:
-            other = Concept(study_id=hand["study"], annotator_id=hand["ann"], name="x")
-            s.add(other)
-            s.flush()
-            s.add(ConceptMember(concept_id=other.id, item_id=it(hand, "a"), annotator_id=hand["ann"]))
+    with pytest.raises(IntegrityError), store.session() as s:
+        other = Concept(study_id=hand["study"], annotator_id=hand["ann"], name="x")
+        s.add(other)
+        s.flush()
+        s.add(ConceptMember(concept_id=other.id, item_id=it(hand, "a"), annotator_id=hand["ann"]))
     assert members(store, view.id) == [it(hand, "a")] and count(store, Concept) == 1
 
 
@@ -281,7 +281,8 @@ def test_merge_unites_members_and_removes_the_others(store, hand):
     assert detail["after"]["name"] == "head" and len(detail["after"]["items"]) == 5
     assert [s_["name"] for s_ in detail["sources"]] == ["ears", "snout"]
     action, detail = events(store, x.id)[-1]
-    assert action == "merge" and detail["into"] == y.id and detail["after"] == {"name": "ears", "items": [], "removed": True}
+    assert action == "merge" and detail["into"] == y.id
+    assert detail["after"] == {"name": "ears", "items": [], "removed": True}
     with pytest.raises(C.ConceptNotFound):
         C.get_concept(store, study, ann, x.id)
 
@@ -364,8 +365,9 @@ def test_remove_is_soft_and_frees_members(store, hand):
         row = s.get(Concept, view.id)
         assert row is not None and row.removed and row.name == "ears"
     assert members(store, view.id) == []
-    assert events(store, view.id)[-1] == ("remove", {"before": {"name": "ears", "items": sorted([a, b]), "removed": False},
-                                                     "after": {"name": "ears", "items": [], "removed": True}})
+    assert events(store, view.id)[-1] == ("remove", {
+        "before": {"name": "ears", "items": sorted([a, b]), "removed": False},
+        "after": {"name": "ears", "items": [], "removed": True}})
     assert [e.action for e in C.concept_history(store, study, ann, view.id)] == ["create", "remove"]
     for op in (lambda: C.get_concept(store, study, ann, view.id),
                lambda: C.rename_concept(store, study, ann, view.id, "x"),
@@ -411,10 +413,9 @@ def test_operations_inside_a_caller_session(store, hand):
         view = C.create_concept(s, hand["study"], hand["ann"], "ears", [it(hand, "a")])
         C.rename_concept(s, hand["study"], hand["ann"], view.id, "fur")
     assert C.get_concept(store, hand["study"], hand["ann"], view.id).name == "fur"
-    with pytest.raises(RuntimeError):
-        with store.session() as s:  # the caller's transaction rolls back everything
-            C.create_concept(s, hand["study"], hand["ann"], "tail", [it(hand, "b")])
-            raise RuntimeError
+    with pytest.raises(RuntimeError), store.session() as s:  # the caller's transaction rolls back
+        C.create_concept(s, hand["study"], hand["ann"], "tail", [it(hand, "b")])
+        raise RuntimeError
     assert [c.name for c in C.list_concepts(store, hand["study"], hand["ann"])] == ["fur"]
 
 
@@ -434,7 +435,8 @@ def test_gallery_sorts_filters_and_pages(store, hand):
     assert C.gallery(store, study, ann, per_page=4, page=4).items == []
 
     assert [v.weight for v in C.gallery(store, study, ann, layer="l2").items] == [60.0, 35.0, 25.0, 20.0, 10.0]
-    assert [v.weight for v in C.gallery(store, study, ann, predicted_class="cat", layer="l1").items] == [50.0, 40.0, 30.0]
+    cats = C.gallery(store, study, ann, predicted_class="cat", layer="l1")
+    assert [v.weight for v in cats.items] == [50.0, 40.0, 30.0]
     assert C.gallery(store, study, ann, image=hand["images"]["b"]).total == 3
     assert C.gallery(store, study, ann, min_weight=40).total == 4
     C.create_concept(store, study, ann, "ears", [it(hand, "c"), it(hand, "a", "l2")])

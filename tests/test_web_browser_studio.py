@@ -1,4 +1,5 @@
 """The naming studio in headless Chromium: group maps, rename, merge; the database afterwards."""
+# ruff: noqa: F811  (pytest fixtures imported from dbs are redefined as test arguments)
 
 import socket
 import threading
@@ -6,16 +7,16 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from browser import browser_page, needs_chromium
+from dbs import store, store_url  # noqa: F401  (fixtures)
 from playwright.sync_api import expect
 from sqlalchemy import select
+from test_concepts_store import build_study, it
+from test_web_studio import make_app
 
-from browser import browser_page, needs_chromium
 from netreveal.store import accounts
 from netreveal.store.models import Account, Concept, ConceptEvent, ConceptMember, StudyImage
 from netreveal.web.deps import SESSION_COOKIE
-from dbs import store, store_url  # noqa: F401  (fixtures)
-from test_concepts_store import build_study, it
-from test_web_studio import make_app
 
 pytestmark = [needs_chromium, pytest.mark.browser]
 HOSTILE_KEY = '<img src=x onerror="document.title=1">'
@@ -64,7 +65,7 @@ def wait_ready(page):
     page.wait_for_selector("#gallery[aria-busy=false]")
 
 
-def test_group_rename_merge_in_chromium(store, tmp_path):  # noqa: F811
+def test_group_rename_merge_in_chromium(store, tmp_path):
     hand = build_study(store)
     with store.session() as s:
         s.get(StudyImage, hand["images"]["b"]).key = HOSTILE_KEY
@@ -147,7 +148,7 @@ def test_group_rename_merge_in_chromium(store, tmp_path):  # noqa: F811
         assert errors == []
 
 
-def test_studio_fits_a_phone(store, tmp_path):  # noqa: F811
+def test_studio_fits_a_phone(store, tmp_path):
     build_study(store)
     app = make_app(store)
     with serve(app) as base, browser_page(390, 844) as page:
@@ -158,6 +159,7 @@ def test_studio_fits_a_phone(store, tmp_path):  # noqa: F811
         assert overflow <= 0
         widths = page.eval_on_selector_all("#gallery .map-card", "els => els.map(e => e.getBoundingClientRect().width)")
         assert len(widths) == 9 and min(widths) >= 90  # thumbnails stay big enough to tap
-        loaded = page.eval_on_selector_all("#gallery img", "els => els.slice(0, 4).map(e => e.complete && e.naturalWidth > 0)")
+        loaded = page.eval_on_selector_all(
+            "#gallery img", "els => els.slice(0, 4).map(e => e.complete && e.naturalWidth > 0)")
         assert all(loaded)
         page.screenshot(path=str(tmp_path / "studio-phone.png"), full_page=True)

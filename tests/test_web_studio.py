@@ -1,16 +1,17 @@
 """The naming studio over HTTP: permissions, CSRF, the JSON API end to end, escaping."""
+# ruff: noqa: F811  (pytest fixtures imported from dbs are redefined as test arguments)
 
 import pytest
+from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from test_concepts_store import build_study, it
 
 from netreveal.store import accounts
 from netreveal.store.models import Account, Concept, ConceptEvent, ConceptMember, StudyImage
 from netreveal.web.app import create_app
 from netreveal.web.deps import SESSION_COOKIE
 from netreveal.web.studio import router as studio_router
-from dbs import store, store_url  # noqa: F401  (fixtures)
-from test_concepts_store import build_study, it
 
 API = "/studio/api"
 
@@ -34,7 +35,7 @@ def login(client: TestClient, store, username: str) -> TestClient:
 
 
 @pytest.fixture
-def hand(store):  # noqa: F811
+def hand(store):
     ids = build_study(store)
     with store.session() as s:
         s.add(Account(username="pat", password_hash="x", role="player"))
@@ -42,21 +43,21 @@ def hand(store):  # noqa: F811
 
 
 @pytest.fixture
-def app(store, hand):  # noqa: F811
+def app(store, hand):
     return make_app(store)
 
 
-def client(app, store, username=None):  # noqa: F811
+def client(app, store, username=None):
     c = TestClient(app, follow_redirects=False)
     return login(c, store, username) if username else c
 
 
-def n_rows(store, model):  # noqa: F811
+def n_rows(store, model):
     with store.session() as s:
         return len(s.scalars(select(model)).all())
 
 
-def test_logged_out_visitors_are_sent_to_log_in(app, store):  # noqa: F811
+def test_logged_out_visitors_are_sent_to_log_in(app, store):
     c = client(app, store)
     page = c.get("/studio", headers={"Accept": "text/html"})
     assert page.status_code == 303 and page.headers["location"] == "/login?next=/studio"
@@ -66,7 +67,7 @@ def test_logged_out_visitors_are_sent_to_log_in(app, store):  # noqa: F811
     assert n_rows(store, Concept) == 0
 
 
-def test_players_get_403(app, store, hand):  # noqa: F811
+def test_players_get_403(app, store, hand):
     c = client(app, store, "pat")
     assert c.get("/studio", headers={"Accept": "text/html"}).status_code == 403
     assert c.get("/studio/summary", headers={"Accept": "text/html"}).status_code == 403
@@ -76,7 +77,7 @@ def test_players_get_403(app, store, hand):  # noqa: F811
     assert n_rows(store, Concept) == 0
 
 
-def test_annotators_and_admins_get_the_pages(app, store):  # noqa: F811
+def test_annotators_and_admins_get_the_pages(app, store):
     for who in ("ann", "boss"):
         page = client(app, store, who).get("/studio", headers={"Accept": "text/html"})
         assert page.status_code == 200 and 'src="/static/studio.js"' in page.text
@@ -85,7 +86,7 @@ def test_annotators_and_admins_get_the_pages(app, store):  # noqa: F811
     assert client(app, store).get("/static/studio.css").status_code == 200
 
 
-def test_state_changes_need_the_csrf_token(app, store, hand):  # noqa: F811
+def test_state_changes_need_the_csrf_token(app, store, hand):
     c = client(app, store, "ann")
     made = c.post(f"{API}/concepts", json={"name": "ears", "items": [it(hand, "a"), it(hand, "b")]})
     assert made.status_code == 201
@@ -113,11 +114,11 @@ def test_state_changes_need_the_csrf_token(app, store, hand):  # noqa: F811
     assert c.patch(f"{API}/concepts/{cid}", json={"name": "renamed"}).status_code == 200
 
 
-def test_the_api_end_to_end(app, store, hand):  # noqa: F811
+def test_the_api_end_to_end(app, store, hand):
     c = client(app, store, "ann")
     a, b, cc, d2 = it(hand, "a"), it(hand, "b"), it(hand, "c"), it(hand, "d", "l2")
     filters = c.get(f"{API}/filters").json()
-    assert [l["name"] for l in filters["layers"]] == ["l1", "l2"]
+    assert [layer["name"] for layer in filters["layers"]] == ["l1", "l2"]
     page = c.get(f"{API}/gallery", params={"layer": "l1", "class": "cat", "per_page": 2}).json()
     assert (page["total"], page["pages"], [v["weight"] for v in page["items"]]) == (3, 2, [50.0, 40.0])
 
@@ -142,7 +143,8 @@ def test_the_api_end_to_end(app, store, hand):  # noqa: F811
     assert history == ["create", "drop", "rename", "add", "drop", "merge"]
 
     summary = c.get(f"{API}/summary").json()
-    assert [(s["class_name"], [x["name"] for x in s["concepts"]]) for s in summary] == [("cat", ["head"]), ("dog", ["head"])]
+    named = [(s["class_name"], [x["name"] for x in s["concepts"]]) for s in summary]
+    assert named == [("cat", ["head"]), ("dog", ["head"])]
     explained = c.get(f"{API}/images/{hand['images']['a']}/explanation").json()
     assert [(x["name"], x["weight"]) for x in explained["concepts"]] == [("head", 40.0)]
     assert explained["unnamed_weight"] == 90.0
@@ -152,7 +154,7 @@ def test_the_api_end_to_end(app, store, hand):  # noqa: F811
     assert c.get(f"{API}/concepts/{eid}").status_code == 404
 
 
-def test_errors_are_clear_and_store_nothing(app, store, hand):  # noqa: F811
+def test_errors_are_clear_and_store_nothing(app, store, hand):
     c = client(app, store, "ann")
     bad = c.post(f"{API}/concepts", json={"name": "<script>alert(1)</script>", "items": [it(hand, "a")]})
     assert bad.status_code == 400 and "letters, digits" in bad.json()["detail"]
@@ -167,7 +169,7 @@ def test_errors_are_clear_and_store_nothing(app, store, hand):  # noqa: F811
     assert n_rows(store, Concept) == 0 and n_rows(store, ConceptEvent) == 0
 
 
-def test_another_annotators_concept_is_not_found(app, store, hand):  # noqa: F811
+def test_another_annotators_concept_is_not_found(app, store, hand):
     ann, bob = client(app, store, "ann"), client(app, store, "bob")
     cid = ann.post(f"{API}/concepts", json={"name": "ears", "items": [it(hand, "a")]}).json()["id"]
     assert bob.get(f"{API}/concepts/{cid}").status_code == 404
@@ -186,7 +188,7 @@ def test_another_annotators_concept_is_not_found(app, store, hand):  # noqa: F81
     assert admin.get(f"{API}/summary").json()[0]["concepts"] == []  # the admin's own: none yet
 
 
-def test_user_text_is_escaped_in_pages(app, store, hand):  # noqa: F811
+def test_user_text_is_escaped_in_pages(app, store, hand):
     with store.session() as s:
         image = s.get(StudyImage, hand["images"]["a"])
         image.key = '<img src=x onerror="alert(1)">.png'
@@ -207,3 +209,25 @@ def test_user_text_is_escaped_in_pages(app, store, hand):  # noqa: F811
     assert "script-src 'self'" in page.headers["content-security-policy"]
     gallery = c.get(f"{API}/gallery", params={"image": hand["images"]["a"]}).json()
     assert gallery["items"][0]["image_key"] == '<img src=x onerror="alert(1)">.png'  # JSON carries it raw
+
+
+def test_studio_over_a_built_study(store):
+    study_id = make_tiny_study(store, 3)
+    with store.session() as s:
+        s.add(Account(username="ann", password_hash="x", role="annotator"))
+    app = make_app(store)
+    c = client(app, store, "ann")
+    page = c.get(f"{API}/gallery", params={"per_page": 200}).json()
+    assert page["total"] == 3 * 3 * 2  # images x layers x clusters
+    assert [v["weight"] for v in page["items"]] == [60.0] * 9 + [30.0] * 9
+    first = page["items"][0]
+    for media in (first["map_media_id"], first["image_media_id"]):
+        picture = c.get(f"/media/{media}.png")
+        assert picture.status_code == 200 and picture.content[:8] == b"\x89PNG\r\n\x1a\n"
+    made = c.post(f"{API}/concepts", json={"name": "blob", "items": [v["id"] for v in page["items"][:9]]})
+    assert made.status_code == 201 and made.json()["weight"] == 540.0
+    summary = c.get("/studio/summary", headers={"Accept": "text/html"})
+    assert summary.status_code == 200 and summary.text.count('class="cname"') == 3
+    assert [s["class_name"] for s in c.get(f"{API}/summary").json()] == ["cat", "dog", "fox"]
+    with store.session() as s:
+        assert s.scalar(select(Concept.study_id)) == study_id

@@ -274,7 +274,9 @@ def _event(session: Session, concept: Concept, action: str, detail: dict[str, An
     session.add(ConceptEvent(concept_id=concept.id, annotator_id=concept.annotator_id, action=action, detail=detail))
 
 
-def _check_name_free(session: Session, study_id: int, annotator_id: int, name: str, *, ignore: Iterable[int] = ()) -> None:
+def _check_name_free(
+    session: Session, study_id: int, annotator_id: int, name: str, *, ignore: Iterable[int] = ()
+) -> None:
     skip = set(ignore)
     rows = session.execute(
         select(Concept.id, Concept.name).where(
@@ -329,7 +331,9 @@ def _item_views(session: Session, where: Any) -> list[ItemView]:
     return [_view_item(item, image) for item, image in session.execute(query)]
 
 
-def _view_item(item: Item, image: StudyImage, concept_id: int | None = None, concept_name: str | None = None) -> ItemView:
+def _view_item(
+    item: Item, image: StudyImage, concept_id: int | None = None, concept_name: str | None = None
+) -> ItemView:
     return ItemView(
         id=item.id, image_id=image.id, image_key=image.key, image_media_id=image.media_id,
         map_media_id=item.map_media_id, layer=item.layer, depth=item.depth, cluster=item.cluster,
@@ -600,7 +604,8 @@ def merge_concepts(
         target.updated_at = now
         session.flush()
         for source, state in zip(sources, source_states):
-            _event(session, source, "merge", {"into": target.id, "before": {k: state[k] for k in ("name", "items", "removed")},
+            before_source = {k: state[k] for k in ("name", "items", "removed")}
+            _event(session, source, "merge", {"into": target.id, "before": before_source,
                                               "after": _snapshot(session, source)})
         _event(session, target, "merge", {"from": [s.id for s in sources], "sources": source_states,
                                           "before": before, "after": _snapshot(session, target)})

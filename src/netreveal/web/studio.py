@@ -58,7 +58,9 @@ def _run(session: Session, operation, *args, **kwargs) -> Any:
     except concepts.ConceptError as exc:
         raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
     except IntegrityError as exc:  # two changes to the same maps at once
-        raise HTTPException(status_code=409, detail="your concepts changed at the same time elsewhere; reload and try again") from exc
+        raise HTTPException(
+            status_code=409, detail="your concepts changed at the same time elsewhere; reload and try again"
+        ) from exc
 
 
 def _scope_annotator(who: Account, scope: Scope) -> Account | None:
