@@ -302,6 +302,8 @@ def _forward(kept: list[Response], methods: list[str], confidence: float,
             if r.condition == "with":
                 answers[("with", r.method)][r.participant].append(r.correct)
     rows, tests = [], []
+    if not answers:
+        return rows, tests
     for key in [("without", None), ("with", None)] + [("with", m) for m in methods]:
         per = answers.get(key, {})
         if not per and key[1] is not None:

@@ -136,11 +136,13 @@ def _rotate_methods(ratings: list[Question], rng: random.Random) -> list[Questio
     """Shuffle the methods of each rating question so that, within the participant, every method
     takes every position (letter) equally often: each run of M questions (M methods) gets the M
     rotations of a fresh random order, in a random order."""
-    out = []
     size = len(ratings[0].methods) if ratings else 0
-    for start in range(0, len(ratings), max(size, 1)):
+    if size == 0:
+        return list(ratings)
+    out = []
+    for start in range(0, len(ratings), size):
         base = rng.sample(range(size), size)
-        for q, shift in zip(ratings[start:start + max(size, 1)], rng.sample(range(size), size) or [0]):
+        for q, shift in zip(ratings[start:start + size], rng.sample(range(size), size)):
             names = list(q.methods.values())
             if len(names) == size:
                 order = [names[i] for i in base[shift:] + base[:shift]]
@@ -170,6 +172,8 @@ def assign(design: Sequence[Question], participant_id: str, seed: int, *, slot: 
     group = _group(participant_id, seed, slot)
     with_idx = [j for j in range(len(forwards)) if (j + group) % 2 == 0]
     candidates = list(forwards[0].methods.values()) if forwards else []
+    if with_idx and not candidates:
+        raise NetrevealError("forward-simulation questions list no methods to show")
     cycle: list[str] = []
     while len(cycle) < len(with_idx):
         cycle += rng.sample(candidates, len(candidates))
