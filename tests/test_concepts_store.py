@@ -509,3 +509,31 @@ def test_explain_image(store, hand):
     assert both.unnamed_weight == 0.0
     with pytest.raises(C.ConceptNotFound):
         C.explain_image(store, hand["study"] + 1, hand["images"]["a"])
+
+
+def test_opposite_merges_at_the_same_time_lose_no_map(store, hand):
+    """A merge waits for a concurrent merge of the same concepts and then finds its source gone."""
+    import threading
+
+    study, ann = hand["study"], hand["ann"]
+    x = C.create_concept(store, study, ann, "ears", [it(hand, "a"), it(hand, "b")])
+    y = C.create_concept(store, study, ann, "fur", [it(hand, "c")])
+    outcome = {}
+
+    def other_tab():
+        try:
+            with store.session() as s:
+                outcome["view"] = C.merge_concepts(s, study, ann, [y.id, x.id])
+        except C.ConceptError as exc:
+            outcome["error"] = exc
+
+    with store.session() as s:
+        C.merge_concepts(s, study, ann, [x.id, y.id])  # holds its locks until this block commits
+        thread = threading.Thread(target=other_tab)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting for the first merge
+    thread.join(30)
+    assert isinstance(outcome.get("error"), C.ConceptNotFound)
+    assert [(c.id, c.size) for c in C.list_concepts(store, study, ann)] == [(x.id, 3)]
+    assert members(store, x.id) == sorted([it(hand, "a"), it(hand, "b"), it(hand, "c")])

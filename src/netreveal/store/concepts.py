@@ -244,9 +244,20 @@ def _check_items(session: Session, study_id: int, ids: list[int]) -> None:
         raise ConceptNotFound(f"map{'s' if len(missing) > 1 else ''} {shown} not found in this study")
 
 
-def _own(session: Session, study_id: int, annotator_id: int, concept_id: Any, *, removed: bool = False) -> Concept:
+def _own(
+    session: Session, study_id: int, annotator_id: int, concept_id: Any, *, removed: bool = False, lock: bool = False
+) -> Concept:
+    """The annotator's concept ``concept_id`` (``lock``: its row locked for this transaction), else not found."""
     cid = _id(concept_id, "concept")
-    concept = session.get(Concept, cid)
+    if lock:
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite has no row locks: a first write takes the database's write lock (waiting for
+            # any other writer to commit), so what is read next is current until this commits
+            session.execute(update(Concept).where(Concept.id == cid).values(updated_at=Concept.updated_at),
+                            execution_options={"synchronize_session": False})
+        concept = session.get(Concept, cid, with_for_update=True, populate_existing=True)
+    else:
+        concept = session.get(Concept, cid)
     if (concept is None or concept.study_id != study_id or concept.annotator_id != annotator_id
             or (concept.removed and not removed)):
         raise ConceptNotFound(f"concept {cid} not found")
@@ -510,7 +521,7 @@ def add_items(
     sid, aid = _id(study, "study"), _id(annotator, "annotator")
     ids = _item_ids(item_ids)
     with _session(db) as session:
-        concept = _own(session, sid, aid, concept_id)
+        concept = _own(session, sid, aid, concept_id, lock=True)
         _check_items(session, sid, ids)
         owners = _owners(session, aid, ids)
         elsewhere = {item: owner for item, owner in owners.items() if owner != concept.id}
@@ -532,7 +543,7 @@ def remove_items(
     sid, aid = _id(study, "study"), _id(annotator, "annotator")
     ids = _item_ids(item_ids)
     with _session(db) as session:
-        concept = _own(session, sid, aid, concept_id)
+        concept = _own(session, sid, aid, concept_id, lock=True)
         before = _snapshot(session, concept)
         outside = [item for item in ids if item not in set(before["items"])]
         if outside:
@@ -554,7 +565,7 @@ def rename_concept(
     sid, aid = _id(study, "study"), _id(annotator, "annotator")
     name = clean_name(name)
     with _session(db) as session:
-        concept = _own(session, sid, aid, concept_id)
+        concept = _own(session, sid, aid, concept_id, lock=True)
         if name != concept.name:
             _check_name_free(session, sid, aid, name, ignore=[concept.id])
             before = _snapshot(session, concept)
@@ -584,7 +595,8 @@ def merge_concepts(
         raise ConceptError("merging needs at least two different concepts")
     new_name = clean_name(name) if name is not None else None
     with _session(db) as session:
-        concepts = [_own(session, sid, aid, cid) for cid in ids]
+        locked = {cid: _own(session, sid, aid, cid, lock=True) for cid in sorted(ids)}  # one lock order
+        concepts = [locked[cid] for cid in ids]
         target, sources = concepts[0], concepts[1:]
         if new_name is not None:
             _check_name_free(session, sid, aid, new_name, ignore=ids)
@@ -628,7 +640,7 @@ def split_concept(
     ids = _item_ids(item_ids)
     name = clean_name(name)
     with _session(db) as session:
-        source = _own(session, sid, aid, concept_id)
+        source = _own(session, sid, aid, concept_id, lock=True)
         before = _snapshot(session, source)
         members = set(before["items"])
         outside = [item for item in ids if item not in members]
@@ -659,7 +671,7 @@ def remove_concept(db: Store | Session, study: Study | int, annotator: Account |
     """Remove a concept (kept in the database as ``removed`` with its history); its maps become free."""
     sid, aid = _id(study, "study"), _id(annotator, "annotator")
     with _session(db) as session:
-        concept = _own(session, sid, aid, concept_id)
+        concept = _own(session, sid, aid, concept_id, lock=True)
         before = _snapshot(session, concept)
         for member in session.scalars(select(ConceptMember).where(ConceptMember.concept_id == concept.id)):
             session.delete(member)
