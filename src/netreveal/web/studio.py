@@ -76,8 +76,8 @@ def _scope_annotator(who: Account, scope: Scope) -> Account | None:
 
 @router.get("", response_class=HTMLResponse, include_in_schema=False)
 def studio_page(request: Request, who: Account = Depends(annotator), current: Study = Depends(study)):
-    """The gallery of maps and the annotator's concepts."""
-    return render(request, "studio.html", {"is_admin": who.role == "admin", "layers": current.layers or []})
+    """The gallery of maps and the annotator's concepts (filled in by studio.js)."""
+    return render(request, "studio.html")
 
 
 @router.get("/summary", response_class=HTMLResponse, include_in_schema=False)
