@@ -10,9 +10,12 @@ How to add a revision: see :mod:`netreveal.store.migrations`.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -85,6 +88,38 @@ def downgrade_schema(store: Store, revision: str) -> None:
     """Take the schema of ``store`` back to ``revision`` (``base`` drops every table)."""
     with _translate_errors(store), _locked(store) as conn:
         _run(conn, lambda cfg: command.downgrade(cfg, revision))
+
+
+def make_revision(message: str, directory: str | os.PathLike | None = None) -> Path:
+    """Autogenerate the next revision (``NNNN_<slug>.py``) from the models' differences to head.
+
+    Builds a scratch SQLite database at head and lets Alembic compare it with the models. The file
+    goes to the packaged ``versions`` folder, or to ``directory`` (which then joins the version
+    locations, e.g. for a dry run). Returns its path; read and finish it before committing.
+    """
+    if not message.strip():
+        raise NetrevealError("a revision needs a message")
+    numbers = [int(r.revision) for r in script_directory().walk_revisions() if r.revision.isdigit()]
+    rev_id = f"{max(numbers, default=0) + 1:04d}"
+    with tempfile.TemporaryDirectory(prefix="netreveal-revision-") as tmp:
+        from netreveal.store.db import open_store
+
+        store = open_store(Path(tmp) / "head.db")
+        try:
+            cfg = alembic_config()
+            cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+            version_path = None
+            if directory is not None:
+                version_path = str(Path(directory).resolve())
+                cfg.set_main_option("version_locations", f"{MIGRATIONS_DIR / 'versions'} {version_path}")
+                cfg.set_main_option("path_separator", "space")
+            with store.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                script = command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id,
+                                          version_path=version_path)
+        finally:
+            store.close()
+    return Path(script.path)
 
 
 def _run(conn: Connection, action) -> None:
