@@ -58,6 +58,7 @@ def store_url(request, tmp_path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
     from sqlalchemy import create_engine, pool, text
+    from sqlalchemy.exc import DBAPIError
 
     from netreveal.store.db import database_url
 
@@ -67,7 +68,7 @@ def store_url(request, tmp_path) -> Iterator[str]:
     try:
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
+    except DBAPIError as exc:
         admin.dispose()
         pytest.fail(f"cannot reach the test PostgreSQL at {POSTGRES_ENV}: {exc}".splitlines()[0])
     try:

@@ -7,11 +7,12 @@ import sys
 import textwrap
 import time
 from datetime import datetime, timezone
+from itertools import pairwise
 
 import pytest
+from dbs import store, store_url  # noqa: F401  (fixtures)
 from sqlalchemy import MetaData, create_engine, func, insert, inspect, pool, select, text
 
-from dbs import store, store_url  # noqa: F401  (fixtures)
 from netreveal.store import open_store
 from netreveal.store.migrations import VERSION_TABLE
 from netreveal.store.models import Account, Base, ConceptEvent, Embedding, Guess
@@ -50,7 +51,7 @@ def test_history_is_linear_and_numbered():
     revisions = list(reversed(list(script_directory().walk_revisions())))
     assert [r.revision for r in revisions] == [f"{i:04d}" for i in range(1, len(revisions) + 1)]
     assert revisions[0].down_revision is None
-    assert all(r.down_revision == p.revision for p, r in zip(revisions, revisions[1:]))
+    assert all(r.down_revision == p.revision for p, r in pairwise(revisions))
 
 
 def test_autogenerate_finds_nothing_to_add(tmp_path):

@@ -4,10 +4,10 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
 from netreveal.store.models import (
     Account,
     Base,
@@ -91,26 +91,25 @@ def test_unique_rules(store, make_duplicate):
         ids = {"concept": other.id, "item": items[0].id, "alice": alice.id, "bob": bob.id}
     with store.session() as s:
         before = _counts(s)
-    with pytest.raises(IntegrityError):
-        with store.session() as s:
-            image = s.scalars(select(StudyImage)).first()
-            item = s.get(Item, ids["item"])
-            frame = s.scalars(select(RevealFrame).where(RevealFrame.item_id == item.id)).first()
-            s.expunge(frame)  # a second row with the same key, not the same object
-            duplicate = {
-                "game": lambda: Game(player_id=ids["alice"], item_id=ids["item"]),
-                # one concept per item and annotator
-                "member": lambda: ConceptMember(concept_id=ids["concept"], item_id=ids["item"], annotator_id=ids["bob"]),
-                "request_id": lambda: Guess(item_id=ids["item"], step=2, correct=False, request_id="r1"),
-                "study_name": lambda: Study(name="tiny", model="m", classes=[], layers=[]),
-                "image_key": lambda: StudyImage(study_id=study_id, key=image.key, predicted_class="cat", probability=0.5,
-                                                media_id=image.media_id),
-                "item": lambda: Item(study_id=study_id, image_id=item.image_id, layer=item.layer, depth=item.depth,
-                                     cluster=item.cluster, weight=1.0, map_media_id=item.map_media_id),
-                "frame": lambda: RevealFrame(item_id=frame.item_id, step=frame.step, percent=1.0, media_id=frame.media_id),
-            }[make_duplicate]()
-            s.add(duplicate)
-            s.flush()
+    with pytest.raises(IntegrityError), store.session() as s:
+        image = s.scalars(select(StudyImage)).first()
+        item = s.get(Item, ids["item"])
+        frame = s.scalars(select(RevealFrame).where(RevealFrame.item_id == item.id)).first()
+        s.expunge(frame)  # a second row with the same key, not the same object
+        duplicate = {
+            "game": lambda: Game(player_id=ids["alice"], item_id=ids["item"]),
+            # one concept per item and annotator
+            "member": lambda: ConceptMember(concept_id=ids["concept"], item_id=ids["item"], annotator_id=ids["bob"]),
+            "request_id": lambda: Guess(item_id=ids["item"], step=2, correct=False, request_id="r1"),
+            "study_name": lambda: Study(name="tiny", model="m", classes=[], layers=[]),
+            "image_key": lambda: StudyImage(study_id=study_id, key=image.key, predicted_class="cat", probability=0.5,
+                                            media_id=image.media_id),
+            "item": lambda: Item(study_id=study_id, image_id=item.image_id, layer=item.layer, depth=item.depth,
+                                 cluster=item.cluster, weight=1.0, map_media_id=item.map_media_id),
+            "frame": lambda: RevealFrame(item_id=frame.item_id, step=frame.step, percent=1.0, media_id=frame.media_id),
+        }[make_duplicate]()
+        s.add(duplicate)
+        s.flush()
     with store.session() as s:
         assert _counts(s) == before  # the failed transaction left nothing
 

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 import torch
+from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
 from sqlalchemy import func, select
 
-from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
 from netreveal.errors import NetrevealError
 from netreveal.store import studies
 from netreveal.store.models import (
@@ -24,7 +24,6 @@ from netreveal.store.models import (
     Guess,
     Item,
     Media,
-    RevealFrame,
     Study,
     StudyImage,
     WebSession,
@@ -448,7 +447,7 @@ def test_bad_label_files(store, tmp_path):
         "missing.csv": None,
         "no_step.csv": "item_id,text,guessed_class\n1,x,cat\n",
         "empty.csv": "item_id,text,step,guessed_class\n",
-        "latin1.csv": "item_id,text,step,guessed_class\n".encode() + f"{ids[0]},caf\xe9,1,cat\n".encode("latin-1"),
+        "latin1.csv": b"item_id,text,step,guessed_class\n" + f"{ids[0]},caf\xe9,1,cat\n".encode("latin-1"),
         "extra.csv": f"item_id,text,step,guessed_class\n{ids[0]},x,1,cat,surplus\n",
     }
     messages = {"missing.csv": "not found", "no_step.csv": "missing column", "empty.csv": "no label rows",

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
 from sqlalchemy import func, select
 
-from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
 from netreveal.cli import main
 from netreveal.store import open_store
 from netreveal.store.models import Base, Item
@@ -120,6 +120,6 @@ def test_command_line_process(tmp_path):
     """The installed entry point: exit code 2 and one line, no traceback."""
     result = subprocess.run([sys.executable, "-m", "netreveal.cli", "study", "export", "--name", "x", "--out",
                              str(tmp_path / "o"), "--database-url", str(tmp_path / "s.db")],
-                            capture_output=True, text=True, timeout=300)
+                            check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip() == "netreveal: error: unknown study 'x'; the database has no study"

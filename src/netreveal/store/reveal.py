@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ def reveal_sigma(map_size: Sequence[int], image_size: Sequence[int]) -> float:
     x = math.log2(factor)
     if x <= points[0][0]:
         return points[0][1]
-    for (x0, s0), (x1, s1) in zip(points, points[1:]):
+    for (x0, s0), (x1, s1) in pairwise(points):
         if x <= x1:
             return s0 + (s1 - s0) * (x - x0) / (x1 - x0)
     return points[-1][1]
@@ -48,7 +49,7 @@ def reveal_sigma(map_size: Sequence[int], image_size: Sequence[int]) -> float:
 
 def reveal_counts(n_pixels: int, percents: Sequence[float] = REVEAL_PERCENTS) -> list[int]:
     """Map pixels revealed at each step: ``round(p / 100 * n)``, at least one."""
-    return [max(1, min(n_pixels, int(round(p / 100.0 * n_pixels)))) for p in percents]
+    return [max(1, min(n_pixels, round(p / 100.0 * n_pixels))) for p in percents]
 
 
 def reveal_masks(maps: torch.Tensor, percents: Sequence[float] = REVEAL_PERCENTS) -> torch.Tensor:
@@ -94,9 +95,9 @@ def feather(masks: torch.Tensor, sigma: float, exact: bool = False) -> torch.Ten
     if r > 1:
         small = (math.ceil(size[0] / r), math.ceil(size[1] / r))
         coarse = F.interpolate(masks, size=small, mode="area")
-        coarse = gaussian_blur(coarse, 2 * int(math.ceil(3.0 * sigma / r)) + 1, sigma / r)
+        coarse = gaussian_blur(coarse, 2 * math.ceil(3.0 * sigma / r) + 1, sigma / r)
         return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
-    return gaussian_blur(masks, 2 * int(math.ceil(3.0 * sigma)) + 1, sigma)
+    return gaussian_blur(masks, 2 * math.ceil(3.0 * sigma) + 1, sigma)
 
 
 def reveal_frames(
@@ -135,5 +136,5 @@ def _check_percents(percents: Sequence[float]) -> None:
     values = [float(p) for p in percents]
     if not values or any(not 0 < p <= 100 for p in values):
         raise NetrevealError(f"reveal percents must be in (0, 100], got {values}")
-    if any(b < a for a, b in zip(values, values[1:])):
+    if any(b < a for a, b in pairwise(values)):
         raise NetrevealError(f"reveal percents must not decrease, got {values}")

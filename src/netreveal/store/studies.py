@@ -152,7 +152,7 @@ class _Spool:
     """PNG bytes parked in a temporary file until the study is written."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="netreveal-study-")
+        self._file = tempfile.TemporaryFile(prefix="netreveal-study-")  # noqa: SIM115  (closed by close())
         self._end = 0
 
     def put(self, data: bytes) -> tuple[int, int]:
@@ -261,7 +261,7 @@ class StudyBuilder:
         self._keys: set[str] = set()
         self._spool = _Spool()
 
-    def __enter__(self) -> StudyBuilder:
+    def __enter__(self) -> StudyBuilder:  # noqa: PYI034  (Python 3.10 has no typing.Self)
         return self
 
     def __exit__(self, *exc) -> None:
