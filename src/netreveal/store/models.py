@@ -98,7 +98,7 @@ class StudyImage(Base):
     true_class: Mapped[str | None] = mapped_column(String(80))
     predicted_class: Mapped[str] = mapped_column(String(80))
     probability: Mapped[float] = mapped_column(Float)
-    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
     study: Mapped[Study] = relationship(back_populates="images")
     items: Mapped[list[Item]] = relationship(back_populates="image", cascade="all, delete-orphan")
 
@@ -116,7 +116,7 @@ class Item(Base):
     cluster: Mapped[int] = mapped_column(Integer)
     weight: Mapped[float] = mapped_column(Float)  # INV cluster weight, percent
     channels: Mapped[list[Any]] = mapped_column(JSON, default=list)  # member feature maps
-    map_media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))  # the cluster map (grey PNG)
+    map_media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))  # the cluster map (grey PNG)
     label_count: Mapped[int] = mapped_column(Integer, default=0)  # guesses with text, kept for assignment
     image: Mapped[StudyImage] = relationship(back_populates="items")
     frames: Mapped[list[RevealFrame]] = relationship(order_by="RevealFrame.step", cascade="all, delete-orphan")
@@ -129,7 +129,7 @@ class RevealFrame(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1..6
     percent: Mapped[float] = mapped_column(Float)
-    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
 
 
 class Game(Base):
@@ -216,3 +216,4 @@ class Embedding(Base):
 
 
 Index("ix_items_assign", Item.study_id, Item.label_count)
+Index("ix_items_gallery", Item.study_id, Item.weight)  # the studio's gallery is sorted by weight
