@@ -42,7 +42,11 @@ class _Dict:
 
 @dataclass
 class LabelCluster(_Dict):
-    """Labels of one cluster map that mean the same thing, named by their representative word."""
+    """Labels of one cluster map that mean the same thing, named by their representative word.
+
+    ``support``: summed cosine similarity of the word to all of the map's labels (breaks ties
+    between equally scored clusters).
+    """
 
     word: str
     score: float
@@ -50,6 +54,7 @@ class LabelCluster(_Dict):
     n_correct: int
     mean_step: float
     texts: list[str]
+    support: float = 0.0
 
 
 @dataclass
@@ -196,7 +201,8 @@ def score_items(
     wrong_factor: float = WRONG_FACTOR,
     spelling: bool = True,
 ) -> list[ItemLabels]:
-    """Clean, embed and cluster each cluster map's labels; name and score each label cluster.
+    """Clean, embed and cluster each cluster map's labels; name and score each label cluster
+    (best first: score, then number of labels, then support).
 
     Labels are cleaned with ``class_names`` removed (default: every class in the records) and
     misspellings corrected against the words of all ``records`` (``spelling=False``: not);
@@ -240,7 +246,14 @@ def score_items(
                         texts=[t for _, t in members],
                     )
                 )
-            clusters.sort(key=lambda c: (-c.score, -c.count, c.word))
+            named = [c for c in clusters if c.word]
+            if named:  # tie-break: how well the word fits all of the map's labels
+                words = np.asarray(torch.as_tensor(embedder([c.word for c in named])).cpu(), dtype=np.float64)
+                unit = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+                words /= np.maximum(np.linalg.norm(words, axis=1, keepdims=True), 1e-12)
+                for c, total in zip(named, (words @ unit.T).sum(axis=1)):
+                    c.support = float(total)
+            clusters.sort(key=lambda c: (-c.score, -c.count, -c.support, c.word))
         out.append(
             ItemLabels(
                 item_id=item_id,

@@ -225,6 +225,29 @@ def _first_seen_order(labels: np.ndarray) -> list[int]:
     return [mapping.setdefault(int(v), len(mapping)) for v in labels]
 
 
+def _cuts(tree: np.ndarray, n: int, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """Flat clusterings of a linkage ``tree`` into each k of ``ks`` clusters (the first n - k
+    merges applied), as label arrays."""
+    parent = list(range(2 * n - 1))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    out = {}
+    wanted = set(ks)
+    for step in range(n):
+        k = n - step
+        if k in wanted:
+            out[k] = np.array([root(i) for i in range(n)])
+        if step < n - 1:
+            a, b = int(tree[step, 0]), int(tree[step, 1])
+            parent[root(a)] = parent[root(b)] = n + step
+    return out
+
+
 def cluster_labels(embeddings, max_k: int = 8, merge_distance: float = 0.5) -> list[int]:
     """Cluster label embeddings (n, dim): agglomerative, cosine distance, complete linkage, the
     number of clusters by best silhouette over k = 2..min(max_k, distinct points, n - 1).
@@ -233,31 +256,24 @@ def cluster_labels(embeddings, max_k: int = 8, merge_distance: float = 0.5) -> l
     are at 0) the labels form one cluster; two different labels further apart form two.
     Clusters are numbered by first appearance (the first label is in cluster 0).
     """
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
-    dist = cosine_distances(embeddings)
-    n = dist.shape[0]
-    if n <= 1:
+    d = cosine_distances(embeddings)
+    n = d.shape[0]
+    if n <= 1 or float(d.max()) <= merge_distance:
         return [0] * n
-    if float(dist.max()) <= merge_distance:
-        return [0] * n
-    d = dist
     tree = linkage(squareform(d, checks=False), method="complete")
     distinct = len(np.unique(np.round(d, 9), axis=0))
     ks = list(range(2, min(max_k, distinct, n - 1) + 1))
     if not ks:  # two labels far apart (or only two distinct among three)
-        return _first_seen_order(fcluster(tree, 2, criterion="maxclust"))
-    best, best_score = None, -np.inf
+        return _first_seen_order(_cuts(tree, n, [2])[2])
+    cuts = _cuts(tree, n, ks)
+    best, best_score = cuts[ks[0]], -np.inf
     for k in ks:
-        labels = fcluster(tree, k, criterion="maxclust")
-        if len(np.unique(labels)) < 2:
-            continue
-        score = silhouette(d, labels)
+        score = silhouette(d, cuts[k])
         if score > best_score + 1e-12:
-            best, best_score = labels, score
-    if best is None:
-        best = fcluster(tree, 2, criterion="maxclust")
+            best, best_score = cuts[k], score
     return _first_seen_order(best)
 
 
