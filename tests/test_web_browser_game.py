@@ -1,17 +1,16 @@
 """The reveal game in headless Chromium: sign up, play a round to a win, leaderboard, admin export, phone width."""
 
-import io
 import zipfile
 
 import pytest
-from sqlalchemy import select
-
 from browser import browser_page, needs_chromium
+from sqlalchemy import select
+from webstudy import LiveServer, build_template, copy_store
+
 from netreveal.store import accounts
 from netreveal.store.models import Guess
 from netreveal.web.app import create_app
 from netreveal.web.ratelimit import RateLimit
-from webstudy import LiveServer, build_template, copy_store
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -93,7 +92,7 @@ def test_player_wins_a_round_after_two_reveal_steps_and_sees_the_leaderboard(ser
 
 
 def test_admin_downloads_the_export(served, tmp_path):
-    url, store, ids = served
+    url, _store, ids = served
     with browser_page() as page:
         sign_up(page, url, "labeller")
         wait_step(page, 1)
@@ -119,7 +118,7 @@ def test_admin_downloads_the_export(served, tmp_path):
 
 
 def test_pages_fit_a_phone_screen(served):
-    url, store, ids = served
+    url = served[0]
     with browser_page(390, 844) as page:
         for path in ("/", "/how-to-play", "/signup", "/login", "/leaderboard"):
             page.goto(url + path)

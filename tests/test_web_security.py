@@ -4,12 +4,12 @@ import uuid
 
 import pytest
 from sqlalchemy import select
+from webstudy import Client, LiveServer, build_template, copy_store, counts, make_web_study, raw_get
 
 from netreveal.store import accounts
 from netreveal.store.models import Account, Guess
 from netreveal.web.app import create_app
 from netreveal.web.ratelimit import RateLimit
-from webstudy import Client, LiveServer, build_template, copy_store, counts, make_web_study, raw_get
 
 ROOMY = RateLimit(guesses=1000, signups=1000, failed_logins=1000)
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -134,7 +134,7 @@ def test_over_long_and_malformed_guesses_store_nothing(store, ids, app, playing)
 # ---- unknown ids -------------------------------------------------------------------------------
 
 def test_unknown_ids_are_404(store, ids, app, playing):
-    c, state = playing
+    c = playing[0]
     other = make_web_study(store, name="other")  # same database, not served
     d = Client(app)
     d.signup("player2")

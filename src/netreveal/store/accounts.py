@@ -159,11 +159,13 @@ def session_account(session: Session, token: str | None) -> tuple[Account, WebSe
     """The account and session row behind a cookie token, or None (unknown, malformed or expired)."""
     if not token or len(token) > 128:
         return None
-    row = session.get(WebSession, token_hash(token))
-    if row is None or _utc(row.expires_at) <= datetime.now(timezone.utc):
+    found = session.execute(
+        select(Account, WebSession).join(WebSession, WebSession.account_id == Account.id)
+        .where(WebSession.token_hash == token_hash(token))
+    ).first()
+    if found is None or _utc(found[1].expires_at) <= datetime.now(timezone.utc):
         return None
-    account = session.get(Account, row.account_id)
-    return (account, row) if account is not None else None
+    return found[0], found[1]
 
 
 def end_session(session: Session, token: str | None) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -38,9 +39,19 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from netreveal.errors import NetrevealError
-from netreveal.store.models import REVEAL_PERCENTS, Account, Game, Guess, Item, RevealFrame, StudyImage, Study
+from netreveal.store.models import (
+    REVEAL_PERCENTS,
+    Account,
+    Game,
+    Guess,
+    Item,
+    RevealFrame,
+    Study,
+    StudyImage,
+)
 
 STEPS = len(REVEAL_PERCENTS)
 POINTS = (100, 70, 50, 35, 20, 10)  # points for a win at step 1..6
@@ -161,13 +172,15 @@ def get_game(session: Session, study: Study, player: Account, game_id: Any) -> G
     """The player's round ``game_id`` in ``study``; GameError (404) for any other id."""
     if not isinstance(game_id, int) or isinstance(game_id, bool):
         raise GameError("no such round", status=404)
-    game = session.get(Game, game_id)
-    if game is None or game.player_id != player.id:
+    # one query; the item and image land in the session's identity map for what follows
+    found = session.execute(
+        select(Game, Item, StudyImage).join(Item, Item.id == Game.item_id)
+        .join(StudyImage, StudyImage.id == Item.image_id)
+        .where(Game.id == game_id, Game.player_id == player.id, Item.study_id == study.id)
+    ).first()
+    if found is None:
         raise GameError("no such round", status=404)
-    item = session.get(Item, game.item_id)
-    if item is None or item.study_id != study.id:
-        raise GameError("no such round", status=404)
-    return game
+    return found[0]
 
 
 def open_game(session: Session, study: Study, player: Account) -> Game | None:
@@ -248,7 +261,7 @@ def reveal_more(session: Session, game: Game, from_step: int | None = None) -> G
     if result.rowcount != 1:
         session.rollback()
         raise GameError("the round changed meanwhile: reload", status=409)
-    session.refresh(game)
+    set_committed_value(game, "step", step + 1)  # what the UPDATE wrote, without reading it back
     return game
 
 
@@ -258,14 +271,16 @@ def resign(session: Session, game: Game) -> Game:
         return game
     if game.outcome is not None:
         raise GameError("this round is over", status=409)
+    finished = _now()
     result = session.execute(
         update(Game).where(Game.id == game.id, Game.outcome.is_(None))
-        .values(outcome="resign", points=0, finished_at=_now()).execution_options(synchronize_session=False)
+        .values(outcome="resign", points=0, finished_at=finished).execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         session.rollback()
         raise GameError("the round changed meanwhile: reload", status=409)
-    session.refresh(game)
+    for key, value in (("outcome", "resign"), ("points", 0), ("finished_at", finished)):
+        set_committed_value(game, key, value)
     return game
 
 
@@ -294,11 +309,14 @@ def replayed_guess(session: Session, player: Account, request_id: str, game_id: 
 
 
 def submit_guess(session: Session, study: Study, player: Account, game_id: Any, *, request_id: Any,
-                 guessed_class: Any, text: Any, language: Any = "en", step: int | None = None) -> tuple[GuessAck, bool]:
+                 guessed_class: Any, text: Any, language: Any = "en", step: int | None = None,
+                 before_store: Callable[[], None] | None = None) -> tuple[GuessAck, bool]:
     """Store a guess on the player's round: (acknowledgement, replayed).
 
     ``replayed`` is True when ``request_id`` was stored before (nothing new is stored then). ``step``,
     when given, is the step the player saw: a guess made on a stale view is refused (409).
+    ``before_store`` runs once the guess is known to be new and valid, just before it is written
+    (the web app counts it against the player's rate limit there; it may raise to refuse it).
     """
     request_id = check_request_id(request_id)
     if not isinstance(game_id, int) or isinstance(game_id, bool):
@@ -315,6 +333,8 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
         raise GameError("this round is over", status=409)
     if step is not None and step != game.step:
         raise GameError(f"the round is at step {game.step}: reload", status=409)
+    if before_store is not None:
+        before_store()
 
     item = session.get(Item, game.item_id)
     correct = guessed_class == answer_of(session.get(StudyImage, item.image_id))
@@ -345,7 +365,9 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
         if ack is not None:
             return ack, True
         raise GameError("the round changed meanwhile: reload", status=409) from None
-    session.refresh(game)
+    for key, value in (("step", current if outcome else current + 1), ("outcome", outcome),
+                       ("points", points_for(current, correct)), ("finished_at", now if outcome else None)):
+        set_committed_value(game, key, value)  # what the UPDATE above wrote
     return _ack(session, guess), False
 
 
@@ -355,19 +377,28 @@ class _Moved(Exception):
 
 def round_state(session: Session, study: Study, game: Game) -> dict[str, Any]:
     """What the game page shows of a round: step, frame media, outcome, points and (when over) the answer."""
-    frame = frame_of(session, game)
-    item = session.get(Item, game.item_id)
-    image = session.get(StudyImage, item.image_id)
+    found = session.execute(
+        select(RevealFrame.percent, RevealFrame.media_id, StudyImage.media_id, StudyImage.true_class,
+               StudyImage.predicted_class)
+        .join(Item, Item.id == RevealFrame.item_id).join(StudyImage, StudyImage.id == Item.image_id)
+        .where(RevealFrame.item_id == game.item_id, RevealFrame.step == game.step)
+    ).first()
+    if found is None:
+        raise GameError("this picture has no reveal frame at that step", status=404)
+    percent, frame_media, image_media, true_class, predicted = found
     over = game.outcome is not None
-    return {
-        "game_id": game.id, "item_id": item.id, "step": game.step, "steps": STEPS, "percent": frame.percent,
-        "frame_media_id": frame.media_id, "outcome": game.outcome, "points": game.points,
-        "can_reveal": not over and game.step < STEPS, "classes": list(study.classes),
-        "answer": answer_of(image) if over else None, "image_media_id": image.media_id if over else None,
-        "guesses": [
+    guesses = []
+    if over or game.step > 1:  # a round still at step 1 has no guess yet (a guess ends it or moves it on)
+        guesses = [
             {"step": g.step, "guessed_class": g.guessed_class, "text": g.text, "correct": g.correct}
             for g in session.scalars(select(Guess).where(Guess.game_id == game.id).order_by(Guess.id))
-        ],
+        ]
+    return {
+        "game_id": game.id, "item_id": game.item_id, "step": game.step, "steps": STEPS, "percent": percent,
+        "frame_media_id": frame_media, "outcome": game.outcome, "points": game.points,
+        "can_reveal": not over and game.step < STEPS, "classes": list(study.classes),
+        "answer": (true_class or predicted) if over else None, "image_media_id": image_media if over else None,
+        "guesses": guesses,
     }
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import re
+import tempfile
 import zipfile
 from collections import Counter
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from netreveal.store import accounts
 from netreveal.store.accounts import AccountError
-from netreveal.store.models import (
-    ROLES, Account, Concept, ConceptMember, Game, Guess, Item, StudyImage, Study,
-)
-from netreveal.web.deps import check_csrf, db, render, require_role, study
+from netreveal.store.db import Store
+from netreveal.store.models import ROLES, Account, Concept, Game, Guess, Item, Study, StudyImage
+from netreveal.store.studies import export_study
+from netreveal.web.deps import check_csrf, db, get_store, render, require_role, study
 
 router = APIRouter()
 admin = require_role("admin")
@@ -70,55 +70,16 @@ def progress(session: Session, current: Study) -> dict[str, Any]:
     }
 
 
-def _csv(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else (v.isoformat() if hasattr(v, "isoformat") else v) for v in row])
-    return out.getvalue()
-
-
-def export_zip(session: Session, current: Study) -> bytes:
-    """The study as a zip: study.json and images, items, games, guesses, concepts as CSV."""
-    sid = current.id
-    files = {
-        "study.json": json.dumps({
-            "name": current.name, "kind": current.kind, "model": current.model, "classes": current.classes,
-            "layers": current.layers, "params": current.params, "created_at": current.created_at.isoformat(),
-        }, indent=2, default=str),
-        "images.csv": _csv(
-            ["image_id", "key", "true_class", "predicted_class", "probability"],
-            session.execute(select(StudyImage.id, StudyImage.key, StudyImage.true_class, StudyImage.predicted_class,
-                                   StudyImage.probability).where(StudyImage.study_id == sid).order_by(StudyImage.id))),
-        "items.csv": _csv(
-            ["item_id", "image_id", "layer", "depth", "cluster", "weight", "label_count"],
-            session.execute(select(Item.id, Item.image_id, Item.layer, Item.depth, Item.cluster, Item.weight,
-                                   Item.label_count).where(Item.study_id == sid).order_by(Item.id))),
-        "games.csv": _csv(
-            ["game_id", "player", "item_id", "step", "outcome", "points", "started_at", "finished_at"],
-            session.execute(select(Game.id, Account.username, Game.item_id, Game.step, Game.outcome, Game.points,
-                                   Game.started_at, Game.finished_at)
-                            .join(Item, Item.id == Game.item_id).join(Account, Account.id == Game.player_id)
-                            .where(Item.study_id == sid).order_by(Game.id))),
-        "guesses.csv": _csv(
-            ["guess_id", "request_id", "game_id", "item_id", "player", "step", "guessed_class", "text", "language",
-             "correct", "source", "created_at"],
-            session.execute(select(Guess.id, Guess.request_id, Guess.game_id, Guess.item_id, Guess.player_name,
-                                   Guess.step, Guess.guessed_class, Guess.text, Guess.language, Guess.correct,
-                                   Guess.source, Guess.created_at)
-                            .join(Item, Item.id == Guess.item_id).where(Item.study_id == sid).order_by(Guess.id))),
-        "concepts.csv": _csv(
-            ["concept_id", "annotator", "name", "removed", "item_id"],
-            session.execute(select(Concept.id, Account.username, Concept.name, Concept.removed, ConceptMember.item_id)
-                            .join(Account, Account.id == Concept.annotator_id)
-                            .outerjoin(ConceptMember, ConceptMember.concept_id == Concept.id)
-                            .where(Concept.study_id == sid).order_by(Concept.id, ConceptMember.item_id))),
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            archive.writestr(f"{safe_name(current.name)}/{name}", text)
+def export_zip(store: Store, name: str) -> bytes:
+    """The study as a zip of CSV tables and study.json (``netreveal study export`` without the pictures)."""
+    with tempfile.TemporaryDirectory(prefix="netreveal-export-") as tmp:
+        out = Path(tmp) / "export"
+        export_study(store, name, out, media=False)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{safe_name(name)}/{path.relative_to(out).as_posix()}")
     return buffer.getvalue()
 
 
@@ -167,8 +128,8 @@ def admin_role_form(request: Request, username: str = Form(max_length=40), role:
 
 
 @router.get("/admin/export.zip")
-def admin_export(session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
-    data = export_zip(session, current)
+def admin_export(request: Request, me: Account = Depends(admin), current: Study = Depends(study)):
+    data = export_zip(get_store(request), current.name)
     return Response(data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{safe_name(current.name)}.zip"', "Cache-Control": "no-store"})
 

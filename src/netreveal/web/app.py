@@ -3,6 +3,8 @@ admins. ``create_app(store)`` builds it; ``netreveal serve`` runs it with uvicor
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -13,19 +15,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netreveal.errors import NetrevealError
 from netreveal.store.db import Store
-from netreveal.store.models import Account, Game, Item, Media, RevealFrame, StudyImage, Study
+from netreveal.store.models import Account, Game, Item, Media, RevealFrame, Study, StudyImage
 from netreveal.web import admin, auth, game
 from netreveal.web.deps import STATIC_DIR, current_account, db, render
 from netreveal.web.ratelimit import Limiter, RateLimit
+from netreveal.web.studio import router as studio_router
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
     # scripts and styles come from /static only: pages put their code in static files, never inline
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
-                                 b"style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                                 b"frame-ancestors 'none'"),
+    (b"content-security-policy", (b"default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
+                                  b"style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                  b"frame-ancestors 'none'")),
 ]
 
 
@@ -71,6 +74,38 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` requests past this point at once (static files excepted); the rest wait here.
+
+    Each request holds one database connection from its first query to its commit, and sync routes
+    run on a bounded thread pool: without a bound, a burst of requests can take every connection
+    while the requests holding them wait for a thread. Waiting here costs neither."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith("/static/"):
+            return await self.app(scope, receive, send)
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
+        async with self._semaphore:
+            await self.app(scope, receive, send)
+
+
+def request_limit(store: Store) -> int:
+    """Requests served at once: half the connection pool (a page may open a second session), at least 1."""
+    pool = store.engine.pool
+    size = getattr(pool, "size", None)
+    overflow = getattr(pool, "_max_overflow", 0)
+    if not callable(size):
+        return 8
+    capacity = size() + max(overflow, 0)
+    return max(1, min(capacity // 2, 32))
 
 
 def wants_page(request: Request) -> bool:
@@ -128,13 +163,13 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
     app.state.study_id = served.id
     app.state.study_name = served.name
     app.state.limiter = Limiter(rate_limit)
+    app.add_middleware(ConcurrencyLimit, limit=request_limit(store))
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth.router)
     app.include_router(game.router)
     app.include_router(admin.router)
-    # LEAD: include the naming studio once netreveal/web/studio.py is committed:
-    # from netreveal.web.studio import router as studio_router; app.include_router(studio_router)
+    app.include_router(studio_router)
 
     @app.get("/media/{media_id:int}.png")
     def media(media_id: int, request: Request, session: Session = Depends(db),

@@ -137,7 +137,7 @@ def require_role(*roles: str):
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
 
-    def dependency(account: Account | None = Depends(current_account)) -> Account:
+    async def dependency(account: Account | None = Depends(current_account)) -> Account:  # no I/O: no thread hop
         if account is None:
             raise LoginRequired()
         if roles and account.role != "admin" and account.role not in roles:

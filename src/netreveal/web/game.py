@@ -89,15 +89,10 @@ def api_round(game_id: int, session: Session = Depends(db), account: Account = D
 def api_guess(request: Request, game_id: int, body: GuessIn, session: Session = Depends(db),
               account: Account = Depends(player), current: Study = Depends(study)):
     """Store a guess (idempotent by ``request_id``): the acknowledgement, the same on every retry."""
-    request_id = rules.check_request_id(body.request_id)
-    ack = rules.replayed_guess(session, account, request_id, game_id)
-    if ack is None:
-        request.app.state.limiter.hit("guesses", account.id)
-        ack, replayed = rules.submit_guess(session, current, account, game_id, request_id=request_id,
-                                           guessed_class=body.guessed_class, text=body.text,
-                                           language=body.language, step=body.step)
-    else:
-        replayed = True
+    ack, replayed = rules.submit_guess(
+        session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
+        text=body.text, language=body.language, step=body.step,
+        before_store=lambda: request.app.state.limiter.hit("guesses", account.id))
     return JSONResponse(ack.to_dict(), headers={"Idempotent-Replayed": "true" if replayed else "false"})
 
 
