@@ -28,9 +28,11 @@ def run_cli(*args):
 
 def test_demo_writes_report(tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["demo", "--out", str(out), "--images", "1", "--quiet"]) == 0  # every method
-    printed = capsys.readouterr().out.strip().splitlines()[-1]
-    assert Path(printed) == (out / "index.html").resolve()
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--out", str(out), "--images", "1", "--quiet", "--database-url", str(db)]) == 0  # every method
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert Path(printed[-2]) == (out / "index.html").resolve()
+    assert printed[-1].startswith("study 'demo' stored in")
     page = (out / "index.html").read_text()
     assert page.count('class="image"') == 1
     for title in ["Grad-CAM", "INV: layer-wise", "I-GOS", "iGOS++", "Structured Attention Graph", "InfoDisent", "XNN"]:
@@ -41,6 +43,14 @@ def test_demo_writes_report(tmp_path, capsys):
     inv = load(out / "results" / "inv.pt")
     assert len(inv.images[0].layers) == 9
     assert not list(tmp_path.glob(".netreveal-report-*")), "staging folder left behind"
+    from netreveal.store import open_store
+    from netreveal.store.studies import study_labels
+    from netreveal.store.models import Item
+
+    store = open_store(db)
+    with store.session() as s:  # the study holds one item per INV cluster of the demo image
+        assert s.query(Item).count() == sum(len(layer.clusters) for layer in inv.images[0].layers)
+    assert study_labels(store, "demo") == []
 
 
 def test_explain_folder_end_to_end(tmp_path, parts_folder):

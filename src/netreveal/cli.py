@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="explain parts-world images with the built-in demo model; write an HTML report")
     demo.add_argument("--out", default="netreveal-report", help="report folder (default: ./netreveal-report)")
     demo.add_argument("--images", type=int, default=3, help="how many images (default: 3, classes in turn)")
+    demo.add_argument("--database-url", help="where to store the demo study (default: $NETREVEAL_DATABASE_URL or ./netreveal.db)")
+    demo.add_argument("--no-study", action="store_true", help="do not store a study for netreveal serve")
     _add_run_args(demo, DEMO_METHODS)
 
     explain = sub.add_parser("explain", help="explain a folder of images; write an HTML report and saved results")
@@ -134,7 +136,26 @@ def cmd_demo(args) -> int:
     index = pipeline.explain(adapter, inputs, methods, opts, args.out, steps=args.steps, baseline=args.baseline,
                              title="netreveal demo: parts world")
     print(index.resolve())
+    if "inv" in args.methods and not args.no_study:
+        _demo_study(adapter, inputs, index.parent / "results" / "inv.pt", args, opts)
     return 0
+
+
+def _demo_study(adapter, inputs, inv_path: Path, args, opts) -> None:
+    """Store the demo's INV items as a study (demo, demo-2, ...) for ``netreveal serve``."""
+    from netreveal import pipeline
+    from netreveal import results as result_io
+    from netreveal.store import open_store
+    from netreveal.store.studies import create_study_from_inv, study_exists
+
+    store = open_store(args.database_url)
+    try:
+        name = next(n for n in ["demo"] + [f"demo-{i}" for i in range(2, 1000)] if not study_exists(store, n))
+        probs = pipeline.predict(adapter, inputs.images, opts.batch_size)
+        create_study_from_inv(store, name, adapter, inputs, result_io.load(inv_path), probs, progress=opts.progress)
+        print(f"study {name!r} stored in {store.url}; play and name concepts with: netreveal serve")
+    finally:
+        store.close()
 
 
 def cmd_explain(args) -> int:
