@@ -104,6 +104,7 @@ def test_tcav_separates_a_driving_concept_from_an_irrelevant_one(setup):
     assert abs(r.random_accuracy.mean().item() - 0.5) < 0.2
     rows = r.rows()
     assert rows[0]["class"] == "red" and rows[0]["significant"] is True
+    assert rows[0]["direction"] == "positive"
     assert math.isclose(rows[0]["tcav"], 1.0)
 
 

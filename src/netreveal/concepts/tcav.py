@@ -64,7 +64,8 @@ class TcavResult:
         return self.scores.mean(dim=-1)
 
     def rows(self) -> list[dict]:
-        """One plain row per layer and class (for tables and JSON)."""
+        """One plain row per layer and class (for tables and JSON); ``direction`` says whether
+        the concept scores above (positive) or below (negative) the random runs."""
         out = []
         for li, layer in enumerate(self.layers):
             for ci, cls in enumerate(self.classes):
@@ -77,6 +78,9 @@ class TcavResult:
                     "random": float(self.random_scores[li, ci].mean()),
                     "p_value": float(self.p_values[li, ci]),
                     "significant": bool(self.significant[li, ci]),
+                    "direction": "positive"
+                    if self.scores[li, ci].mean() > self.random_scores[li, ci].mean()
+                    else "negative",
                     "cav_accuracy": float(self.cav_accuracy[li].mean()),
                 })
         return out
