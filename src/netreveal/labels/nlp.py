@@ -103,8 +103,9 @@ def clean_label(
 ) -> str:
     """A label reduced to its content words: lower case, punctuation removed, misspellings
     replaced (``spelling``: word -> correction, see :func:`spelling_corrections`), each word
-    lemmatised, the class names (whole phrases, any inflection) and stop words dropped, words
-    joined by one space. May be empty ("It's a cart!" with class "cart" -> "")."""
+    lemmatised, the class names (whole phrases, any inflection), stop words and bare numbers
+    dropped, words joined by one space. English only. May be empty ("It's a cart!" with class
+    "cart" -> "")."""
     tokens = tokenize(text)
     if spelling:
         tokens = [spelling.get(t, t) for t in tokens]
