@@ -202,3 +202,16 @@ def test_registered_methods_run_through_the_pipeline(tmp_path):
     index = pipeline.explain(adapter, inputs, methods, opts, tmp_path / "report", steps=8)
     html = index.read_text()
     assert "KernelSHAP" in html and "256 samples over 16 SLIC superpixels" in html and "4x4 px window" in html
+
+
+def test_lime_sample_weight_is_the_exponential_kernel_on_cosine_distance():
+    from netreveal.attribution.captum_baselines import LIME_KERNEL_WIDTH, _lime_similarity
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        z = (torch.rand(1, 20, generator=gen) < 0.4).long()
+        d = 1 - torch.nn.functional.cosine_similarity(z.float(), torch.ones(1, 20))
+        expected = torch.exp(-(d ** 2) / (2 * LIME_KERNEL_WIDTH ** 2))
+        torch.testing.assert_close(_lime_similarity(None, None, z), expected)
+    assert float(_lime_similarity(None, None, torch.zeros(1, 20, dtype=torch.long))) == float(
+        torch.exp(torch.tensor(-1 / (2 * LIME_KERNEL_WIDTH ** 2))))

@@ -9,11 +9,11 @@ time (captum's ``perturbations_per_eval``).
   the mean drop in probability over the windows covering it.
 - LIME (Ribeiro et al. 2016) and KernelSHAP (Lundberg and Lee 2017) work on SLIC superpixels
   (scikit-image; its grid initialisation makes them deterministic; a regular grid stands in where
-  SLIC finds almost none, as on noise). LIME fits a weighted ridge
-  regression (alpha 1) to random on/off superpixel samples, weighted by an exponential kernel
-  (width 0.25) on the cosine distance of a sample to the all-on vector, as the reference LIME does for
-  images. KernelSHAP samples coalitions from the Shapley kernel and fits a linear regression.
-  Their samplers draw from torch's generator, seeded with ``seed`` for every image.
+  SLIC finds almost none, as on noise). LIME fits a weighted ridge regression (alpha 1) to random
+  on/off superpixel samples, weighted by an exponential kernel (width 0.25) on the cosine distance
+  of a sample to the all-on vector, as the reference LIME does for images. KernelSHAP samples
+  coalitions from the Shapley kernel and fits a linear regression. Their samplers draw from torch's
+  global CPU generator, seeded with ``seed`` for each image and restored afterwards.
 
 Heatmaps are signed scores (high = evidence for the target, low = against it), min-max normalised.
 """
@@ -170,10 +170,10 @@ def occlusion(
 
 
 def _lime_similarity(original, perturbed, interpretable: torch.Tensor, **kwargs) -> torch.Tensor:
-    """exp(-d^2 / (2 w^2)) with d the cosine distance between a sample and the all-on vector."""
+    """exp(-d^2 / (2 w^2)) with d the cosine distance between a 0/1 sample and the all-on vector,
+    1 - sqrt(kept / total) (1 when nothing is kept)."""
     z = interpretable.float().flatten()
-    kept = z.sum()
-    distance = 1.0 - torch.sqrt(kept / z.numel()) if kept > 0 else torch.tensor(1.0)
+    distance = 1.0 - torch.sqrt(z.sum() / z.numel())
     return torch.exp(-(distance ** 2) / (2 * LIME_KERNEL_WIDTH ** 2)).reshape(1)
 
 
