@@ -59,7 +59,10 @@ _RESULT_MODULES = (
     "netreveal.metrics.perturbation",
     "netreveal.inv.result",
     "netreveal.sag.result",
-    "netreveal.concepts",
+    "netreveal.concepts.infodisent",
+    "netreveal.concepts.prototypes",
+    "netreveal.concepts.xnn",
+    "netreveal.concepts.tcav",
 )
 
 
