@@ -1,11 +1,14 @@
 """The reveal game: rules (store.game) and the HTTP calls (sign-up, rounds, reveal, guesses, outcomes)."""
+# ruff: noqa: F811  (pytest fixtures imported from dbs are redefined as test arguments)
 
 import threading
 import uuid
 
 import pytest
+from dbs import TINY_CLASSES, make_tiny_study, store, store_url  # noqa: F401  (fixtures: each test runs on SQLite and PostgreSQL)
 from sqlalchemy import func, select, update
-from webstudy import Client, build_template, copy_store, counts, make_web_study
+from sqlalchemy.orm import Session
+from webstudy import Client, counts, study_ids
 
 from netreveal.errors import NetrevealError
 from netreveal.store import accounts, open_store
@@ -17,22 +20,10 @@ from netreveal.web.ratelimit import RateLimit
 ROOMY = RateLimit(guesses=1000, signups=1000, failed_logins=1000)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "game.db"
-    return path, build_template(path)
-
-
 @pytest.fixture
-def store(tmp_path, template):
-    store = copy_store(template[0], tmp_path / "game.db")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def ids(store, template):
-    return template[1]
+def ids(store):
+    """The tiny study of tests/dbs.py (3 images x 3 layers x 2 clusters, classes cat, dog, fox)."""
+    return study_ids(store, make_tiny_study(store))
 
 
 @pytest.fixture
@@ -50,7 +41,7 @@ def study_of(s, ids):
 
 
 def wrong_class(answer):
-    return next(c for c in ("cat", "dog", "fish") if c != answer)
+    return next(c for c in TINY_CLASSES if c != answer)
 
 
 # ---- rules -------------------------------------------------------------------------------------
@@ -121,16 +112,28 @@ def test_resign_and_reveal_limits(store, ids):
 
 
 def test_correct_class_is_the_true_class_when_known(store, ids):
-    # img1 is a dog the model calls a cat: only "dog" wins
+    from netreveal.store.models import StudyImage
+
     p = player(store)
+    first = ids["items"][0]
+    answer = ids["answer"][first]
     with store.session() as s:
+        image = s.get(Item, first).image_id
+        s.execute(update(StudyImage).where(StudyImage.id == image).values(predicted_class=wrong_class(answer)))
+        s.execute(update(Item).where(Item.image_id != image).values(label_count=100))  # only this image's items
         study, me = study_of(s, ids), s.get(Account, p.id)
-        dog_items = [i for i, c in ids["answer"].items() if c == "dog"]
-        s.execute(update(Item).where(Item.id.not_in(dog_items)).values(label_count=100))
         game = rules.start_round(s, study, me)
-        assert game.item_id in dog_items
-        ack, _ = rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()), guessed_class="cat", text="x")
+        ack, _ = rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()),
+                                    guessed_class=wrong_class(answer), text="x")  # the model's (wrong) class
         assert not ack.correct and ack.outcome is None
+        ack, _ = rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()), guessed_class=answer, text="x")
+        assert ack.correct and ack.outcome == "win"
+        # without a true class, the model's prediction is the answer
+        s.execute(update(StudyImage).where(StudyImage.id == image).values(true_class=None))
+        game = rules.start_round(s, study, me)
+        ack, _ = rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()),
+                                    guessed_class=wrong_class(answer), text="y")
+        assert ack.correct and ack.answer == wrong_class(answer)
 
 
 def test_assignment_takes_fewest_labels_first_and_never_repeats(store, ids):
@@ -172,7 +175,7 @@ def test_assignment_spreads_players_over_tied_items(store, ids):
 
 def test_two_requests_racing_for_a_round_get_the_same_one(store, ids):
     p = player(store)
-    first = store._sessions()
+    first = Session(store.engine, expire_on_commit=False)
     study, me = study_of(first, ids), first.get(Account, p.id)
     game = rules.start_round(first, study, me)  # flushed, not committed: holds the write lock
     result = {}
@@ -337,7 +340,7 @@ def test_round_over_http_reveal_steps_and_win(store, ids, app):
     assert (state["step"], state["percent"], state["outcome"], state["steps"]) == (1, 2.0, None, 6)
     assert state["frame_url"] == f"/media/{ids['frames'][state['item_id']][0]}.png"
     assert c.get(state["frame_url"]).content.startswith(b"\x89PNG")
-    assert state["classes"] == ["cat", "dog", "fish"]
+    assert state["classes"] == list(TINY_CLASSES)
     for step in (1, 2):
         state = c.post(f"/api/rounds/{state['game_id']}/reveal", {"from_step": step}).json()
     assert (state["step"], state["percent"]) == (3, 8.0)
@@ -435,7 +438,7 @@ def test_pages_render(store, ids, app):
     c.signup("gina")
     assert c.get("/", follow_redirects=False).headers["location"] == "/play"
     play = c.get("/play")
-    assert play.status_code == 200 and 'value="fish"' in play.text and "/static/play.js" in play.text
+    assert play.status_code == 200 and 'value="fox"' in play.text and "/static/play.js" in play.text
 
 
 def test_create_app_needs_a_study(tmp_path):
@@ -446,8 +449,8 @@ def test_create_app_needs_a_study(tmp_path):
 
 
 def test_app_serves_the_named_or_newest_study(store, ids):
-    second = make_web_study(store, name="second")
-    assert create_app(store).state.study_id == second["study"]
+    second = make_tiny_study(store, name="second")
+    assert create_app(store).state.study_id == second
     assert create_app(store, "tiny").state.study_id == ids["study"]
     with pytest.raises(NetrevealError, match="no study named 'nope'"):
         create_app(store, "nope")

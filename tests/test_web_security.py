@@ -3,10 +3,20 @@
 import uuid
 
 import pytest
+from dbs import make_tiny_study, store_url  # noqa: F401  (fixture: a fresh SQLite or PostgreSQL database)
 from sqlalchemy import select
-from webstudy import Client, LiveServer, build_template, copy_store, counts, make_web_study, raw_get
+from webstudy import (
+    Client,
+    LiveServer,
+    build_template,
+    copy_store,
+    counts,
+    make_web_study,
+    raw_get,
+    study_ids,
+)
 
-from netreveal.store import accounts
+from netreveal.store import accounts, open_store
 from netreveal.store.models import Account, Guess
 from netreveal.web.app import create_app
 from netreveal.web.ratelimit import RateLimit
@@ -298,3 +308,43 @@ def test_security_headers_and_cookie_flags(store, app):
     assert "Secure" in r.headers["set-cookie"]
     with store.session() as s:
         assert s.scalar(select(Account).where(Account.username == "secure_one")) is not None
+
+
+# ---- the same refusals on both backends ----------------------------------------------------------
+
+@pytest.fixture
+def any_store(store_url):  # noqa: F811
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def test_bad_input_is_refused_and_stores_nothing_on_sqlite_and_postgresql(any_store):
+    store = any_store
+    ids = study_ids(store, make_tiny_study(store))
+    app = create_app(store, rate_limit=ROOMY)
+    c = Client(app)
+    assert c.signup("player1").status_code == 201
+    state = c.start()
+    gid = state["game_id"]
+    for text in (XSS, SQL, "Ωmega 'quoted' \\ back\\slash %_ wildcards"):
+        assert c.guess(gid, "fox" if ids["answer"][state["item_id"]] != "fox" else "cat", text).status_code == 200
+        if c.get(f"/api/rounds/{gid}").json()["outcome"]:
+            gid = c.start()["game_id"]
+    with store.session() as s:
+        assert s.scalars(select(Guess.text).order_by(Guess.id)).all() == [
+            XSS, SQL, "Ωmega 'quoted' \\ back\\slash %_ wildcards"]
+    assert "&lt;script&gt;" in c.get("/stats").text and "<script>alert" not in c.get("/stats").text
+    before = counts(store)
+    guess = {"request_id": str(uuid.uuid4()), "guessed_class": "cat", "text": "ok"}
+    assert c.post(f"/api/rounds/{gid}/guesses", {**guess, "text": "x" * 101}).status_code == 400
+    assert c.post(f"/api/rounds/{gid}/guesses", {**guess, "guessed_class": SQL[:80]}).status_code == 400
+    assert c.post("/api/rounds/999999/guesses", guess).status_code == 404
+    assert c.http.post(f"/api/rounds/{gid}/guesses", json=guess).status_code == 403
+    assert c.get("/media/999999.png").status_code == 404
+    assert c.get("/admin").status_code == 403
+    assert c.post("/api/admin/role", {"username": "player1", "role": "admin"}).status_code == 403
+    assert Client(app).login("player1' OR '1'='1", SQL).status_code == 401
+    assert Client(app).signup("x'; DROP TABLE accounts;--").status_code == 400
+    assert c.get("/static/..%2f..%2fapp.py").status_code == 404
+    assert counts(store) == before

@@ -201,3 +201,25 @@ def copy_store(template, dest):
         if source.exists():
             shutil.copy(source, str(dest) + suffix)
     return open_store(dest)
+
+
+def study_ids(store, study_id: int) -> dict:
+    """The ids :func:`make_web_study` returns, read back for any study (e.g. ``dbs.make_tiny_study``'s)."""
+    from sqlalchemy import select
+
+    from netreveal.store.models import Item, RevealFrame, StudyImage
+
+    ids = {"study": study_id, "items": [], "answer": {}, "frames": {}, "image_media": {}, "map_media": {}}
+    with store.session() as s:
+        rows = s.execute(select(Item.id, Item.map_media_id, StudyImage.media_id, StudyImage.true_class,
+                                StudyImage.predicted_class)
+                         .join(StudyImage, StudyImage.id == Item.image_id)
+                         .where(Item.study_id == study_id).order_by(Item.id)).all()
+        for item_id, map_media, image_media, true_class, predicted in rows:
+            ids["items"].append(item_id)
+            ids["answer"][item_id] = true_class or predicted
+            ids["image_media"][item_id] = image_media
+            ids["map_media"][item_id] = map_media
+            ids["frames"][item_id] = list(s.scalars(select(RevealFrame.media_id).where(RevealFrame.item_id == item_id)
+                                                    .order_by(RevealFrame.step)))
+    return ids

@@ -329,9 +329,12 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
         raise GameError("guessed_class must be one of the study's classes")
     text = clean_text(text)
     language = check_language(language)
-    if game.outcome is not None:
-        raise GameError("this round is over", status=409)
-    if step is not None and step != game.step:
+    if game.outcome is not None or (step is not None and step != game.step):
+        ack = replayed_guess(session, player, request_id, game_id)  # a concurrent retry got there first
+        if ack is not None:
+            return ack, True
+        if game.outcome is not None:
+            raise GameError("this round is over", status=409)
         raise GameError(f"the round is at step {game.step}: reload", status=409)
     if before_store is not None:
         before_store()
