@@ -20,7 +20,6 @@ from netreveal.store import accounts
 from netreveal.store.accounts import AccountError
 from netreveal.store.db import Store
 from netreveal.store.models import ROLES, Account, Concept, Game, Guess, Item, Study, StudyImage
-from netreveal.store.studies import export_study
 from netreveal.web.deps import check_csrf, db, get_store, render, require_role, study
 
 router = APIRouter()
@@ -72,6 +71,8 @@ def progress(session: Session, current: Study) -> dict[str, Any]:
 
 def export_zip(store: Store, name: str) -> bytes:
     """The study as a zip of CSV tables and study.json (``netreveal study export`` without the pictures)."""
+    from netreveal.store.studies import export_study  # imports torch: only when someone exports
+
     with tempfile.TemporaryDirectory(prefix="netreveal-export-") as tmp:
         out = Path(tmp) / "export"
         export_study(store, name, out, media=False)
