@@ -14,7 +14,14 @@ from netreveal.store import accounts
 from netreveal.store.accounts import AccountError
 from netreveal.store.models import Account
 from netreveal.web.deps import (
-    CSRF_COOKIE, SESSION_COOKIE, check_csrf, current_account, db, is_https, render, set_csrf_cookie,
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    check_csrf,
+    current_account,
+    db,
+    is_https,
+    render,
+    set_csrf_cookie,
 )
 
 router = APIRouter()

@@ -44,7 +44,7 @@ def read_password(username: str) -> str:
     """The new account's password: the first line of stdin when piped, else prompted twice."""
     if not sys.stdin.isatty():
         line = sys.stdin.readline()
-        return line[:-1] if line.endswith("\n") else line
+        return line.removesuffix("\n")
     first = getpass.getpass(f"password for {username}: ")
     if getpass.getpass("again: ") != first:
         raise NetrevealError("the two passwords differ")
