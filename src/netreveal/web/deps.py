@@ -10,6 +10,9 @@ Use them as FastAPI dependencies::
 
 ``db`` commits when the route returns without error and rolls back otherwise; the commit happens
 before the response is sent, so a client that got an answer knows its change is stored.
+
+Pages extend ``base.html`` and keep their JavaScript and CSS in ``web/static``: the app's
+Content-Security-Policy allows no inline script or style.
 """
 
 from __future__ import annotations
