@@ -217,3 +217,82 @@ class Embedding(Base):
 
 Index("ix_items_assign", Item.study_id, Item.label_count)
 Index("ix_items_gallery", Item.study_id, Item.weight)  # the studio's gallery is sorted by weight
+
+
+# ---- evaluation studies (human evaluation of explanation methods, netreveal.userstudy) ---------
+# A study of kind "evaluation" keeps its design seed and method list in Study.params; its input
+# images are ``images`` rows. Pictures of explanations are addressed by question and anonymous
+# letter, never by method name. ``method`` and ``scale`` of a response are "" (not NULL) when they
+# do not apply, so the unique key really allows one response per participant and question.
+
+
+class EvalQuestion(Base):
+    """One question of an evaluation study's design template (:class:`netreveal.userstudy.Question`)."""
+
+    __tablename__ = "eval_questions"
+    __table_args__ = (UniqueConstraint("study_id", "question"), UniqueConstraint("study_id", "position"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    question: Mapped[str] = mapped_column(String(40))  # the design's question id, e.g. "rating-001"
+    position: Mapped[int] = mapped_column(Integer)  # order in the design template
+    kind: Mapped[str] = mapped_column(String(16))  # rating, forward, attention, comment
+    image: Mapped[str] = mapped_column(String(200), default="")  # image key ("" without image)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    methods: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # letter -> method (template)
+    answer: Mapped[str | None] = mapped_column(String(80))  # correct choice (forward, attention)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class EvalPicture(Base):
+    """The explanation shown under ``letter`` (the template's letter) of a question: an overlay PNG."""
+
+    __tablename__ = "eval_pictures"
+    question_id: Mapped[int] = mapped_column(ForeignKey("eval_questions.id", ondelete="CASCADE"), primary_key=True)
+    letter: Mapped[str] = mapped_column(String(2), primary_key=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
+
+
+class EvalParticipant(Base):
+    """An account taking part in an evaluation study. ``slot`` (0, 1, 2... in enrolment order)
+    counterbalances conditions; ``code`` is the pseudonymous id used in analyses; ``assignment``
+    is the participant's ordered questions as assigned at enrolment (a snapshot)."""
+
+    __tablename__ = "eval_participants"
+    __table_args__ = (
+        UniqueConstraint("study_id", "account_id"),
+        UniqueConstraint("study_id", "slot"),
+        UniqueConstraint("study_id", "code"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    code: Mapped[str] = mapped_column(String(40))
+    background: Mapped[str | None] = mapped_column(String(16))  # novice / expert
+    slot: Mapped[int] = mapped_column(Integer)
+    assignment: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    current_question: Mapped[str | None] = mapped_column(String(40))  # the question last shown
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when it was first shown
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvalResponse(Base):
+    """One answer (:class:`netreveal.userstudy.Response`): a rating of one method on one scale, a
+    forward-simulation or attention choice, or a comment. Created on the server only."""
+
+    __tablename__ = "eval_responses"
+    __table_args__ = (UniqueConstraint("participant_id", "question_id", "method", "scale"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("eval_participants.id", ondelete="CASCADE"), index=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("eval_questions.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[str | None] = mapped_column(String(8))  # forward: with / without
+    method: Mapped[str] = mapped_column(String(40), default="")  # "" when no method applies
+    scale: Mapped[str] = mapped_column(String(24), default="")  # "" unless a rating
+    value: Mapped[int | None] = mapped_column(Integer)
+    choice: Mapped[str | None] = mapped_column(String(80))
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    text: Mapped[str] = mapped_column(Text, default="")
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
