@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     from netreveal.web.cli import add_web_parsers
 
     add_study_parser(sub)
+    from netreveal.labels.cli import add_labels_parser
+    add_labels_parser(sub)
     add_web_parsers(sub)
     return parser
 

@@ -1,0 +1,522 @@
+"""A study's labels, analysed: local and global explanations, trends over depth, the naming
+studio's inter-annotator agreement and, optionally, TCAV validation of the top label concepts.
+
+    from netreveal.labels.analysis import analyse_study
+    from netreveal.labels.report import write_label_report
+    analysis = analyse_study(store, "demo", tcav=True)
+    write_label_report(analysis, "labels-report")
+
+Label embeddings are cached in the store (:class:`netreveal.store.studies.StoreEmbeddingCache`),
+so analysing a study again only embeds new label texts.
+
+TCAV (seed 000, DESIGN §3): for each class, the ``tcav_concepts`` labels with the highest global
+score summed over layers are tested on the study's model. A concept's images are the regions its
+cluster maps reveal (every study map whose best label is the word, strongest first, at most
+``tcav_max_images``), kept on a blurred image; random sets are random regions of the study's
+images on the same background (:func:`netreveal.concepts.tcav.random_region_images`). Each concept
+is tested at the layers where it is among the class's top labels (``tcav_layers`` to choose), with
+the class's images as the images TCAV scores are computed on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from sqlalchemy import func, select
+from tqdm.auto import tqdm
+
+from netreveal.errors import NetrevealError
+from netreveal.labels.aggregate import LabelExplanations, explain_labels
+from netreveal.labels.agreement import AgreementReport, annotator_agreement
+from netreveal.labels.embed import Embedder
+from netreveal.store.db import Store
+from netreveal.store.models import Account, Concept, ConceptMember, Guess, Item, Media, StudyImage
+
+
+@dataclass
+class ImageInfo:
+    """A study image as the analysis shows it."""
+
+    id: int
+    key: str
+    true_class: str | None
+    predicted_class: str
+    probability: float
+    media_id: int
+
+
+@dataclass
+class ItemInfo:
+    """A study item (one cluster map of one image and layer)."""
+
+    id: int
+    image_id: int
+    image_key: str
+    layer: str
+    depth: int
+    cluster: int
+    weight: float
+    map_media_id: int
+    label_count: int
+
+
+@dataclass
+class AnnotatorSummary:
+    """One annotator's work in the naming studio."""
+
+    name: str
+    concepts: int
+    named_maps: int
+    coverage: float
+
+
+@dataclass
+class AgreementSummary:
+    """The naming studio's annotators and, with two or more, their pairwise agreement."""
+
+    n_maps: int
+    annotators: list[AnnotatorSummary]
+    report: AgreementReport | None = None
+
+
+@dataclass
+class TcavRow:
+    """TCAV of one label concept for one class at one layer."""
+
+    concept: str
+    image_class: str
+    layer: str
+    score: float
+    score_std: float
+    random: float
+    p_value: float
+    significant: bool
+    direction: str
+    cav_accuracy: float
+    n_concept_images: int
+    n_class_images: int
+
+
+@dataclass
+class TcavSummary:
+    """TCAV results, the concepts left out (with why) and the settings used."""
+
+    rows: list[TcavRow]
+    skipped: list[dict]
+    params: dict
+
+
+@dataclass
+class StudyAnalysis:
+    """Everything :func:`analyse_study` derives from a study's labels and concepts.
+
+    ``images`` and ``items`` describe the whole study (items keyed by their id as a string, as in
+    the label records); ``guess_count`` is the number of guesses with text when the labels were
+    read (a cache key); ``pictures`` maps media ids to PNG bytes for the report (empty when not
+    loaded).
+    """
+
+    study: str
+    study_id: int
+    model: dict
+    classes: list[str]
+    layers: list[str]
+    images: list[ImageInfo]
+    items: dict[str, ItemInfo]
+    explanations: LabelExplanations
+    n_labels: int
+    sources: dict[str, int]
+    n_players: int
+    guess_count: int
+    agreement: AgreementSummary
+    tcav: TcavSummary | None
+    params: dict
+    provenance: dict
+    pictures: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    def image(self, key: str) -> ImageInfo | None:
+        """The image called ``key``."""
+        return next((i for i in self.images if i.key == key), None)
+
+    def to_dict(self) -> dict:
+        """Plain JSON values (pictures left out, NaN as None)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "pictures"}
+        return _plain(data)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---------------------------------------------------------------- reading the study
+
+
+def study_guess_count(store: Store, study_id: int) -> int:
+    """Guesses with text on the study's items (changes whenever a label is added)."""
+    with store.session() as session:
+        return int(session.scalar(
+            select(func.count()).select_from(Guess).join(Item, Item.id == Guess.item_id)
+            .where(Item.study_id == study_id, Guess.text != "")
+        ) or 0)
+
+
+def _read_study(store: Store, name: str):
+    from netreveal.store.studies import get_study
+
+    with store.session() as session:
+        study = get_study(session, name)
+        images = [
+            ImageInfo(id=i.id, key=i.key, true_class=i.true_class, predicted_class=i.predicted_class,
+                      probability=float(i.probability), media_id=i.media_id)
+            for i in session.scalars(select(StudyImage).where(StudyImage.study_id == study.id)
+                                     .order_by(StudyImage.id))
+        ]
+        keys = {i.id: i.key for i in images}
+        items = {
+            str(i.id): ItemInfo(id=i.id, image_id=i.image_id, image_key=keys[i.image_id], layer=i.layer,
+                                depth=i.depth, cluster=i.cluster, weight=float(i.weight),
+                                map_media_id=i.map_media_id, label_count=i.label_count)
+            for i in session.scalars(select(Item).where(Item.study_id == study.id)
+                                     .order_by(Item.depth, Item.image_id, Item.cluster))
+        }
+        sources = dict(session.execute(
+            select(Guess.source, func.count()).join(Item, Item.id == Guess.item_id)
+            .where(Item.study_id == study.id, Guess.text != "").group_by(Guess.source)
+        ).all())
+        try:
+            model = json.loads(study.model)
+        except (TypeError, ValueError):
+            model = {"model": str(study.model)}
+        if not isinstance(model, dict):
+            model = {"model": str(study.model)}
+        return (study.id, model, [str(c) for c in study.classes], [str(x) for x in study.layers],
+                dict(study.params or {}), images, items, {str(k): int(v) for k, v in sources.items()})
+
+
+def load_pictures(store: Store, media_ids: Sequence[int], chunk: int = 500) -> dict[int, bytes]:
+    """PNG bytes of the given media rows."""
+    wanted = sorted({int(m) for m in media_ids})
+    out: dict[int, bytes] = {}
+    with store.session() as session:
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start:start + chunk]
+            out.update(dict(session.execute(select(Media.id, Media.png).where(Media.id.in_(part))).all()))
+    return out
+
+
+# ---------------------------------------------------------------- naming-studio agreement
+
+
+def studio_agreement(store: Store, study_id: int, embed=None) -> AgreementSummary:
+    """The naming studio's annotators of a study (anyone who made a concept there) and their
+    agreement over the study's maps (every map is in the studio's gallery, so each annotator saw
+    all of them: coverage is the share of the study's maps they put in a live concept)."""
+    with store.session() as session:
+        item_ids = [str(i) for i in session.scalars(select(Item.id).where(Item.study_id == study_id))]
+        people = session.execute(
+            select(Account.username, func.count(Concept.id))
+            .join(Concept, Concept.annotator_id == Account.id)
+            .where(Concept.study_id == study_id, Concept.removed.is_(False))
+            .group_by(Account.username)
+        ).all()
+        everyone = set(session.scalars(
+            select(Account.username).join(Concept, Concept.annotator_id == Account.id)
+            .where(Concept.study_id == study_id)
+        ))
+        members = session.execute(
+            select(Account.username, ConceptMember.item_id, Concept.name)
+            .join(Concept, Concept.id == ConceptMember.concept_id)
+            .join(Account, Account.id == Concept.annotator_id)
+            .where(Concept.study_id == study_id, Concept.removed.is_(False))
+        ).all()
+    live = dict(people)
+    groupings: dict[str, dict[str, str | None]] = {name: {} for name in sorted(everyone)}
+    for username, item_id, concept in members:
+        groupings[username][str(item_id)] = concept
+    n_maps = len(item_ids)
+    annotators = [
+        AnnotatorSummary(name=n, concepts=int(live.get(n, 0)), named_maps=len(groupings[n]),
+                         coverage=len(groupings[n]) / n_maps if n_maps else math.nan)
+        for n in sorted(groupings)
+    ]
+    report = None
+    if len(groupings) >= 2:
+        seen = {n: item_ids for n in groupings}
+        report = annotator_agreement(groupings, seen=seen, embed=embed)
+    return AgreementSummary(n_maps=n_maps, annotators=annotators, report=report)
+
+
+# ---------------------------------------------------------------- TCAV of label concepts
+
+
+def load_study_model(model: dict, classes: Sequence[str], study: str, device: str | torch.device = "cpu"):
+    """The study's model (a :class:`~netreveal.model.adapter.ModelAdapter`) from its stored
+    description; NetrevealError when it cannot be rebuilt as it was."""
+    from netreveal.model.adapter import load_model
+
+    spec = model.get("model")
+    if not isinstance(spec, str) or not spec:
+        raise NetrevealError(f"study {study!r} does not name its model; pass the model to analyse it with TCAV")
+    weights = model.get("weights")
+    factory = ":" in spec and not spec.startswith(("timm:", "torchvision:"))
+    if spec != "demo" and not weights and not factory:
+        raise NetrevealError(
+            f"study {study!r} was made with {spec!r} without weights; TCAV needs that very model (pass adapter=)"
+        )
+    try:
+        if spec == "demo":
+            adapter = load_model("demo", device=device)
+        else:
+            adapter = load_model(spec, weights, class_names=list(classes), input_size=model.get("input_size"),
+                                 device=device)
+    except NetrevealError as exc:
+        raise NetrevealError(f"cannot load the model of study {study!r}: {exc}") from exc
+    return adapter
+
+
+def _top_concepts(explanations: LabelExplanations, image_class: str, n: int) -> list[tuple[str, list[str]]]:
+    """The class's ``n`` labels with the highest global score summed over layers, each with the
+    layers where it is among the class's top labels (shallow to deep)."""
+    total: dict[str, float] = defaultdict(float)
+    layers: dict[str, list[str]] = defaultdict(list)
+    for g in explanations.global_explanations:
+        if g.image_class != image_class:
+            continue
+        for lab in g.labels:
+            total[lab.word] += lab.score
+            layers[lab.word].append(g.layer)
+    ranked = sorted(total, key=lambda w: (-total[w], w))[:n]
+    order = {name: i for i, name in enumerate(explanations.layers)}
+    return [(w, sorted(set(layers[w]), key=order.__getitem__)) for w in ranked]
+
+
+def _decode(store: Store, media_ids: Sequence[int]) -> dict[int, torch.Tensor]:
+    from netreveal.store.studies import png_tensor
+
+    return {k: png_tensor(v) for k, v in load_pictures(store, media_ids).items()}
+
+
+def _as_images(pictures: Sequence[torch.Tensor], size: int) -> torch.Tensor:
+    batch = torch.stack([p if p.dim() == 3 else p[None].expand(3, -1, -1) for p in pictures]).float()
+    if tuple(batch.shape[-2:]) != (size, size):
+        batch = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
+                                                antialias=True).clamp(0, 1)
+    return batch
+
+
+def validate_concepts(
+    store: Store,
+    analysis: StudyAnalysis,
+    adapter,
+    *,
+    concepts_per_class: int = 2,
+    layers: Sequence[str] | None = None,
+    n_runs: int = 6,
+    set_size: int = 20,
+    max_images: int = 40,
+    min_images: int = 4,
+    fraction: float = 0.13,
+    alpha: float = 0.05,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = False,
+) -> TcavSummary:
+    """TCAV of each class's top label concepts on ``adapter``'s model (see the module docstring).
+
+    One TCAV experiment per concept word, covering every class it is a top label of; ``layers``
+    replaces the layers where each word is a top label. A concept with fewer than ``min_images``
+    maps is skipped (listed in ``skipped``).
+    """
+    from netreveal.concepts.tcav import concept_images, random_region_images, tcav
+
+    if concepts_per_class < 1:
+        raise NetrevealError("tcav_concepts must be at least 1")
+    if set_size < 2 or min_images < 2:
+        raise NetrevealError("TCAV sets need at least two images")
+    expl = analysis.explanations
+    names = list(adapter.class_names)
+    missing = sorted({i.predicted_class for i in analysis.images} - set(names))
+    if missing:
+        raise NetrevealError(f"the model has no class {missing[0]!r} of study {analysis.study!r}")
+    wanted: dict[str, dict[str, list[str]]] = defaultdict(dict)  # word -> class -> layers
+    for cls in sorted({g.image_class for g in expl.global_explanations}):
+        for word, where in _top_concepts(expl, cls, concepts_per_class):
+            wanted[word][cls] = list(layers) if layers else where
+    params = {"concepts_per_class": concepts_per_class, "layers": list(layers) if layers else "where named",
+              "n_runs": n_runs, "set_size": set_size, "max_images": max_images, "min_images": min_images,
+              "fraction": fraction, "alpha": alpha, "seed": seed, "model": adapter.describe(),
+              "positives": "regions of the maps whose best label is the concept (strongest first)",
+              "randoms": "random regions of the study's images on the same blurred background"}
+    rows: list[TcavRow] = []
+    skipped: list[dict] = []
+    if not wanted:
+        return TcavSummary(rows, skipped, params)
+    by_image = {i.key: i for i in analysis.images}
+    size = int(adapter.input_size)
+    image_media = [i.media_id for i in analysis.images]
+    pictures = _decode(store, image_media)
+    all_images = _as_images([pictures[m] for m in image_media], size)
+    index_of = {m: k for k, m in enumerate(image_media)}
+    pool_n = max(2 * set_size, 2 * set_size * n_runs)
+    randoms = random_region_images(all_images, pool_n, fraction=fraction, seed=seed)
+    best: dict[str, list] = defaultdict(list)
+    for it in expl.items:
+        if it.labels and it.best:
+            best[it.best].append(it)
+    device = adapter.device
+    for word in tqdm(sorted(wanted), desc="TCAV concepts", disable=not progress):
+        per_class = wanted[word]
+        chosen = sorted(best.get(word, []), key=lambda it: (-it.labels[0].score, -it.weight, it.item_id))[:max_images]
+        if len(chosen) < min_images:
+            for cls in sorted(per_class):
+                skipped.append({"concept": word, "class": cls,
+                                "reason": f"{len(chosen)} map(s) with this best label (need {min_images})"})
+            continue
+        infos = [analysis.items[it.item_id] for it in chosen]
+        maps = _decode(store, [i.map_media_id for i in infos])
+        cmaps = torch.stack([m if m.dim() == 2 else m.mean(0) for m in (maps[i.map_media_id] for i in infos)])
+        base = all_images[[index_of[by_image[i.image_key].media_id] for i in infos]]
+        positives = concept_images(base, cmaps.float(), fraction=fraction)
+        classes = sorted(per_class)
+        members = [i for i in analysis.images if i.predicted_class in per_class]
+        images = all_images[[index_of[i.media_id] for i in members]]
+        targets = torch.tensor([names.index(i.predicted_class) for i in members])
+        test_layers = sorted({layer for cls in classes for layer in per_class[cls]},
+                             key=lambda name: expl.layers.index(name) if name in expl.layers else len(expl.layers))
+        result = tcav(adapter.model, positives.to(device), randoms.to(device), images.to(device), targets,
+                      test_layers, name=word, n_runs=n_runs, set_size=min(set_size, len(chosen)), alpha=alpha,
+                      batch_size=batch_size, seed=seed, class_names=names)
+        counts = Counter(i.predicted_class for i in members)
+        for row in result.rows():
+            if row["layer"] not in per_class.get(row["class"], []):
+                continue
+            rows.append(TcavRow(concept=word, image_class=row["class"], layer=row["layer"], score=row["tcav"],
+                                score_std=row["tcav_std"], random=row["random"], p_value=row["p_value"],
+                                significant=row["significant"], direction=row["direction"],
+                                cav_accuracy=row["cav_accuracy"], n_concept_images=len(chosen),
+                                n_class_images=counts[row["class"]]))
+    order = {name: i for i, name in enumerate(analysis.classes)}
+    rows.sort(key=lambda r: (order.get(r.image_class, len(order)), r.image_class, r.concept,
+                             expl.layers.index(r.layer) if r.layer in expl.layers else 0))
+    return TcavSummary(rows, skipped, params)
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+def analyse_study(
+    store: Store,
+    name: str,
+    *,
+    model: Any = None,
+    tcav: bool = False,
+    adapter=None,
+    n_best: int = 3,
+    top: int = 5,
+    n_examples: int = 3,
+    max_k: int = 8,
+    merge_distance: float = 0.5,
+    spelling: bool = True,
+    pictures: bool = True,
+    agreement: bool = True,
+    tcav_concepts: int = 2,
+    tcav_layers: Sequence[str] | None = None,
+    tcav_runs: int = 6,
+    tcav_set_size: int = 20,
+    tcav_fraction: float = 0.13,
+    alpha: float = 0.05,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> StudyAnalysis:
+    """Analyse the labels of study ``name``.
+
+    ``model``: the sentence-embedding model (None: the offline all-MiniLM-L6-v2; a name, a path,
+    an object with ``encode``, or a ready :class:`~netreveal.labels.embed.Embedder`); embeddings are
+    cached in the store unless an Embedder is given. ``n_best``, ``top``, ``n_examples``,
+    ``max_k``, ``merge_distance`` and ``spelling`` go to
+    :func:`~netreveal.labels.aggregate.explain_labels`. ``pictures``: load the images and maps the
+    report shows; ``agreement``: the naming studio's inter-annotator agreement. ``tcav``: validate
+    each class's ``tcav_concepts`` top labels with TCAV on ``adapter`` (default: the study's model,
+    rebuilt from its stored description), see :func:`validate_concepts`.
+
+    NetrevealError when the study is unknown or has no labels yet.
+    """
+    from netreveal.provenance import provenance
+    from netreveal.store.studies import StoreEmbeddingCache, study_labels
+
+    study_id, description, classes, layers, study_params, images, items, sources = _read_study(store, name)
+    count = study_guess_count(store, study_id)
+    records = study_labels(store, name)
+    if not records:
+        raise NetrevealError(
+            f"study {name!r} has no labels yet: play the reveal game, import labels "
+            "(netreveal study import-labels) or simulate a crowd (netreveal labels crowd)"
+        )
+    if isinstance(model, Embedder):
+        embedder = model
+    else:
+        embedder = Embedder(model, cache=StoreEmbeddingCache(store))
+    explanations = explain_labels(records, layers, embedder, class_names=classes, n_best=n_best, top=top,
+                                  n_examples=n_examples, max_k=max_k, merge_distance=merge_distance,
+                                  spelling=spelling)
+    studio = (studio_agreement(store, study_id, embedder) if agreement
+              else AgreementSummary(n_maps=len(items), annotators=[]))
+    params = {
+        "labels": explanations.params,
+        "tcav": tcav,
+        "seed": seed,
+        "crowd": study_params.get("crowd"),
+        "study": {k: study_params.get(k) for k in ("method", "seed", "inv", "input_size") if k in study_params},
+    }
+    analysis = StudyAnalysis(
+        study=name, study_id=study_id, model=description, classes=classes, layers=layers, images=images,
+        items=items, explanations=explanations, n_labels=len(records), sources=sources,
+        n_players=len({r.player for r in records if r.player}), guess_count=count, agreement=studio, tcav=None,
+        params=params, provenance=provenance(seed=seed, study=name, embedding_model=embedder.model_id),
+    )
+    if tcav:
+        if adapter is None:
+            adapter = load_study_model(description, classes, name)
+        analysis.tcav = validate_concepts(
+            store, analysis, adapter, concepts_per_class=tcav_concepts, layers=tcav_layers, n_runs=tcav_runs,
+            set_size=tcav_set_size, fraction=tcav_fraction, alpha=alpha, batch_size=batch_size, seed=seed,
+            progress=progress,
+        )
+    if pictures:
+        labelled = {r.item_id for r in records}
+        shown = [items[i].map_media_id for i in labelled if i in items]
+        analysis.pictures = load_pictures(store, [i.media_id for i in images] + shown)
+    return analysis
+
+
+__all__ = [
+    "AgreementSummary",
+    "AnnotatorSummary",
+    "ImageInfo",
+    "ItemInfo",
+    "StudyAnalysis",
+    "TcavRow",
+    "TcavSummary",
+    "analyse_study",
+    "load_pictures",
+    "load_study_model",
+    "studio_agreement",
+    "study_guess_count",
+    "validate_concepts",
+]
