@@ -18,6 +18,7 @@ from netreveal.store.db import Store
 from netreveal.store.models import Account, Game, Item, Media, RevealFrame, Study, StudyImage
 from netreveal.web import admin, auth, game
 from netreveal.web.deps import STATIC_DIR, current_account, db, render
+from netreveal.web.evaluation import router as evaluation_router
 from netreveal.web.ratelimit import Limiter, RateLimit
 from netreveal.web.studio import router as studio_router
 
@@ -170,6 +171,7 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
     app.include_router(game.router)
     app.include_router(admin.router)
     app.include_router(studio_router)
+    app.include_router(evaluation_router)
 
     @app.get("/media/{media_id:int}.png")
     def media(media_id: int, request: Request, session: Session = Depends(db),
