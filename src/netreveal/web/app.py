@@ -19,6 +19,7 @@ from netreveal.store.models import Account, Game, Item, Media, RevealFrame, Stud
 from netreveal.web import admin, auth, game
 from netreveal.web.deps import STATIC_DIR, current_account, db, render
 from netreveal.web.evaluation import router as evaluation_router
+from netreveal.web.explanations import router as explanations_router
 from netreveal.web.ratelimit import Limiter, RateLimit
 from netreveal.web.studio import router as studio_router
 
@@ -171,6 +172,7 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
     app.include_router(game.router)
     app.include_router(admin.router)
     app.include_router(studio_router)
+    app.include_router(explanations_router)
     app.include_router(evaluation_router)
 
     @app.get("/media/{media_id:int}.png")

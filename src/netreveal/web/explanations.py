@@ -1,0 +1,136 @@
+"""The explanation browser: what the served study's labels say about the model.
+
+Pages (annotators and admins): ``/explanations`` — per class and layer the top labels (bars) and
+how labels rise or fall with depth; ``/explanations/images/{image_id}`` — one image's cluster maps
+per layer with their best labels and weights (maps sharing a best label merged).
+
+Both come from :func:`netreveal.labels.analysis.analyse_study` on the current labels (no
+pictures, agreement or TCAV), kept in memory per app until the study's number of labels changes,
+so pages are fast between new labels. The sentence-embedding model is
+``app.state.label_embedding_model`` when set (a model name or path, an object with ``encode``, or
+an :class:`~netreveal.labels.embed.Embedder`), else the default offline model; embeddings are
+cached in the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from netreveal.errors import NetrevealError
+from netreveal.store.models import Account, Study
+from netreveal.web.deps import get_store, render, require_role, study
+
+annotator = require_role("annotator")
+router = APIRouter(prefix="/explanations", tags=["explanations"], dependencies=[Depends(annotator)])
+_SETUP = threading.Lock()
+
+
+@dataclass
+class _Cache:
+    """The analysis of one study at one label count (or the message saying why there is none)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    key: tuple[int, int] | None = None
+    analysis: Any = None
+    message: str | None = None
+    embedder: Any = None
+
+
+def _cache(request: Request) -> _Cache:
+    state = request.app.state
+    with _SETUP:
+        if not hasattr(state, "explanations_cache"):
+            state.explanations_cache = _Cache()
+        return state.explanations_cache
+
+
+def _embedder(request: Request, cache: _Cache):
+    from netreveal.labels.embed import Embedder
+    from netreveal.store.studies import StoreEmbeddingCache
+
+    if cache.embedder is None:
+        chosen = getattr(request.app.state, "label_embedding_model", None)
+        if isinstance(chosen, Embedder):
+            cache.embedder = chosen
+        else:
+            cache.embedder = Embedder(chosen, cache=StoreEmbeddingCache(get_store(request)))
+    return cache.embedder
+
+
+def current_analysis(request: Request, current: Study):
+    """``(analysis, None)`` for the study's current labels, or ``(None, message)`` when there is
+    nothing to show (no labels yet). Recomputed only when the number of labels changed."""
+    from netreveal.labels.analysis import analyse_study, study_guess_count
+
+    store = get_store(request)
+    cache = _cache(request)
+    key = (current.id, study_guess_count(store, current.id))
+    with cache.lock:  # one computation at a time; the others wait for its result
+        if cache.key != key:
+            try:
+                cache.analysis = analyse_study(store, current.name, model=_embedder(request, cache),
+                                               pictures=False, agreement=False)
+                cache.message = None
+            except NetrevealError as exc:
+                cache.analysis, cache.message = None, str(exc)
+            cache.key = key
+        return cache.analysis, cache.message
+
+
+@router.get("", response_class=HTMLResponse, include_in_schema=False)
+def global_page(request: Request, who: Account = Depends(annotator), current: Study = Depends(study)):
+    """Per class and layer the top labels, trends across depth, and the images to open."""
+    from netreveal.labels.report import class_trends, global_charts
+
+    analysis, message = current_analysis(request, current)
+    context: dict[str, Any] = {"analysis": analysis, "message": message}
+    if analysis is not None:
+        labelled = {e.image for e in analysis.explanations.local}
+        counts: dict[str, int] = {}
+        for item in analysis.explanations.items:
+            counts[item.image] = counts.get(item.image, 0) + item.n_labels
+        context.update(charts=global_charts(analysis), trends=class_trends(analysis), counts=counts,
+                       labelled=labelled, ids={i.key: i.id for i in analysis.images})
+    return render(request, "explanations.html", context)
+
+
+@router.get("/images/{image_id}", response_class=HTMLResponse, include_in_schema=False)
+def image_page(image_id: int, request: Request, who: Account = Depends(annotator),
+               current: Study = Depends(study)):
+    """One image: per layer its cluster maps with their best labels and weights."""
+    analysis, message = current_analysis(request, current)
+    if analysis is None:
+        return render(request, "explanations_image.html", {"analysis": None, "message": message})
+    index = next((k for k, i in enumerate(analysis.images) if i.id == image_id), None)
+    if index is None:
+        raise HTTPException(status_code=404, detail="no such image in this study")
+    info = analysis.images[index]
+    local = next((e for e in analysis.explanations.local if e.image == info.key), None)
+    by_layer = {layer.layer: layer.entries for layer in (local.layers if local else [])}
+    shown: set[str] = {i for entries in by_layer.values() for e in entries for i in e.item_ids}
+    layers = []
+    for name in analysis.layers:
+        entries = [
+            {"maps": [analysis.items[i] for i in e.item_ids], "clusters": e.clusters, "weight": e.weight,
+             "labels": e.labels}
+            for e in by_layer.get(name, [])
+        ]
+        bare = sorted((it for key, it in analysis.items.items()
+                       if it.image_id == info.id and it.layer == name and key not in shown),
+                      key=lambda it: it.cluster)
+        entries += [{"maps": [it], "clusters": [it.cluster], "weight": it.weight, "labels": []} for it in bare]
+        if entries:
+            layers.append({"name": name, "entries": entries})
+    neighbours = {
+        "prev": analysis.images[index - 1].id if index > 0 else None,
+        "next": analysis.images[index + 1].id if index + 1 < len(analysis.images) else None,
+    }
+    return render(request, "explanations_image.html",
+                  {"analysis": analysis, "message": None, "info": info, "layers": layers, "nav": neighbours,
+                   "position": index + 1})
+
