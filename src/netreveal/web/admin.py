@@ -69,9 +69,12 @@ def progress(session: Session, current: Study) -> dict[str, Any]:
     }
 
 
-def export_zip(store: Store, name: str) -> bytes:
+def export_zip(store: Store, name: str, kind: str = "reveal") -> bytes:
     """The study as a zip of CSV tables and study.json (``netreveal study export`` without the pictures)."""
-    from netreveal.store.studies import export_study  # imports torch: only when someone exports
+    if kind == "evaluation":  # questions, participants and responses
+        from netreveal.store.evaluation import export_evaluation as export_study
+    else:
+        from netreveal.store.studies import export_study  # imports torch: only when someone exports
 
     with tempfile.TemporaryDirectory(prefix="netreveal-export-") as tmp:
         out = Path(tmp) / "export"
@@ -130,7 +133,7 @@ def admin_role_form(request: Request, username: str = Form(max_length=40), role:
 
 @router.get("/admin/export.zip")
 def admin_export(request: Request, me: Account = Depends(admin), current: Study = Depends(study)):
-    data = export_zip(get_store(request), current.name)
+    data = export_zip(get_store(request), current.name, current.kind)
     return Response(data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{safe_name(current.name)}.zip"', "Cache-Control": "no-store"})
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -17,6 +17,13 @@ from netreveal.web.deps import check_csrf, current_account, db, render, require_
 
 router = APIRouter()
 player = require_role()  # any logged-in account can play
+
+
+def reveal_study(current: Study = Depends(study)) -> Study:
+    """The served study when it has a reveal game (an evaluation study has none: 404)."""
+    if current.kind != "reveal":
+        raise HTTPException(status_code=404, detail="this study has no reveal game")
+    return current
 
 
 class GuessIn(BaseModel):
@@ -41,7 +48,10 @@ def _state(session: Session, current: Study, game) -> dict[str, Any]:
 # ---- pages -------------------------------------------------------------------------------------
 
 @router.get("/")
-def home(request: Request, account: Account | None = Depends(current_account)):
+def home(request: Request, session: Session = Depends(db), account: Account | None = Depends(current_account)):
+    served = session.get(Study, request.app.state.study_id)
+    if served is not None and served.kind == "evaluation":  # the study takes the game's place
+        return RedirectResponse("/study", status_code=303)
     if account is not None:
         return RedirectResponse("/play", status_code=303)
     return render(request, "home.html", {"percents": REVEAL_PERCENTS, "points": rules.POINTS})
@@ -49,18 +59,20 @@ def home(request: Request, account: Account | None = Depends(current_account)):
 
 @router.get("/play")
 def play_page(request: Request, account: Account = Depends(player), current: Study = Depends(study)):
+    if current.kind == "evaluation":  # where logging in leads: the study takes the game's place
+        return RedirectResponse("/study", status_code=303)
     return render(request, "play.html", {"classes": current.classes, "steps": rules.STEPS})
 
 
 @router.get("/leaderboard")
-def leaderboard_page(request: Request, session: Session = Depends(db), current: Study = Depends(study),
+def leaderboard_page(request: Request, session: Session = Depends(db), current: Study = Depends(reveal_study),
                      account: Account | None = Depends(current_account)):
     return render(request, "leaderboard.html", {"rows": rules.leaderboard(session, current, limit=50)})
 
 
 @router.get("/stats")
 def stats_page(request: Request, session: Session = Depends(db), account: Account = Depends(player),
-               current: Study = Depends(study)):
+               current: Study = Depends(reveal_study)):
     return render(request, "stats.html", {"stats": rules.player_stats(session, current, account)})
 
 
@@ -73,7 +85,7 @@ def how_to_play(request: Request, account: Account | None = Depends(current_acco
 
 @router.post("/api/rounds", dependencies=[Depends(check_csrf)])
 def api_start_round(session: Session = Depends(db), account: Account = Depends(player),
-                    current: Study = Depends(study)):
+                    current: Study = Depends(reveal_study)):
     """The player's open round, or a new one on the item with the fewest labels they never had."""
     game = rules.start_round(session, current, account)
     return _state(session, current, game)
@@ -81,13 +93,13 @@ def api_start_round(session: Session = Depends(db), account: Account = Depends(p
 
 @router.get("/api/rounds/{game_id:int}")
 def api_round(game_id: int, session: Session = Depends(db), account: Account = Depends(player),
-              current: Study = Depends(study)):
+              current: Study = Depends(reveal_study)):
     return _state(session, current, rules.get_game(session, current, account, game_id))
 
 
 @router.post("/api/rounds/{game_id:int}/guesses", dependencies=[Depends(check_csrf)])
 def api_guess(request: Request, game_id: int, body: GuessIn, session: Session = Depends(db),
-              account: Account = Depends(player), current: Study = Depends(study)):
+              account: Account = Depends(player), current: Study = Depends(reveal_study)):
     """Store a guess (idempotent by ``request_id``): the acknowledgement, the same on every retry."""
     ack, replayed = rules.submit_guess(
         session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
@@ -98,7 +110,7 @@ def api_guess(request: Request, game_id: int, body: GuessIn, session: Session = 
 
 @router.post("/api/rounds/{game_id:int}/reveal", dependencies=[Depends(check_csrf)])
 def api_reveal(request: Request, game_id: int, body: RevealIn | None = None, session: Session = Depends(db),
-               account: Account = Depends(player), current: Study = Depends(study)):
+               account: Account = Depends(player), current: Study = Depends(reveal_study)):
     """Show more: the next reveal step (``from_step`` makes a retry harmless)."""
     game = rules.get_game(session, current, account, game_id)
     request.app.state.limiter.hit("guesses", account.id)
@@ -108,16 +120,16 @@ def api_reveal(request: Request, game_id: int, body: RevealIn | None = None, ses
 
 @router.post("/api/rounds/{game_id:int}/resign", dependencies=[Depends(check_csrf)])
 def api_resign(game_id: int, session: Session = Depends(db), account: Account = Depends(player),
-               current: Study = Depends(study)):
+               current: Study = Depends(reveal_study)):
     game = rules.resign(session, rules.get_game(session, current, account, game_id))
     return _state(session, current, game)
 
 
 @router.get("/api/leaderboard")
-def api_leaderboard(session: Session = Depends(db), current: Study = Depends(study)):
+def api_leaderboard(session: Session = Depends(db), current: Study = Depends(reveal_study)):
     return [asdict(row) for row in rules.leaderboard(session, current, limit=50)]
 
 
 @router.get("/api/stats")
-def api_stats(session: Session = Depends(db), account: Account = Depends(player), current: Study = Depends(study)):
+def api_stats(session: Session = Depends(db), account: Account = Depends(player), current: Study = Depends(reveal_study)):
     return rules.player_stats(session, current, account).to_dict()
