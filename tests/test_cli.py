@@ -44,8 +44,8 @@ def test_demo_writes_report(tmp_path, capsys):
     assert len(inv.images[0].layers) == 9
     assert not list(tmp_path.glob(".netreveal-report-*")), "staging folder left behind"
     from netreveal.store import open_store
-    from netreveal.store.studies import study_labels
     from netreveal.store.models import Item
+    from netreveal.store.studies import study_labels
 
     store = open_store(db)
     with store.session() as s:  # the study holds one item per INV cluster of the demo image

@@ -13,7 +13,6 @@ from pathlib import Path
 from netreveal import __version__
 from netreveal.errors import NetrevealError
 
-
 DEMO_METHODS = "gradcam,inv,igos,igos++,sag,infodisent,xnn"
 
 

@@ -197,7 +197,7 @@ register_method(Method("ig", "Integrated gradients", _run_ig, lambda r: r.maps,
 
 
 def _register_concept_methods() -> None:
-    import netreveal.attribution.baseline_methods  # noqa: F401  (occlusion, lime, kernelshap, rise)
+    import netreveal.attribution.baseline_methods
     import netreveal.concepts.methods  # noqa: F401  (registers "infodisent" and "xnn")
 
 

@@ -277,7 +277,7 @@ def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str =
     if n < 1:
         raise NetrevealError("need at least one image")
     world = PartsWorld(size=adapter.input_size, seed=seed, split=split)
-    images, labels, samples = world.batch(range(n))
+    images, _, samples = world.batch(range(n))
     masks = [s.masks[torch.tensor(s.defining)].any(dim=0) for s in samples]
     keys = [f"{s.class_name}-{s.index:03d}" for s in samples]
     names = [s.class_name for s in samples]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 
 
@@ -15,7 +16,7 @@ def line_chart_svg(
     x_label: str = "iteration",
 ) -> str:
     """Lines (one per named series) on shared axes, with min/max ticks."""
-    values = [v for s in series.values() for v in s if v == v]  # drop NaN
+    values = [v for s in series.values() for v in s if not math.isnan(v)]  # drop NaN
     if not values:
         return ""
     lo, hi = min(values), max(values)
@@ -36,7 +37,7 @@ def line_chart_svg(
         if not s:
             continue
         n = max(len(s) - 1, 1)
-        pts = " ".join(f"{left + pw * j / n:.1f},{top + ph * (1 - (v - lo) / (hi - lo)):.1f}" for j, v in enumerate(s) if v == v)
+        pts = " ".join(f"{left + pw * j / n:.1f},{top + ph * (1 - (v - lo) / (hi - lo)):.1f}" for j, v in enumerate(s) if not math.isnan(v))
         colour = colours[i % len(colours)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}"/>')
         parts.append(f'<text x="{left + pw - 2}" y="{top + 10 + 10 * i}" font-size="9" text-anchor="end" fill="{colour}">{html.escape(name)}</text>')

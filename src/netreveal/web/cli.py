@@ -5,8 +5,6 @@ Handlers import their work lazily so ``netreveal --help`` stays fast.
 
 from __future__ import annotations
 
-import argparse
-
 from netreveal.store.cli import add_database_arg
 
 
