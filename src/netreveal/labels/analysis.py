@@ -438,6 +438,7 @@ def analyse_study(
     tcav_layers: Sequence[str] | None = None,
     tcav_runs: int = 6,
     tcav_set_size: int = 20,
+    tcav_min_images: int = 4,
     tcav_fraction: float = 0.13,
     alpha: float = 0.05,
     seed: int = 0,
@@ -495,8 +496,8 @@ def analyse_study(
             adapter = load_study_model(description, classes, name)
         analysis.tcav = validate_concepts(
             store, analysis, adapter, concepts_per_class=tcav_concepts, layers=tcav_layers, n_runs=tcav_runs,
-            set_size=tcav_set_size, fraction=tcav_fraction, alpha=alpha, batch_size=batch_size, seed=seed,
-            progress=progress,
+            set_size=tcav_set_size, min_images=tcav_min_images, fraction=tcav_fraction, alpha=alpha,
+            batch_size=batch_size, seed=seed, progress=progress,
         )
     if pictures:
         labelled = {r.item_id for r in records}

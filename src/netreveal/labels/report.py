@@ -253,7 +253,7 @@ its weight (share of the layer's evidence, percent).</p>
 {% endfor %}
 
 <h2 id="parameters">Parameters and versions</h2>
-<details open><summary>Parameters, seed and versions</summary><pre>{{ meta }}</pre></details>
+<details><summary>Parameters, seed and versions</summary><pre>{{ meta }}</pre></details>
 </main>
 </body>
 </html>
