@@ -59,3 +59,42 @@ def make_eval_study(store, name: str = "ev", *, methods: Sequence[str] = METHODS
                                       design=design, seed=seed, images=images)
     return {"id": study_id, "design": design, "seed": seed, "methods": list(methods), "keys": keys,
             "predicted": predicted}
+
+
+def answer_as_simulated(store, name: str, simulated, backgrounds: dict[str, str] | None = None) -> None:
+    """Enrol one account per simulated participant (in order, so slot i is ``p{i:03d}``) and give
+    the answers of ``simulated`` (a :func:`netreveal.userstudy.simulate_study` result on the same
+    design and seed) through the participant flow, question by question."""
+    from sqlalchemy import select
+
+    from netreveal.store import evaluation_flow as flow
+    from netreveal.store.accounts import create_account
+    from netreveal.store.models import Study
+
+    by_question: dict[tuple[str, str], list] = {}
+    for r in simulated.responses:
+        by_question.setdefault((r.participant, r.question), []).append(r)
+    for person in simulated.participants:
+        with store.session() as s:
+            study = s.scalars(select(Study).where(Study.name == name)).one()
+            account = create_account(s, f"sim-{person.id}", "long enough password")
+            s.flush()
+            participant = flow.enrol(s, study, account, person.background or "novice", True)
+            assert participant.code == person.id
+            questions = {q.id: q for q in flow.assigned(participant)}
+            while (state := flow.state(s, study, participant))["status"] == "question":
+                q = questions[state["question"]["id"]]
+                flow.submit(s, study, participant, q.id, simulated_answer(q, by_question[(person.id, q.id)]))
+
+
+def simulated_answer(question, responses) -> dict:
+    """The answer body giving ``responses`` (of one participant to ``question``)."""
+    if question.kind == "rating":
+        ratings: dict[str, dict[str, int]] = {}
+        for r in responses:
+            ratings.setdefault(question.letter_of(r.method), {})[r.scale] = r.value
+        return {"ratings": ratings}
+    (r,) = responses
+    if question.kind == "comment":
+        return {"text": r.text}
+    return {"choice": r.choice}

@@ -1,4 +1,4 @@
-"""The work behind ``netreveal study create|export|import-labels|list`` (arguments: ``store/cli.py``).
+"""The work behind ``netreveal study create|export|import-labels|list|analyse`` (arguments: ``store/cli.py``).
 
 Bad input — a missing or empty image folder, a bad database URL, an unknown study, a bad CSV —
 is a :class:`NetrevealError` (the CLI prints one line and exits with 2), raised before anything
@@ -12,7 +12,8 @@ from netreveal.errors import NetrevealError
 
 def run(args) -> int:
     """Run the ``study`` sub-command named by ``args.study_command``."""
-    handlers = {"create": create, "export": export, "import-labels": import_labels, "list": listing}
+    handlers = {"create": create, "export": export, "import-labels": import_labels, "list": listing,
+                "analyse": analyse}
     handler = handlers.get(args.study_command)
     if handler is None:
         raise NetrevealError(f"unknown study command {args.study_command!r}")
@@ -26,12 +27,16 @@ def _open(args):
 
 
 def create(args) -> int:
-    """``study create``: INV on an image folder, stored with reveal frames."""
+    """``study create``: INV on an image folder, stored with reveal frames (or an evaluation study)."""
     from netreveal.data.images import list_images
     from netreveal.model.adapter import load_model
     from netreveal.pipeline import read_folder
     from netreveal.store import studies
 
+    if getattr(args, "kind", "reveal") == "evaluation":
+        return create_evaluation(args)
+    if getattr(args, "methods", None) or getattr(args, "forward", None) is not None:
+        raise NetrevealError("--methods and --forward are for evaluation studies (--kind evaluation)")
     studies.validate_study_name(args.name)
     if args.batch_size < 1:
         raise NetrevealError("--batch-size must be at least 1")
@@ -55,13 +60,109 @@ def create(args) -> int:
     return 0
 
 
+def create_evaluation(args) -> int:
+    """``study create --kind evaluation``: run the methods, render their explanations, store the design."""
+    from netreveal.data.images import list_images
+    from netreveal.methods import get_methods
+    from netreveal.model.adapter import load_model
+    from netreveal.pipeline import read_folder
+    from netreveal.store import studies
+    from netreveal.store.evaluation import create_evaluation_study
+
+    studies.validate_study_name(args.name)
+    if not args.methods:
+        raise NetrevealError("an evaluation study needs --methods (e.g. gradcam,inv,lime,rise)")
+    methods = get_methods(args.methods)
+    without = [m.name for m in methods if m.heatmaps is None]
+    if without:
+        raise NetrevealError(f"method {without[0]!r} gives no heatmap to show; choose heatmap methods")
+    if len({m.name for m in methods}) != len(methods):
+        raise NetrevealError("--methods lists a method twice")
+    if args.batch_size < 1:
+        raise NetrevealError("--batch-size must be at least 1")
+    if args.limit is not None and args.limit < 2:
+        raise NetrevealError("--limit must be at least 2 (one image to rate, one to simulate)")
+    if args.forward is not None and args.forward < 0:
+        raise NetrevealError("--forward must be 0 or more")
+    if args.attention_every < 0:
+        raise NetrevealError("--attention-every must be 0 or more")
+    if args.options < 2:
+        raise NetrevealError("--options must be at least 2")
+    list_images(args.images)  # a missing or empty folder fails before the database is touched
+    store = _open(args)
+    try:
+        if studies.study_exists(store, args.name):
+            raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
+        adapter = load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
+                             device=args.device)
+        inputs = read_folder(adapter, args.images, args.limit)
+        study_id = create_evaluation_study(
+            store, args.name, adapter, inputs, [m.name for m in methods], n_forward=args.forward, seed=args.seed,
+            attention_every=args.attention_every, n_options=args.options, batch_size=args.batch_size,
+            layers=args.layers, progress=not args.quiet)
+        kinds = _question_kinds(store, study_id)
+        print(f"created evaluation study {args.name!r} (id {study_id}) in {store.url}: {len(inputs.keys)} images, "
+              f"{sum(kinds.values())} questions ({', '.join(f'{n} {k}' for k, n in kinds.items())}); "
+              f"methods {', '.join(m.name for m in methods)}")
+    finally:
+        store.close()
+    return 0
+
+
+def _question_kinds(store, study_id: int) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from netreveal.store.models import EvalQuestion
+
+    with store.session() as session:
+        rows = dict(session.execute(select(EvalQuestion.kind, func.count()).where(EvalQuestion.study_id == study_id)
+                                    .group_by(EvalQuestion.kind)).all())
+    return {k: rows[k] for k in ("rating", "forward", "attention", "comment") if k in rows}
+
+
+def _study_kind(store, name: str) -> str:
+    from sqlalchemy import select
+
+    from netreveal.store.models import Study
+
+    with store.session() as session:
+        kind = session.scalars(select(Study.kind).where(Study.name == name)).first()
+    return kind or "reveal"  # an unknown name: the reveal exporter names the known studies
+
+
+def analyse(args) -> int:
+    """``study analyse``: the analysis of an evaluation study as an HTML report with its data."""
+    from netreveal.store.evaluation import analyse_study
+
+    if not 0 < args.confidence < 1 or not 0 < args.alpha < 1:
+        raise NetrevealError("--confidence and --alpha must lie strictly between 0 and 1")
+    store = _open(args)
+    try:
+        analysis, index = analyse_study(store, args.name, args.out, finished_only=args.finished_only,
+                                        confidence=args.confidence, alpha=args.alpha, title=args.title)
+    finally:
+        store.close()
+    print(f"analysed {len(analysis.participants)} participants ({len(analysis.excluded)} excluded by attention "
+          f"checks), {len(analysis.responses)} responses")
+    for score in analysis.scores:
+        print(f"  {score.scale:<18} {score.method:<12} mean {score.mean:.2f}  "
+              f"{analysis.confidence:.0%} CI [{score.ci_low:.2f}, {score.ci_high:.2f}]  n={score.n}")
+    print(index.resolve())
+    return 0
+
+
 def export(args) -> int:
     """``study export``: every record of a study as CSV and JSON (with its pictures)."""
     from netreveal.store import studies
 
     store = _open(args)
     try:
-        out = studies.export_study(store, args.name, args.out)
+        if _study_kind(store, args.name) == "evaluation":
+            from netreveal.store.evaluation import export_evaluation
+
+            out = export_evaluation(store, args.name, args.out)
+        else:
+            out = studies.export_study(store, args.name, args.out)
     finally:
         store.close()
     print(out.resolve())
