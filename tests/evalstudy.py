@@ -12,7 +12,7 @@ from netreveal.store.evaluation import EvalImage, write_evaluation_study
 from netreveal.userstudy import make_design
 
 CLASSES = ["cat", "dog", "fox", "owl", "bee", "elk"]
-METHODS = ["good", "poor", "twin1", "twin2"]
+METHODS = ["m_good", "m_poor", "m_twin1", "m_twin2"]
 SEED = 11
 
 

@@ -187,7 +187,7 @@ def test_bad_studies_are_refused_before_anything_is_stored(store, demo_inputs):
     with pytest.raises(NetrevealError, match="already exists"):
         make_eval_study(store)
     broken = [EvalImage(key=k, png=b"png", predicted_class="cat", probability=0.5,
-                        explanations={"good": b"a"}) for k in made["keys"]]
+                        explanations={METHODS[0]: b"a"}) for k in made["keys"]]
     with pytest.raises(NetrevealError, match="no explanation by"):
         write_evaluation_study(store, "ev2", model="m", classes=["cat", "dog", "fox", "owl", "bee", "elk"],
                                methods=METHODS, design=made["design"], seed=1, images=broken)
