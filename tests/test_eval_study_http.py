@@ -138,7 +138,7 @@ def served(store):
 
 
 def test_routes_refuse_what_they_must_and_store_nothing(served):
-    store, made, app = served
+    store, _, app = served
     visitor = Client(app)
     assert visitor.get("/study/api/state").status_code == 401
     page = visitor.get("/study", headers={"accept": "text/html"})
