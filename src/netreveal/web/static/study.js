@@ -34,15 +34,14 @@ function choices(name, options, labelFor) {
 }
 
 function likert(letter, scale, range) {
-  const values = [];
-  for (let v = range[0]; v <= range[1]; v++) values.push(String(v));
+  const ends = SCALE_ENDS[scale] || ["low", "high"];
   const group = el("fieldset", {class: "likert", "data-letter": letter, "data-scale": scale},
-    el("legend", {}, SCALE_TEXT[scale] || scale));
-  const row = el("div", {class: "likert-row"}, el("span", {class: "end"}, SCALE_ENDS[scale] ? SCALE_ENDS[scale][0] : ""));
-  for (const v of values) {
-    row.append(el("label", {}, el("input", {type: "radio", name: `rate-${letter}-${scale}`, value: v}), v));
+    el("legend", {}, SCALE_TEXT[scale] || scale),
+    el("p", {class: "ends"}, `${range[0]} = ${ends[0]} … ${range[1]} = ${ends[1]}`));
+  const row = el("div", {class: "likert-row"});
+  for (let v = range[0]; v <= range[1]; v++) {
+    row.append(el("label", {}, el("input", {type: "radio", name: `rate-${letter}-${scale}`, value: String(v)}), String(v)));
   }
-  row.append(el("span", {class: "end"}, SCALE_ENDS[scale] ? SCALE_ENDS[scale][1] : ""));
   group.append(row);
   return group;
 }
@@ -75,7 +74,7 @@ function render(q) {
       }
       body.append(panels);
     }
-    body.append(el("p", {class: "muted"}, "Not the true class: what do you think the network answers?"));
+    body.append(el("p", {class: "muted"}, "Guess the network's answer: it can differ from what the picture shows."));
     body.append(choices("choice", q.options));
   } else if (q.kind === "attention") {
     body.append(choices("choice", q.options));
