@@ -413,3 +413,38 @@ def test_export_holds_questions_participants_and_responses(store, tmp_path):
     assert {int(p.stem) for p in (out / "media").glob("*.png")} == pictures
     with pytest.raises(NetrevealError, match="not an evaluation study|unknown study"):
         export_evaluation(store, "nope", tmp_path / "other")
+
+
+def test_simultaneous_answers_to_one_question_store_one(store):
+    import threading
+
+    made = make_eval_study(store)
+    people = _people(store, 2)
+    with store.session() as s:
+        study = s.get(Study, made["id"])
+        for _, pid in people:
+            flow.state(s, study, s.get(EvalParticipant, pid))
+    barrier = threading.Barrier(6)
+    outcomes = []
+
+    def submit(pid: int) -> None:
+        try:
+            with store.session() as s:
+                participant = s.get(EvalParticipant, pid)
+                question = flow.assigned(participant)[0]
+                barrier.wait(timeout=20)
+                flow.submit(s, s.get(Study, made["id"]), participant, question.id, _valid_answer(question))
+            outcomes.append((pid, 200))
+        except flow.EvalError as exc:
+            outcomes.append((pid, exc.status))
+
+    threads = [threading.Thread(target=submit, args=(pid,)) for _, pid in people for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == sorted([(pid, 200) for _, pid in people] + [(pid, 409) for _, pid in people] * 2)
+    with store.session() as s:
+        per_participant = dict(s.execute(select(EvalResponse.participant_id, func.count())
+                                         .group_by(EvalResponse.participant_id)).all())
+    assert per_participant == {pid: len(METHODS) * len(SCALES) for _, pid in people}
