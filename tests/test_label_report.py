@@ -212,6 +212,8 @@ def test_tcav_rows_follow_their_definition(tmp_path):
         label_study_with_crowd(store, "demo", CrowdConfig(filler_rate=0.0, seed=0))
         analysis = analyse_study(store, "demo", model=HashModel(), tcav=True, tcav_concepts=1, tcav_runs=2,
                                  tcav_set_size=4, tcav_min_images=2, alpha=0.05)
+        with pytest.raises(NetrevealError, match="TCAV layer 'nope' is not a layer of study 'demo'"):
+            analyse_study(store, "demo", model=HashModel(), tcav=True, tcav_layers=["nope"])
     finally:
         store.close()
     tc = analysis.tcav
@@ -228,10 +230,11 @@ def test_tcav_rows_follow_their_definition(tmp_path):
         assert (top, cls) in tested
     assert tc.rows, tc.skipped
     best = [it.best for it in expl.items]
+    assert len({(r.concept, r.image_class) for r in tc.rows}) == len(tc.rows)  # one layer each: the best
     for r in tc.rows:
-        named_at = [g.layer for g in expl.global_explanations
-                    if g.image_class == r.image_class and r.concept in [lab.word for lab in g.labels]]
-        assert r.layer in named_at
+        scores = {g.layer: lab.score for g in expl.global_explanations if g.image_class == r.image_class
+                  for lab in g.labels if lab.word == r.concept}
+        assert scores[r.layer] == max(scores.values())
         assert 0 <= r.score <= 1 and 0 <= r.random <= 1 and 0 <= r.p_value <= 1
         assert r.significant == (r.p_value < 0.05)
         assert r.n_concept_images == min(40, best.count(r.concept))

@@ -11,11 +11,12 @@ so analysing a study again only embeds new label texts.
 
 TCAV (seed 000, DESIGN §3): for each class, the ``tcav_concepts`` labels with the highest global
 score summed over layers are tested on the study's model. A concept's images are the regions its
-cluster maps reveal (every study map whose best label is the word, strongest first, at most
-``tcav_max_images``), kept on a blurred image; random sets are random regions of the study's
-images on the same background (:func:`netreveal.concepts.tcav.random_region_images`). Each concept
-is tested at the layers where it is among the class's top labels (``tcav_layers`` to choose), with
-the class's images as the images TCAV scores are computed on.
+cluster maps reveal (every study map whose best label is the word, strongest first, at most 40),
+kept on a blurred image; random sets are random regions of the study's images on the same
+background (:func:`netreveal.concepts.tcav.random_region_images`). Each concept is tested at the
+layer where it has its highest global score for the class (``tcav_layers="named"``: every layer
+where it is among the class's top labels), with the class's images as the images TCAV scores are
+computed on.
 """
 
 from __future__ import annotations
@@ -289,20 +290,25 @@ def load_study_model(model: dict, classes: Sequence[str], study: str, device: st
     return adapter
 
 
-def _top_concepts(explanations: LabelExplanations, image_class: str, n: int) -> list[tuple[str, list[str]]]:
+def _top_concepts(explanations: LabelExplanations, image_class: str, n: int) -> list[tuple[str, list[str], str]]:
     """The class's ``n`` labels with the highest global score summed over layers, each with the
-    layers where it is among the class's top labels (shallow to deep)."""
+    layers where it is among the class's top labels (shallow to deep) and the layer where it
+    scores highest (the shallower one on a tie)."""
     total: dict[str, float] = defaultdict(float)
-    layers: dict[str, list[str]] = defaultdict(list)
+    per_layer: dict[str, dict[str, float]] = defaultdict(dict)
     for g in explanations.global_explanations:
         if g.image_class != image_class:
             continue
         for lab in g.labels:
             total[lab.word] += lab.score
-            layers[lab.word].append(g.layer)
+            per_layer[lab.word][g.layer] = lab.score
     ranked = sorted(total, key=lambda w: (-total[w], w))[:n]
     order = {name: i for i, name in enumerate(explanations.layers)}
-    return [(w, sorted(set(layers[w]), key=order.__getitem__)) for w in ranked]
+    out = []
+    for w in ranked:
+        named = sorted(per_layer[w], key=order.__getitem__)
+        out.append((w, named, max(named, key=lambda layer: (per_layer[w][layer], -order[layer]))))
+    return out
 
 
 def _decode(store: Store, media_ids: Sequence[int]) -> dict[int, torch.Tensor]:
@@ -325,7 +331,7 @@ def validate_concepts(
     adapter,
     *,
     concepts_per_class: int = 2,
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str] | str = "best",
     n_runs: int = 6,
     set_size: int = 20,
     max_images: int = 40,
@@ -338,9 +344,11 @@ def validate_concepts(
 ) -> TcavSummary:
     """TCAV of each class's top label concepts on ``adapter``'s model (see the module docstring).
 
-    One TCAV experiment per concept word, covering every class it is a top label of; ``layers``
-    replaces the layers where each word is a top label. A concept with fewer than ``min_images``
-    maps is skipped (listed in ``skipped``).
+    One TCAV experiment per concept word, covering every class it is a top label of. ``layers``:
+    "best" tests each (concept, class) at the layer where the concept has its highest global score
+    for the class, "named" at every layer where it is among the class's top labels, a list of
+    layer names at those layers. A concept with fewer than ``min_images`` maps is skipped (listed
+    in ``skipped``).
     """
     from netreveal.concepts.tcav import concept_images, random_region_images, tcav
 
@@ -353,11 +361,18 @@ def validate_concepts(
     missing = sorted({i.predicted_class for i in analysis.images} - set(names))
     if missing:
         raise NetrevealError(f"the model has no class {missing[0]!r} of study {analysis.study!r}")
+    if isinstance(layers, str) and layers not in ("best", "named"):
+        raise NetrevealError(f"TCAV layers must be 'best', 'named' or a list of layer names, got {layers!r}")
+    if not isinstance(layers, str):
+        layers = [str(layer) for layer in layers]
+        unknown = [layer for layer in layers if layer not in expl.layers]
+        if unknown or not layers:
+            raise NetrevealError(f"TCAV layer {unknown[0] if unknown else ''!r} is not a layer of study {analysis.study!r}")
     wanted: dict[str, dict[str, list[str]]] = defaultdict(dict)  # word -> class -> layers
     for cls in sorted({g.image_class for g in expl.global_explanations}):
-        for word, where in _top_concepts(expl, cls, concepts_per_class):
-            wanted[word][cls] = list(layers) if layers else where
-    params = {"concepts_per_class": concepts_per_class, "layers": list(layers) if layers else "where named",
+        for word, named, best_layer in _top_concepts(expl, cls, concepts_per_class):
+            wanted[word][cls] = [best_layer] if layers == "best" else named if layers == "named" else list(layers)
+    params = {"concepts_per_class": concepts_per_class, "layers": layers,
               "n_runs": n_runs, "set_size": set_size, "max_images": max_images, "min_images": min_images,
               "fraction": fraction, "alpha": alpha, "seed": seed, "model": adapter.describe(),
               "positives": "regions of the maps whose best label is the concept (strongest first)",
@@ -435,7 +450,7 @@ def analyse_study(
     pictures: bool = True,
     agreement: bool = True,
     tcav_concepts: int = 2,
-    tcav_layers: Sequence[str] | None = None,
+    tcav_layers: Sequence[str] | str = "best",
     tcav_runs: int = 6,
     tcav_set_size: int = 20,
     tcav_min_images: int = 4,
@@ -454,7 +469,8 @@ def analyse_study(
     :func:`~netreveal.labels.aggregate.explain_labels`. ``pictures``: load the images and maps the
     report shows; ``agreement``: the naming studio's inter-annotator agreement. ``tcav``: validate
     each class's ``tcav_concepts`` top labels with TCAV on ``adapter`` (default: the study's model,
-    rebuilt from its stored description), see :func:`validate_concepts`.
+    rebuilt from its stored description) at ``tcav_layers`` ("best", "named" or layer names), see
+    :func:`validate_concepts`.
 
     NetrevealError when the study is unknown or has no labels yet.
     """

@@ -33,6 +33,9 @@ def add_labels_parser(subparsers) -> argparse.ArgumentParser:
     analyse.add_argument("--tcav", action="store_true", help="validate each class's top labels with TCAV on the study's model")
     analyse.add_argument("--tcav-concepts", type=int, default=2, help="labels per class tested with TCAV (default: 2)")
     analyse.add_argument("--tcav-runs", type=int, default=6, help="TCAV runs per concept (default: 6)")
+    analyse.add_argument("--tcav-layers", default="best",
+                         help="best (the layer where a label scores highest for the class), named (every layer where "
+                              "it is a top label) or comma-separated layer names (default: best)")
     analyse.add_argument("--top", type=int, default=5, help="labels per class and layer in the global explanations (default: 5)")
     analyse.add_argument("--seed", type=int, default=0)
     analyse.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -104,6 +107,15 @@ def summary_lines(analysis, per_class: int = 3) -> list[str]:
     return lines
 
 
+def _tcav_layers(text: str) -> str | list[str]:
+    if text in ("best", "named"):
+        return text
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise NetrevealError("--tcav-layers needs best, named or layer names")
+    return names
+
+
 def analyse(args) -> int:
     """``labels analyse``: the analysis of a study's labels as an HTML report."""
     from netreveal.labels.analysis import analyse_study
@@ -119,7 +131,8 @@ def analyse(args) -> int:
     store = _open(args)
     try:
         analysis = analyse_study(store, args.study, model=args.embedding_model, tcav=args.tcav, top=args.top,
-                                 tcav_concepts=args.tcav_concepts, tcav_runs=args.tcav_runs, seed=args.seed,
+                                 tcav_concepts=args.tcav_concepts, tcav_runs=args.tcav_runs,
+                                 tcav_layers=_tcav_layers(args.tcav_layers), seed=args.seed,
                                  progress=not args.quiet)
     finally:
         store.close()

@@ -220,7 +220,9 @@ the maps they share.</p>
 {% if a.tcav is none %}<p>Not run (<code>netreveal labels analyse --tcav</code> validates each class's top labels on the study's model).</p>
 {% else %}
 <p class="muted">Each class's top labels as concepts: images of the regions their cluster maps reveal against random
-regions of the study's images, {{ a.tcav.params.n_runs }} runs each; TCAV score = share of the class's images whose
+regions of the study's images, {{ a.tcav.params.n_runs }} runs each, at {% if a.tcav.params.layers == "best" %}the layer
+where the label scores highest for the class{% elif a.tcav.params.layers == "named" %}every layer where the label is one
+of the class's top labels{% else %}the chosen layers{% endif %}; TCAV score = share of the class's images whose
 class logit grows along the concept's direction; two-sided t-test against random-vs-random runs at
 α = {{ a.tcav.params.alpha }}. Non-significant results are marked n.s.</p>
 {% if a.tcav.rows %}<div class="scroll"><table>
