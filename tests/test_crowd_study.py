@@ -209,3 +209,21 @@ def test_cli_crowd(store, store_url, capsys):
     assert len(guesses(store)) == n
     assert main(["labels", "crowd", "--study", "demo", "--seed", "5", "--replace", *db]) == 0
     assert "stored" in capsys.readouterr().out
+
+
+def test_a_study_created_from_a_parts_world_folder_is_labelled(store, tmp_path):
+    from netreveal.data.partsworld import PartsWorld
+    from netreveal.model.adapter import load_model
+    from netreveal.pipeline import read_folder
+    from netreveal.store.studies import create_study
+
+    PartsWorld(size=64, seed=0, split="val").write_folder(tmp_path / "pw", 1, split="val", start_index=16)
+    adapter = load_model("demo")
+    inputs = read_folder(adapter, tmp_path / "pw", limit=2)
+    assert all(parse_image_key(k).split == "val" for k in inputs.keys)  # e.g. badge-val_0000023
+    create_study(store, "folder", adapter, inputs, layers="last:1")
+    items, _ = study_crowd_items(store, "folder")
+    for item in items:
+        assert torch.equal(item.part_masks, inputs.part_masks[inputs.keys.index(item.image)])
+    n = label_study_with_crowd(store, "folder", CrowdConfig(seed=2))
+    assert n == len(guesses(store, source="crowd")) == sum(label_counts(store).values()) > 0
