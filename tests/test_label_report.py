@@ -242,3 +242,11 @@ def test_tcav_rows_follow_their_definition(tmp_path):
     page = write_label_report(analysis, tmp_path / "rep").read_text()
     assert page.count("<tr class=\"ns-row\">") == sum(not r.significant for r in tc.rows)
     assert page.count("<tr class=\"sig-row\">") == sum(r.significant for r in tc.rows)
+
+
+def test_short_layer_names_drop_the_shared_prefix_only():
+    from netreveal.labels.report import short_layer_names
+
+    assert short_layer_names(["features.block1.conv2", "features.block4.conv3"]) == ["block1.conv2", "block4.conv3"]
+    assert short_layer_names(["block1", "block2"]) == ["block1", "block2"]
+    assert short_layer_names(["a.x", "a.x"]) == ["a.x", "a.x"]  # never two alike, never empty

@@ -89,6 +89,17 @@ def global_charts(analysis: StudyAnalysis) -> dict[str, list[dict]]:
     return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
+def short_layer_names(layers: Sequence[str]) -> list[str]:
+    """Layer names without the dotted prefix they all share ("features.block1.conv2" ->
+    "block1.conv2"); the full names when that would leave a name empty or two alike."""
+    parts = [layer.split(".") for layer in layers]
+    common = 0
+    while parts and all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    short = [".".join(p[common:]) for p in parts]
+    return short if len(set(short)) == len(short) and all(short) else list(layers)
+
+
 def class_trends(analysis: StudyAnalysis, n_words: int = TREND_WORDS, n_lines: int = TREND_LINES) -> dict[str, dict]:
     """Per class: the ``n_words`` labels with the highest summed score (rows sorted by slope)
     and a line chart of the ``n_lines`` steepest of them."""
@@ -96,7 +107,7 @@ def class_trends(analysis: StudyAnalysis, n_words: int = TREND_WORDS, n_lines: i
     for t in analysis.explanations.trends:
         by_class[t.image_class].append(t)
     out = {}
-    short = [layer.rsplit(".", 1)[-1] if len(layer) > 12 else layer for layer in analysis.layers]
+    short = short_layer_names(analysis.layers)
     order = {c: i for i, c in enumerate(analysis.classes)}
     for cls in sorted(by_class, key=lambda c: (order.get(c, len(order)), c)):
         words = sorted(by_class[cls], key=lambda t: (-sum(t.scores), t.word))[:n_words]
@@ -387,4 +398,5 @@ def _swap_into_place(stage: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["bars_svg", "check_out_dir", "class_trends", "fmt", "fmt_p", "global_charts", "write_label_report"]
+__all__ = ["bars_svg", "check_out_dir", "class_trends", "fmt", "fmt_p", "global_charts", "short_layer_names",
+           "write_label_report"]
