@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -158,6 +159,7 @@ def main() -> None:
                 fast, batched = out, (wall, cpu, round(evals / scale))
             note = "measured" if scale == 1.0 else f"x{scale:.1f} from {evals / scale:.0f}/img"
             rows.append((label, method, settings, evals, wall, cpu, wall / ig_wall, note))
+            print(f"[{label}] {method}: {wall:.2f} s/img wall, {cpu:.2f} cpu ({note})", file=sys.stderr, flush=True)
         # the one-mask-at-a-time loop right after the batched run, on the same images
         loop_wall, loop_cpu, slow = timed(rise_reference, model, images, targets, n_masks=loop_masks)
         lw, lc = loop_wall / n * RISE_MASKS / loop_masks, loop_cpu / n * RISE_MASKS / loop_masks
