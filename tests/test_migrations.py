@@ -267,3 +267,24 @@ def test_unreachable_database_is_one_line_error():
     with pytest.raises(NetrevealError, match="cannot open database") as info:
         open_store("postgresql://nobody@127.0.0.1:9/nothing")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("revision", ["0002", "0003"])
+def test_unversioned_database_of_a_later_schema(store_url, revision):
+    """A database at an intermediate schema whose version table was lost is recognised and upgraded."""
+    old = open_store(store_url, upgrade=False)
+    upgrade_schema(old, revision)
+    with old.engine.begin() as conn:
+        conn.execute(insert(Account.__table__).values(id=1, username="ann", password_hash="h", role="admin",
+                                                      background="novice", created_at=NOW))
+        conn.execute(text(f'DROP TABLE "{VERSION_TABLE}"'))
+    old.close()
+    opened = open_store(store_url)
+    try:
+        assert _revision(opened) == head_revision()
+        with opened.engine.connect() as conn:
+            assert schema_diffs(conn) == []
+        with opened.session() as s:
+            assert s.scalars(select(Account.background)).one() == "novice"
+    finally:
+        opened.close()
