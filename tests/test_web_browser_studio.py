@@ -160,6 +160,10 @@ def test_studio_fits_a_phone(store, tmp_path):
         assert overflow <= 0
         widths = page.eval_on_selector_all("#gallery .map-card", "els => els.map(e => e.getBoundingClientRect().width)")
         assert len(widths) == 9 and min(widths) >= 90  # thumbnails stay big enough to tap
+        # images load asynchronously: wait (bounded) until the first four have decoded, then check
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#gallery img')].slice(0, 4).every(e => e.complete)",
+            timeout=30000)
         loaded = page.eval_on_selector_all(
             "#gallery img", "els => els.slice(0, 4).map(e => e.complete && e.naturalWidth > 0)")
         assert all(loaded)
