@@ -47,7 +47,9 @@ def answer(page, kind: str) -> None:
         assert page.locator(".panel").count() == 4
         for img in page.locator(".panel img").all():  # every explanation picture loaded
             img.wait_for()
-            assert page.evaluate("(el) => el.complete && el.naturalWidth > 0", img.element_handle())
+            handle = img.element_handle()
+            page.wait_for_function("(el) => el.complete", arg=handle, timeout=30000)  # loading is asynchronous
+            assert page.evaluate("(el) => el.complete && el.naturalWidth > 0", handle)
         for letter in "ABCD":
             for value, scale in zip(("4", "2"), SCALES):
                 page.check(f"input[name='rate-{letter}-{scale}'][value='{value}']")

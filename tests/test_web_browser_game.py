@@ -71,6 +71,7 @@ def test_player_wins_a_round_after_two_reveal_steps_and_sees_the_leaderboard(ser
         answer = ids["answer"][state["item_id"]]
         first_src = page.get_attribute("#frame-img", "src")
         assert first_src == f"/media/{ids['frames'][state['item_id']][0]}.png"
+        page.wait_for_function("document.getElementById('frame-img').complete", timeout=30000)
         assert page.evaluate("document.getElementById('frame-img').naturalWidth") > 0  # the PNG loaded
         page.click("#more-btn")
         wait_step(page, 2)

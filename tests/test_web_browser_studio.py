@@ -144,6 +144,8 @@ def test_group_rename_merge_in_chromium(store, tmp_path):
         page.wait_for_selector(".class-summary")
         assert page.locator(".class-summary h2").all_inner_texts() == ["cat", "dog"]
         assert page.locator(".class-summary .cname").all_inner_texts() == ["head", "head"]
+        page.wait_for_function("() => [...document.querySelectorAll('.examples img')].every(e => e.complete)",
+                               timeout=30000)
         loaded = page.eval_on_selector_all(".examples img", "els => els.map(e => e.complete && e.naturalWidth > 0)")
         assert loaded and all(loaded)
         assert errors == []
