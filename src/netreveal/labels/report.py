@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import tempfile
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from netreveal.errors import NetrevealError
+from netreveal.fileio import replace_folder
 from netreveal.labels.analysis import StudyAnalysis
 from netreveal.report.plots import line_chart_svg
 
@@ -377,25 +377,11 @@ def write_label_report(analysis: StudyAnalysis, out_dir: str | os.PathLike, titl
             fmt=fmt, fmt_p=fmt_p, meta=json.dumps(meta, indent=2, ensure_ascii=False, default=str),
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
-        _swap_into_place(stage, out)
+        replace_folder(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return out / "index.html"
-
-
-def _swap_into_place(stage: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(stage, out)
-        return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(out, old)
-    try:
-        os.replace(stage, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["bars_svg", "check_out_dir", "class_trends", "fmt", "fmt_p", "global_charts", "short_layer_names",

@@ -21,6 +21,7 @@ import torch
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
+from netreveal.fileio import replace_folder
 from netreveal.report.render import overlay, to_pil
 
 
@@ -137,14 +138,7 @@ class Report:
         )
         (self._stage / "index.html").write_text(page, encoding="utf-8")
         (self._stage / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
-        if self.out_dir.exists():
-            old = self.out_dir.with_name(self.out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.out_dir, old)
-            os.replace(self._stage, self.out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self._stage, self.out_dir)
+        replace_folder(self._stage, self.out_dir)
         return self.out_dir / "index.html"
 
     def discard(self) -> None:

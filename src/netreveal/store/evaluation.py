@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from netreveal.errors import NetrevealError
+from netreveal.fileio import replace_folder
 from netreveal.store.db import Store
 from netreveal.store.models import (
     Account,
@@ -541,7 +542,7 @@ def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, me
         }
         document["study"] = document["study"][0]
         (tmp / "study.json").write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
-        _replace_folder(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -593,21 +594,6 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value  # free text a spreadsheet would run as a formula
     return value
-
-
-def _replace_folder(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``; an existing ``out`` is set aside first and removed afterwards."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = [

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
+from netreveal.fileio import replace_folder
 from netreveal.labels.records import LabelRecord
 from netreveal.store.db import Store
 from netreveal.store.models import (
@@ -669,7 +670,7 @@ def export_study(store: Store, name: str, out_dir: str | os.PathLike, *, media: 
         }
         document["study"] = document["study"][0]
         (tmp / "study.json").write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
-        _swap_into_place(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -752,21 +753,6 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(json_safe(value), ensure_ascii=False)
     return value
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` (checked replaceable) is moved aside first."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 from jinja2 import Environment
 from markupsafe import Markup
 
+from netreveal.fileio import replace_folder
 from netreveal.userstudy.analysis import Analysis, MethodScore
 from netreveal.userstudy.records import LIKERT
 
@@ -208,12 +209,5 @@ def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    if out_dir.exists():
-        old = out_dir.with_name(out_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-        os.replace(stage, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, out_dir)
+    replace_folder(stage, out_dir)
     return out_dir / "index.html"
