@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 import torch
+from sqlalchemy.orm import Session
 
 from netreveal.store import Store, open_store
 
@@ -137,3 +138,23 @@ def _blob(side: int, gen: torch.Generator) -> torch.Tensor:
     x = torch.arange(side, dtype=torch.float32)[None, :]
     blob = torch.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * max(1.0, side / 4) ** 2))
     return (blob - blob.min()) / (blob.max() - blob.min()).clamp_min(1e-6)
+
+
+def row_counts(where: Store | str | Session) -> dict[str, int]:
+    """Rows in every table of the schema: of an open session, a store, or the store at a URL."""
+    from sqlalchemy import func, select
+
+    from netreveal.store.models import Base
+
+    def count(session: Session) -> dict[str, int]:
+        return {t.name: session.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+
+    if isinstance(where, Session):
+        return count(where)
+    opened = open_store(where) if isinstance(where, str) else where
+    try:
+        with opened.session() as session:
+            return count(session)
+    finally:
+        if opened is not where:
+            opened.close()

@@ -5,14 +5,15 @@ demo model, and bad input as exit code 2 with one line on stderr and nothing sto
 import json
 
 import pytest
-from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
+from cli_checks import fails_with_one_line
+from dbs import make_tiny_study, row_counts, store, store_url  # noqa: F401  (fixtures)
 from evalstudy import answer_as_simulated
 from sqlalchemy import func, select
 
 from netreveal.cli import main
 from netreveal.store import open_store
 from netreveal.store.evaluation import load_design, study_seed
-from netreveal.store.models import Base, EvalQuestion, Study
+from netreveal.store.models import EvalQuestion, Study
 from netreveal.userstudy import analyse, simulate_study
 
 
@@ -23,24 +24,6 @@ def image_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pw")
     PartsWorld(size=64, seed=0, split="test").write_folder(folder, 1)
     return folder
-
-
-def _counts(url) -> dict[str, int]:
-    opened = open_store(url)
-    try:
-        with opened.session() as s:
-            return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
-    finally:
-        opened.close()
-
-
-def _fails(capsys, argv, message):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("netreveal: error: "), err
-    assert message in lines[0], lines[0]
 
 
 def test_create_answer_analyse_export(store_url, image_folder, tmp_path, capsys):
@@ -54,7 +37,7 @@ def test_create_answer_analyse_export(store_url, image_folder, tmp_path, capsys)
     assert "9 questions (4 rating, 2 forward, 2 attention, 1 comment); methods gradcam, inv" in out
     assert main(["study", "list", *db]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1:4] == ["ev", "evaluation", "6"]
-    _fails(capsys, ["study", "analyse", "--name", "ev", "--out", str(tmp_path / "none"), *db], "no responses")
+    fails_with_one_line(capsys, ["study", "analyse", "--name", "ev", "--out", str(tmp_path / "none"), *db], "no responses")
     assert not (tmp_path / "none").exists()
 
     opened = open_store(store_url)
@@ -95,29 +78,29 @@ def test_bad_input_is_one_line_and_stores_nothing(store_url, image_folder, tmp_p
     opened = open_store(store_url)
     make_tiny_study(opened, name="reveal")
     opened.close()
-    before = _counts(store_url)
+    before = row_counts(store_url)
     def create(*extra, name="ev", images=image_folder):
         return ["study", "create", "--kind", "evaluation", "--name", name, "--images", str(images), "--quiet", *db,
                 *extra]
 
-    _fails(capsys, create(), "needs --methods")
-    _fails(capsys, create("--methods", "gradcam,sag"), "gives no heatmap")
-    _fails(capsys, create("--methods", "gradcam,nope"), "unknown method 'nope'")
-    _fails(capsys, create("--methods", "gradcam,gradcam"), "twice")
-    _fails(capsys, create("--methods", "gradcam", "--options", "1"), "--options")
-    _fails(capsys, create("--methods", "gradcam", "--limit", "1"), "--limit")
-    _fails(capsys, create("--methods", "gradcam", "--limit", "3", "--forward", "3"), "--forward")
-    _fails(capsys, create("--methods", "gradcam", images=tmp_path / "missing"), "missing")
-    _fails(capsys, create("--methods", "gradcam", name="bad name!"), "bad study name")
-    _fails(capsys, create("--methods", "gradcam", name="reveal"), "already exists")
-    _fails(capsys, ["study", "create", "--name", "r2", "--images", str(image_folder), "--methods", "gradcam", *db],
+    fails_with_one_line(capsys, create(), "needs --methods")
+    fails_with_one_line(capsys, create("--methods", "gradcam,sag"), "gives no heatmap")
+    fails_with_one_line(capsys, create("--methods", "gradcam,nope"), "unknown method 'nope'")
+    fails_with_one_line(capsys, create("--methods", "gradcam,gradcam"), "twice")
+    fails_with_one_line(capsys, create("--methods", "gradcam", "--options", "1"), "--options")
+    fails_with_one_line(capsys, create("--methods", "gradcam", "--limit", "1"), "--limit")
+    fails_with_one_line(capsys, create("--methods", "gradcam", "--limit", "3", "--forward", "3"), "--forward")
+    fails_with_one_line(capsys, create("--methods", "gradcam", images=tmp_path / "missing"), "missing")
+    fails_with_one_line(capsys, create("--methods", "gradcam", name="bad name!"), "bad study name")
+    fails_with_one_line(capsys, create("--methods", "gradcam", name="reveal"), "already exists")
+    fails_with_one_line(capsys, ["study", "create", "--name", "r2", "--images", str(image_folder), "--methods", "gradcam", *db],
            "--kind evaluation")
-    _fails(capsys, ["study", "analyse", "--name", "nope", "--out", str(tmp_path / "a"), *db], "unknown study 'nope'")
-    _fails(capsys, ["study", "analyse", "--name", "reveal", "--out", str(tmp_path / "a"), *db],
+    fails_with_one_line(capsys, ["study", "analyse", "--name", "nope", "--out", str(tmp_path / "a"), *db], "unknown study 'nope'")
+    fails_with_one_line(capsys, ["study", "analyse", "--name", "reveal", "--out", str(tmp_path / "a"), *db],
            "not an evaluation study")
-    _fails(capsys, ["study", "analyse", "--name", "reveal", "--out", str(tmp_path / "a"), "--alpha", "2", *db],
+    fails_with_one_line(capsys, ["study", "analyse", "--name", "reveal", "--out", str(tmp_path / "a"), "--alpha", "2", *db],
            "--alpha")
-    assert _counts(store_url) == before
+    assert row_counts(store_url) == before
     assert not (tmp_path / "a").exists()
     opened = open_store(store_url)
     with opened.session() as s:

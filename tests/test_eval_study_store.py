@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 import torch
-from dbs import store, store_url  # noqa: F401  (fixtures)
+from dbs import row_counts, store, store_url  # noqa: F401  (fixtures)
 from evalstudy import METHODS, make_eval_study, method_of
 from PIL import Image
 from sqlalchemy import MetaData, create_engine, func, insert, inspect, pool, select, text
@@ -32,7 +32,6 @@ from netreveal.store.evaluation import (
     write_evaluation_study,
 )
 from netreveal.store.models import (
-    Base,
     EvalParticipant,
     EvalPicture,
     EvalQuestion,
@@ -57,11 +56,6 @@ NOW = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 def _pixels(png: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(png)) as image:
         return np.asarray(image.convert("RGB"))
-
-
-def _counts(store) -> dict[str, int]:
-    with store.session() as s:
-        return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
 
 
 def _people(store, n: int, background: str = "novice"):
@@ -174,7 +168,7 @@ def test_display_maps_are_the_positive_part_scaled_to_one():
 
 def test_bad_studies_are_refused_before_anything_is_stored(store, demo_inputs):
     adapter, inputs = demo_inputs
-    empty = _counts(store)
+    empty = row_counts(store)
     with pytest.raises(NetrevealError, match="no heatmap"):
         create_evaluation_study(store, "ev", adapter, inputs, "gradcam,sag")
     with pytest.raises(NetrevealError, match="unknown method"):
@@ -182,7 +176,7 @@ def test_bad_studies_are_refused_before_anything_is_stored(store, demo_inputs):
     with pytest.raises(NetrevealError, match="--forward"):
         create_evaluation_study(store, "ev", adapter, inputs, "gradcam", n_forward=4)
     made = make_eval_study(store)
-    before = _counts(store)
+    before = row_counts(store)
     assert before["eval_questions"] == len(made["design"]) and empty == {k: 0 for k in empty}
     with pytest.raises(NetrevealError, match="already exists"):
         make_eval_study(store)
@@ -191,7 +185,7 @@ def test_bad_studies_are_refused_before_anything_is_stored(store, demo_inputs):
     with pytest.raises(NetrevealError, match="no explanation by"):
         write_evaluation_study(store, "ev2", model="m", classes=["cat", "dog", "fox", "owl", "bee", "elk"],
                                methods=METHODS, design=made["design"], seed=1, images=broken)
-    assert _counts(store) == before
+    assert row_counts(store) == before
 
 
 # ---- migration ---------------------------------------------------------------------------------
@@ -272,7 +266,7 @@ def test_enrolment_gives_consecutive_slots_and_the_assigned_questions(store):
 
         again = flow.enrol(s, study, s.get(Account, account), "expert", True)
         assert again.id == people[0][1] and again.background == "novice"
-    before = _counts(store)
+    before = row_counts(store)
     with store.session() as s:
         study = s.get(Study, made["id"])
         newcomer = create_account(s, "newcomer", "long enough password")
@@ -281,7 +275,7 @@ def test_enrolment_gives_consecutive_slots_and_the_assigned_questions(store):
             with pytest.raises(flow.EvalError, match=message):
                 flow.enrol(s, study, newcomer, background, consent)
         s.rollback()
-    assert _counts(store) == before
+    assert row_counts(store) == before
 
 
 def test_one_response_per_participant_and_question(store):
@@ -289,7 +283,7 @@ def test_one_response_per_participant_and_question(store):
     (_, pid), = _people(store, 1)
     question, state = _answer_current(store, pid)
     assert question.kind == "rating" and state["answered"] == 1
-    stored = _counts(store)["eval_responses"]
+    stored = row_counts(store)["eval_responses"]
     assert stored == len(question.methods) * len(SCALES)
     with store.session() as s:
         study = s.scalars(select(Study)).one()
@@ -314,7 +308,7 @@ def test_one_response_per_participant_and_question(store):
             flow.submit(s, study, participant, current.id, partial)
         assert err.value.status == 400
         s.rollback()
-    assert _counts(store)["eval_responses"] == stored
+    assert row_counts(store)["eval_responses"] == stored
     # the database itself refuses a second answer, also where method and scale do not apply
     with store.session() as s:
         comment = s.scalars(select(EvalQuestion).where(EvalQuestion.kind == "comment")).one()
@@ -402,7 +396,7 @@ def test_export_holds_questions_participants_and_responses(store, tmp_path):
             _answer_current(store, pid)
     out = export_evaluation(store, "ev", tmp_path / "export")
     doc = json.loads((out / "study.json").read_text())
-    n = _counts(store)["eval_responses"]
+    n = row_counts(store)["eval_responses"]
     assert len(doc["eval_responses"]) == n and len(doc["eval_questions"]) == len(made["design"])
     assert [p["code"] for p in doc["eval_participants"]] == ["p000", "p001"]
     assert {a["username"] for a in doc["accounts"]} == {"person0", "person1"}

@@ -4,13 +4,12 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
+from dbs import make_tiny_study, row_counts, store, store_url  # noqa: F401  (fixtures)
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from netreveal.store.models import (
     Account,
-    Base,
     Concept,
     ConceptEvent,
     ConceptMember,
@@ -32,10 +31,6 @@ def _people(session):
     session.add_all([alice, bob])
     session.flush()
     return alice, bob
-
-
-def _counts(session) -> dict[str, int]:
-    return {t.name: session.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
 
 
 def _activity(session, study_id, alice, bob):
@@ -90,7 +85,7 @@ def test_unique_rules(store, make_duplicate):
         s.add(Guess(item_id=items[0].id, step=1, correct=True, request_id="r1"))
         ids = {"concept": other.id, "item": items[0].id, "alice": alice.id, "bob": bob.id}
     with store.session() as s:
-        before = _counts(s)
+        before = row_counts(s)
     with pytest.raises(IntegrityError), store.session() as s:
         image = s.scalars(select(StudyImage)).first()
         item = s.get(Item, ids["item"])
@@ -111,7 +106,7 @@ def test_unique_rules(store, make_duplicate):
         s.add(duplicate)
         s.flush()
     with store.session() as s:
-        assert _counts(s) == before  # the failed transaction left nothing
+        assert row_counts(s) == before  # the failed transaction left nothing
 
 
 def test_deleting_a_study_removes_everything_it_owns(store):
@@ -120,7 +115,7 @@ def test_deleting_a_study_removes_everything_it_owns(store):
         alice, bob = _people(s)
         _activity(s, keep, alice, bob)
     with store.session() as s:
-        before = _counts(s)
+        before = row_counts(s)
     gone = make_tiny_study(store, 2, name="gone")
     with store.session() as s:  # activity on the study to delete
         alice = s.scalars(select(Account).where(Account.username == "alice")).one()
@@ -144,7 +139,7 @@ def test_deleting_a_study_removes_everything_it_owns(store):
                          "images, items and reveal_frames need ondelete=CASCADE")
         raise
     with store.session() as s:
-        after = _counts(s)
+        after = row_counts(s)
         for table in ("studies", "media", "images", "items", "reveal_frames", "games", "guesses", "concepts",
                       "concept_members", "concept_events", "accounts", "web_sessions"):
             assert after[table] == before[table], table
@@ -158,7 +153,7 @@ def test_orm_delete_of_a_study_cascades_too(store):
     with store.session() as s:
         s.delete(s.get(Study, study_id))
     with store.session() as s:
-        counts = _counts(s)
+        counts = row_counts(s)
         assert all(counts[t] == 0 for t in ("studies", "media", "images", "items", "reveal_frames"))
 
 

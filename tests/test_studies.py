@@ -9,14 +9,13 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 import torch
-from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
+from dbs import make_tiny_study, row_counts, store, store_url  # noqa: F401  (fixtures)
 from sqlalchemy import func, select
 
 from netreveal.errors import NetrevealError
 from netreveal.store import studies
 from netreveal.store.models import (
     Account,
-    Base,
     Concept,
     ConceptEvent,
     ConceptMember,
@@ -57,11 +56,6 @@ def world(tmp_path_factory):
     reference = explain_inv(adapter.model, inputs.images, "last:9", batch_size=8, seed=0)
     probs = predict(adapter, inputs.images, 8)
     return adapter, inputs, reference, probs
-
-
-def _counts(store) -> dict[str, int]:
-    with store.session() as s:
-        return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
 
 
 def _low_map(adapter, image, layer, entry, cluster):
@@ -167,7 +161,7 @@ def test_create_from_inv_matches_create_study(store, world):
 
 def test_failure_mid_way_leaves_nothing(store, world, monkeypatch):
     adapter, inputs, _, _ = world
-    before = _counts(store)
+    before = row_counts(store)
     original = studies.StudyBuilder._write_items
 
     def failing(self, session, *args):
@@ -177,7 +171,7 @@ def test_failure_mid_way_leaves_nothing(store, world, monkeypatch):
     monkeypatch.setattr(studies.StudyBuilder, "_write_items", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         create_study(store, "doomed", adapter, inputs, batch_size=8)
-    assert _counts(store) == before
+    assert row_counts(store) == before
     monkeypatch.undo()
 
     import netreveal.inv
@@ -194,14 +188,14 @@ def test_failure_mid_way_leaves_nothing(store, world, monkeypatch):
     monkeypatch.setattr(netreveal.inv, "explain_inv", second_chunk_fails)
     with pytest.raises(RuntimeError, match="out of memory"):
         create_study(store, "doomed", adapter, inputs, batch_size=1)
-    assert _counts(store) == before
+    assert row_counts(store) == before
     assert not studies.study_exists(store, "doomed")
 
 
 def test_existing_name_is_an_error_that_changes_nothing(store, world, monkeypatch):
     adapter, inputs, _, _ = world
     make_tiny_study(store, 2, name="taken")
-    before = _counts(store)
+    before = row_counts(store)
     import netreveal.inv
 
     monkeypatch.setattr(netreveal.inv, "explain_inv", lambda *a, **k: pytest.fail("INV ran"))
@@ -209,7 +203,7 @@ def test_existing_name_is_an_error_that_changes_nothing(store, world, monkeypatc
         create_study(store, "taken", adapter, inputs)
     with pytest.raises(NetrevealError, match="already exists"):
         make_tiny_study(store, 1, name="taken")
-    assert _counts(store) == before
+    assert row_counts(store) == before
 
 
 @pytest.mark.parametrize("name", ["", "a b", "x" * 81, "é", "a/b", "../up", "semi;colon"])
@@ -431,11 +425,11 @@ def test_bad_label_rows_store_nothing(store, tmp_path, case):
     good = [[ids[0], "fine", 2, "cat"], [ids[1], "also fine", 3, "dog"]]
     path = _write_csv(tmp_path / "l.csv", ["item_id", "text", "step", "guessed_class"],
                       good + [make_row(ids, other)] + good)
-    before = _counts(store)
+    before = row_counts(store)
     with pytest.raises(NetrevealError, match=message) as info:
         import_labels(store, "tiny", path)
     assert "line 4" in str(info.value) and "\n" not in str(info.value)
-    assert _counts(store) == before
+    assert row_counts(store) == before
     with store.session() as s:
         assert set(s.scalars(select(Item.label_count))) == {0}
 
@@ -463,7 +457,7 @@ def test_bad_label_files(store, tmp_path):
     path = _write_csv(tmp_path / "ok.csv", ["item_id", "text", "step", "guessed_class"], [[ids[0], "x", 1, "cat"]])
     with pytest.raises(NetrevealError, match="unknown study"):
         import_labels(store, "nope", path)
-    assert _counts(store)["guesses"] == 0
+    assert row_counts(store)["guesses"] == 0
 
 
 # -- embedding cache ------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
-from sqlalchemy import func, select
+from cli_checks import fails_with_one_line
+from dbs import make_tiny_study, row_counts, store, store_url  # noqa: F401  (fixtures)
+from sqlalchemy import select
 
 from netreveal.cli import main
 from netreveal.store import open_store
-from netreveal.store.models import Base, Item
+from netreveal.store.models import Item
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +24,6 @@ def image_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pw")
     PartsWorld(size=64, seed=0, split="test").write_folder(folder, 1)
     return folder
-
-
-def _counts(url) -> dict[str, int]:
-    opened = open_store(url)
-    try:
-        with opened.session() as s:
-            return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
-    finally:
-        opened.close()
-
-
-def _fails(capsys, argv, message):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("netreveal: error: "), err
-    assert message in lines[0], lines[0]
 
 
 def test_create_list_export_import(store_url, image_folder, tmp_path, capsys):
@@ -72,9 +55,9 @@ def test_create_list_export_import(store_url, image_folder, tmp_path, capsys):
     assert [g["text"] for g in doc["guesses"]] == ["red star", "wheel"]
     assert len(doc["items"]) == len(item_ids)
     # the same name again: refused, nothing changes
-    before = _counts(store_url)
-    _fails(capsys, ["study", "create", "--name", "pw", "--images", str(image_folder), "--quiet", *db], "already exists")
-    assert _counts(store_url) == before
+    before = row_counts(store_url)
+    fails_with_one_line(capsys, ["study", "create", "--name", "pw", "--images", str(image_folder), "--quiet", *db], "already exists")
+    assert row_counts(store_url) == before
 
 
 def test_bad_input_is_one_line_and_stores_nothing(store_url, image_folder, tmp_path, capsys):
@@ -82,37 +65,37 @@ def test_bad_input_is_one_line_and_stores_nothing(store_url, image_folder, tmp_p
     opened = open_store(store_url)
     make_tiny_study(opened, 2)
     opened.close()
-    before = _counts(store_url)
+    before = row_counts(store_url)
     empty = tmp_path / "empty"
     empty.mkdir()
     create = ["study", "create", "--quiet", *db]
-    _fails(capsys, [*create, "--name", "x", "--images", str(tmp_path / "missing")], "path not found")
-    _fails(capsys, [*create, "--name", "x", "--images", str(empty)], "no images found")
-    _fails(capsys, [*create, "--name", "bad name", "--images", str(image_folder)], "bad study name")
-    _fails(capsys, [*create, "--name", "x", "--images", str(image_folder), "--model", "no-such-model"], "unknown model")
-    _fails(capsys, [*create, "--name", "x", "--images", str(image_folder), "--layers", "features.nope"],
+    fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(tmp_path / "missing")], "path not found")
+    fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(empty)], "no images found")
+    fails_with_one_line(capsys, [*create, "--name", "bad name", "--images", str(image_folder)], "bad study name")
+    fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(image_folder), "--model", "no-such-model"], "unknown model")
+    fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(image_folder), "--layers", "features.nope"],
            "unknown layer")
-    _fails(capsys, ["study", "export", "--name", "nope", "--out", str(tmp_path / "o"), *db], "unknown study 'nope'")
+    fails_with_one_line(capsys, ["study", "export", "--name", "nope", "--out", str(tmp_path / "o"), *db], "unknown study 'nope'")
     assert not (tmp_path / "o").exists()
     good = tmp_path / "good.csv"
     good.write_text("item_id,text,step,guessed_class\n1,x,1,cat\n")
-    _fails(capsys, ["study", "import-labels", "--name", "nope", "--csv", str(good), *db], "unknown study 'nope'")
+    fails_with_one_line(capsys, ["study", "import-labels", "--name", "nope", "--csv", str(good), *db], "unknown study 'nope'")
     bad = tmp_path / "bad.csv"
     bad.write_text("item_id,text,step,guessed_class\n1,x,1,cat\n999999,y,2,cat\n")
-    _fails(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(bad), *db], "line 3: unknown item id")
+    fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(bad), *db], "line 3: unknown item id")
     bad.write_text("item_id,text,step,guessed_class\n1,x,9,cat\n")
-    _fails(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(bad), *db], "step 9")
-    _fails(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(tmp_path / "none.csv"), *db], "not found")
-    assert _counts(store_url) == before
+    fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(bad), *db], "step 9")
+    fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(tmp_path / "none.csv"), *db], "not found")
+    assert row_counts(store_url) == before
 
 
 def test_bad_database_urls(tmp_path, capsys):
-    _fails(capsys, ["study", "list", "--database-url", "nosuchdb://x/y"], "cannot open database")
-    _fails(capsys, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:9/none"], "cannot open database")
-    _fails(capsys, ["study", "list", "--database-url", str(tmp_path / "no" / "dir" / "x.db")], "does not exist")
+    fails_with_one_line(capsys, ["study", "list", "--database-url", "nosuchdb://x/y"], "cannot open database")
+    fails_with_one_line(capsys, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:9/none"], "cannot open database")
+    fails_with_one_line(capsys, ["study", "list", "--database-url", str(tmp_path / "no" / "dir" / "x.db")], "does not exist")
     not_db = tmp_path / "notes.db"
     not_db.write_text("just text")
-    _fails(capsys, ["study", "list", "--database-url", str(not_db)], "cannot open database")
+    fails_with_one_line(capsys, ["study", "list", "--database-url", str(not_db)], "cannot open database")
     assert not_db.read_text() == "just text"
 
 

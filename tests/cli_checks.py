@@ -1,0 +1,13 @@
+"""Checking the command line's answer to bad input."""
+
+from netreveal.cli import main
+
+
+def fails_with_one_line(capsys, argv: list[str], message: str) -> None:
+    """``netreveal argv`` exits with 2 and prints exactly one ``netreveal: error:`` line containing ``message``."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("netreveal: error: "), err
+    assert message in lines[0], lines[0]
