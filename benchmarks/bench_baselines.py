@@ -31,10 +31,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from collections.abc import Callable
 
 import torch
+from common import demo_setup, timed
 from torch import nn
 
 from netreveal.attribution.baselines import integrated_gradients
@@ -47,25 +46,10 @@ from netreveal.attribution.captum_baselines import (
     occlusion,
 )
 from netreveal.attribution.rise import rise, rise_reference
-from netreveal.errors import NetrevealError
 
 RISE_MASKS = 4000
 
 
-def demo_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
-    try:
-        from netreveal.data.partsworld import PartsWorld
-        from netreveal.model.demo import load_demo_model
-
-        model, _ = load_demo_model()
-        images, _, _ = PartsWorld(size=64, split="test").batch(range(n))
-        return "demo CNN 64px", model, images
-    except (ImportError, NetrevealError, FileNotFoundError) as exc:
-        from netreveal.model.demo import DemoCNN
-
-        print(f"(demo model unavailable: {exc}; using a random-init DemoCNN and random images)")
-        torch.manual_seed(0)
-        return "DemoCNN (random) 64px", DemoCNN().eval(), torch.rand(n, 3, 64, 64)
 
 
 def resnet_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
@@ -78,11 +62,6 @@ def resnet_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
     return "ResNet-50 224px", model, torch.rand(n, 3, 224, 224)
 
 
-def timed(fn: Callable[..., object], *args, **kwargs) -> tuple[float, float, object]:
-    """Wall seconds, CPU seconds of this process and the result of ``fn(*args, **kwargs)``."""
-    start, cpu = time.perf_counter(), time.process_time()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - start, time.process_time() - cpu, out
 
 
 def warm_up(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int) -> None:
@@ -137,7 +116,7 @@ def main() -> None:
     rows, rise_rows = [], []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         if name == "demo":
-            label, model, images = demo_setup(args.images)
+            label, model, images = demo_setup(args.images, "demo CNN 64px", "DemoCNN (random) 64px")
             fraction, loop_masks = 1.0, RISE_MASKS
         elif name == "resnet50":
             label, model, images = resnet_setup(args.images)

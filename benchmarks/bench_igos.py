@@ -25,30 +25,10 @@ import statistics
 import time
 
 import torch
+from common import demo_setup, timed
 from torch import nn
 
 from netreveal.attribution.igos import igos
-from netreveal.errors import NetrevealError
-
-
-def demo_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
-    try:
-        from netreveal.data.partsworld import PartsWorld
-        from netreveal.model.demo import load_demo_model
-
-        model, _ = load_demo_model()
-        images, _, _ = PartsWorld(size=64, split="test").batch(range(n))
-        return "demo CNN, parts world 64px", model, images
-    except (ImportError, NetrevealError, FileNotFoundError) as exc:
-        from netreveal.model.demo import DemoCNN
-
-        print(f"(demo model unavailable: {exc}; using a random-init DemoCNN and random images)")
-        torch.manual_seed(0)
-        return (
-            "stand-in DemoCNN (random init), random 64px",
-            DemoCNN().eval(),
-            torch.rand(n, 3, 64, 64),
-        )
 
 
 def forward_rate(model: nn.Module, batch: int, size: int, seconds: float = 1.0) -> float:
@@ -62,12 +42,6 @@ def forward_rate(model: nn.Module, batch: int, size: int, seconds: float = 1.0) 
     return done / (time.perf_counter() - start)
 
 
-def timed(fn) -> tuple[float, float, object]:
-    """Wall seconds, CPU seconds of this process (= wall time on an idle machine at one
-    thread; on a shared machine the wall time also counts waiting for a core) and the result."""
-    start, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    return time.perf_counter() - start, time.process_time() - cpu, out
 
 
 def demo_rows(args) -> None:

@@ -16,40 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from torch import nn
+from common import demo_setup, timed
 
-from netreveal.errors import NetrevealError
 from netreveal.sag import sag_expression, structured_attention_graph
-
-
-def demo_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
-    try:
-        from netreveal.data.partsworld import PartsWorld
-        from netreveal.model.demo import load_demo_model
-
-        model, _ = load_demo_model()
-        images, _, _ = PartsWorld(size=64, split="test").batch(range(n))
-        return "demo CNN, parts world 64px", model, images
-    except (ImportError, NetrevealError, FileNotFoundError) as exc:
-        from netreveal.model.demo import DemoCNN
-
-        print(f"(demo model unavailable: {exc}; using a random-init DemoCNN and random images)")
-        torch.manual_seed(0)
-        return (
-            "stand-in DemoCNN (random init), random 64px",
-            DemoCNN().eval(),
-            torch.rand(n, 3, 64, 64),
-        )
-
-
-def timed(fn, *args, **kwargs) -> tuple[float, float, object]:
-    """Wall seconds, CPU seconds of this process and the result of ``fn(*args, **kwargs)``."""
-    start, cpu = time.perf_counter(), time.process_time()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - start, time.process_time() - cpu, out
 
 
 def main() -> None:
