@@ -14,10 +14,7 @@ import argparse
 from pathlib import Path
 
 from netreveal.errors import NetrevealError
-
-
-def _database_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", help="SQLAlchemy URL or SQLite file (default: $NETREVEAL_DATABASE_URL or ./netreveal.db)")
+from netreveal.store.cli import add_database_arg
 
 
 def add_labels_parser(subparsers) -> argparse.ArgumentParser:
@@ -39,7 +36,7 @@ def add_labels_parser(subparsers) -> argparse.ArgumentParser:
     analyse.add_argument("--top", type=int, default=5, help="labels per class and layer in the global explanations (default: 5)")
     analyse.add_argument("--seed", type=int, default=0)
     analyse.add_argument("--quiet", action="store_true", help="no progress bars")
-    _database_arg(analyse)
+    add_database_arg(analyse)
 
     crowd = sub.add_parser("crowd", help="label a parts-world study (e.g. from netreveal demo) with a simulated crowd")
     crowd.add_argument("--study", required=True, help="study name")
@@ -47,7 +44,7 @@ def add_labels_parser(subparsers) -> argparse.ArgumentParser:
                        help="rate of typos, irrelevant words and wrong class guesses, each (default: 0.2)")
     crowd.add_argument("--seed", type=int, default=0)
     crowd.add_argument("--replace", action="store_true", help="replace the study's earlier crowd labels")
-    _database_arg(crowd)
+    add_database_arg(crowd)
     labels.set_defaults(handler=run_labels_command)
     return labels
 
@@ -61,21 +58,16 @@ def run_labels_command(args) -> int:
     return handler(args)
 
 
-def _open(args):
-    from netreveal.store.db import open_store
-
-    return open_store(getattr(args, "database_url", None))
-
-
 def crowd(args) -> int:
     """``labels crowd``: simulated labels for every item of a parts-world study."""
     from netreveal.data.crowd import CrowdConfig
     from netreveal.labels.crowd_study import label_study_with_crowd
+    from netreveal.store.commands import open_from_args
 
     if not 0.0 <= args.noise <= 1.0:
         raise NetrevealError(f"--noise must be in [0, 1], got {args.noise}")
     config = CrowdConfig.noisy(args.noise, seed=args.seed)
-    store = _open(args)
+    store = open_from_args(args)
     try:
         count = label_study_with_crowd(store, args.study, config, replace=args.replace)
     finally:
@@ -120,6 +112,7 @@ def analyse(args) -> int:
     """``labels analyse``: the analysis of a study's labels as an HTML report."""
     from netreveal.labels.analysis import analyse_study
     from netreveal.labels.report import check_out_dir, write_label_report
+    from netreveal.store.commands import open_from_args
 
     for flag, value in (("--tcav-concepts", args.tcav_concepts), ("--top", args.top)):
         if value < 1:
@@ -128,7 +121,7 @@ def analyse(args) -> int:
         raise NetrevealError("--tcav-runs must be at least 2 (the significance test compares runs)")
     out = args.out or f"labels-{args.study}"
     check_out_dir(Path(out))  # a bad output folder fails before any work
-    store = _open(args)
+    store = open_from_args(args)
     try:
         analysis = analyse_study(store, args.study, model=args.embedding_model, tcav=args.tcav, top=args.top,
                                  tcav_concepts=args.tcav_concepts, tcav_runs=args.tcav_runs,

@@ -20,7 +20,8 @@ def run(args) -> int:
     return handler(args)
 
 
-def _open(args):
+def open_from_args(args):
+    """The store named by ``--database-url`` (or the default one)."""
     from netreveal.store.db import open_store
 
     return open_store(getattr(args, "database_url", None))
@@ -43,7 +44,7 @@ def create(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise NetrevealError("--limit must be at least 1")
     list_images(args.images)  # a missing or empty folder fails before the database is touched
-    store = _open(args)
+    store = open_from_args(args)
     try:
         if studies.study_exists(store, args.name):
             raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
@@ -89,7 +90,7 @@ def create_evaluation(args) -> int:
     if args.options < 2:
         raise NetrevealError("--options must be at least 2")
     list_images(args.images)  # a missing or empty folder fails before the database is touched
-    store = _open(args)
+    store = open_from_args(args)
     try:
         if studies.study_exists(store, args.name):
             raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
@@ -136,7 +137,7 @@ def analyse(args) -> int:
 
     if not 0 < args.confidence < 1 or not 0 < args.alpha < 1:
         raise NetrevealError("--confidence and --alpha must lie strictly between 0 and 1")
-    store = _open(args)
+    store = open_from_args(args)
     try:
         analysis, index = analyse_study(store, args.name, args.out, finished_only=args.finished_only,
                                         confidence=args.confidence, alpha=args.alpha, title=args.title)
@@ -155,7 +156,7 @@ def export(args) -> int:
     """``study export``: every record of a study as CSV and JSON (with its pictures)."""
     from netreveal.store import studies
 
-    store = _open(args)
+    store = open_from_args(args)
     try:
         if _study_kind(store, args.name) == "evaluation":
             from netreveal.store.evaluation import export_evaluation
@@ -173,7 +174,7 @@ def import_labels(args) -> int:
     """``study import-labels``: guesses with free text from a CSV file."""
     from netreveal.store import studies
 
-    store = _open(args)
+    store = open_from_args(args)
     try:
         count = studies.import_labels(store, args.name, args.csv)
     finally:
@@ -186,7 +187,7 @@ def listing(args) -> int:
     """``study list``: one line per study."""
     from netreveal.store import studies
 
-    store = _open(args)
+    store = open_from_args(args)
     try:
         rows = studies.list_studies(store)
         url = store.url
