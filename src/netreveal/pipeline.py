@@ -126,12 +126,24 @@ def run_methods(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], op
     """Run each method on all inputs: ``{name: (result, seconds)}`` plus the targets used."""
     probs = predict(adapter, inputs.images, opts.batch_size)
     targets = probs.argmax(dim=1) if target is None else torch.full((len(probs),), target, dtype=torch.long)
-    done = {}
-    for method in methods:
-        start = time.perf_counter()
-        result = method.run(adapter, inputs.images, targets, opts)
-        done[method.name] = (result, time.perf_counter() - start)
+    done = {method.name: _timed_run(method, adapter, inputs, targets, opts) for method in methods}
     return probs, targets, done
+
+
+def _timed_run(method: Method, adapter: ModelAdapter, inputs: Inputs, targets: torch.Tensor, opts: Options):
+    """``(result, seconds)`` of one method on all inputs."""
+    start = time.perf_counter()
+    result = method.run(adapter, inputs.images, targets, opts)
+    return result, time.perf_counter() - start
+
+
+def _method_metrics(method: Method, result, adapter: ModelAdapter, inputs: Inputs, targets: torch.Tensor,
+                    steps: int, baseline: str, opts: Options) -> dict[str, torch.Tensor]:
+    """Per-image scores of a method's heatmaps (empty for methods without one)."""
+    if method.heatmaps is None:
+        return {}
+    return score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
+                          opts.batch_size * 4, opts.progress)
 
 
 def explain(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: Options, out_dir: str | os.PathLike,
@@ -147,10 +159,7 @@ def explain(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: 
         for method in methods:
             result, seconds = done[method.name]
             result_io.save(result, report.staged(f"results/{method.name.replace('+', 'p')}.pt"))
-            metrics = {}
-            if method.heatmaps is not None:
-                metrics = score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
-                                         opts.batch_size * 4, opts.progress)
+            metrics = _method_metrics(method, result, adapter, inputs, targets, steps, baseline, opts)
             method.report(report, inputs.keys, inputs.images, result, opts)
             for i, key in enumerate(inputs.keys):
                 if metrics and report.images[key].sections:
@@ -218,14 +227,8 @@ def evaluate(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts:
     rows, done = [], {}
     for method in methods:
         for label, run_opts in _variants(method, opts, mask_sizes, tuple(inputs.images.shape[-2:])):
-            start = time.perf_counter()
-            result = method.run(adapter, inputs.images, targets, run_opts)
-            seconds = time.perf_counter() - start
-            done[label] = (result, seconds)
-            metrics = {}
-            if method.heatmaps is not None:
-                metrics = score_heatmaps(adapter, inputs, method.heatmaps(result), targets, steps, baseline,
-                                         opts.batch_size * 4, opts.progress)
+            result, seconds = done[label] = _timed_run(method, adapter, inputs, targets, run_opts)
+            metrics = _method_metrics(method, result, adapter, inputs, targets, steps, baseline, opts)
             rows.append(_summary_row(label, metrics, seconds, len(inputs.keys)))
             if on_row is not None:
                 on_row(rows[-1])
