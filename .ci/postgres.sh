@@ -17,6 +17,10 @@ PG_PASSWORD="${NETREVEAL_PG_PASSWORD:-netreveal}"
 PG_DB="${NETREVEAL_PG_DB:-netreveal_test}"
 say() { echo "postgres.sh: $*" >&2; }
 
+# Everything up to the final URL runs with stdout sent to stderr: the commands' own messages (e.g.
+# pg_ctlcluster's "Removed stale pid file.") must not reach the caller, who reads the URL only.
+{
+
 # ROOT=1 when we may administer the machine: as root, or through password-less sudo
 if [ "$(id -u)" -eq 0 ]; then ROOT=1; SUDO=""
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then ROOT=1; SUDO="sudo -n"
@@ -92,6 +96,8 @@ if [ -z "$(psql_admin -tAc "$DB_EXISTS_SQL")" ]; then
   say "creating database $PG_DB"
   psql_admin -c "CREATE DATABASE \"$PG_DB\" OWNER \"$PG_USER\"" >/dev/null
 fi
+
+} >&2
 
 urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 echo "postgresql+psycopg://$(urlencode "$PG_USER"):$(urlencode "$PG_PASSWORD")@$HOST:$PORT/$(urlencode "$PG_DB")"
