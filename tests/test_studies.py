@@ -287,6 +287,22 @@ def test_export_writes_every_record(store, tmp_path):
     assert people["idle"] not in {a["id"] for a in doc["accounts"]}
 
 
+def test_export_defuses_formulas_and_imports_back_unchanged(store, tmp_path):
+    make_tiny_study(store, 2)
+    ids = _item_ids(store)
+    texts = ["=HYPERLINK(\"http://x\")", "+1 legs", "-wing", "@cmd", "plain 'quote"]
+    rows = [[ids[0], t, 2, "cat"] for t in texts]
+    import_labels(store, "tiny", _write_csv(tmp_path / "in.csv", ["item_id", "text", "step", "guessed_class"], rows))
+    out = export_study(store, "tiny", tmp_path / "export", media=False)
+    with open(out / "guesses.csv", newline="", encoding="utf-8") as fh:
+        exported = [r["text"] for r in csv.DictReader(fh)]
+    assert exported == ["'=HYPERLINK(\"http://x\")", "'+1 legs", "'-wing", "'@cmd", "plain 'quote"]
+    assert import_labels(store, "tiny", out / "guesses.csv") == len(texts)  # the export is importable
+    with store.session() as s:
+        stored = s.scalars(select(Guess.text).order_by(Guess.id)).all()
+    assert stored == texts + texts
+
+
 def test_export_is_atomic(store, tmp_path, monkeypatch):
     make_tiny_study(store, 2)
     tmp_path = tmp_path / "exports"  # a folder of its own (the SQLite file lives beside it)
@@ -302,14 +318,14 @@ def test_export_is_atomic(store, tmp_path, monkeypatch):
     assert (target / "study.json").read_text() != first
     # a failure leaves the earlier export as it was and no temporary folder
     before = (target / "study.json").read_text()
-    real = studies._write_table
+    real = studies.write_table
 
-    def broken(path, rows):
+    def broken(path, columns, rows):
         if path.stem == "items":
             raise OSError("no space left on device")
-        real(path, rows)
+        real(path, columns, rows)
 
-    monkeypatch.setattr(studies, "_write_table", broken)
+    monkeypatch.setattr(studies, "write_table", broken)
     with pytest.raises(OSError):
         export_study(store, "tiny", target)
     with pytest.raises(OSError):

@@ -15,7 +15,6 @@ app can import this module cheaply.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -31,6 +30,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from netreveal.csvtable import write_table
 from netreveal.errors import NetrevealError
 from netreveal.fileio import replace_folder
 from netreveal.store.db import Store
@@ -521,7 +521,7 @@ def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, me
         with store.session() as session:
             tables = _export_tables(session, get_evaluation(session, name))
             for table, rows in tables.items():
-                _write_table(tmp / f"{table}.csv", EXPORT_COLUMNS[table], rows)
+                write_table(tmp / f"{table}.csv", EXPORT_COLUMNS[table], rows)
             if media:
                 (tmp / "media").mkdir()
                 ids = sorted({r["media_id"] for r in tables["images"]} | {r["media_id"] for r in tables["eval_pictures"]})
@@ -574,26 +574,6 @@ def _json_value(value: Any, json_safe) -> Any:
     if isinstance(value, datetime):
         return _iso(value)
     return json_safe(value)
-
-
-def _write_table(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_csv_cell(row[c]) for c in columns])
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value  # free text a spreadsheet would run as a formula
-    return value
 
 
 __all__ = [

@@ -32,6 +32,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
+from netreveal.csvtable import unescape_cell, write_table
 from netreveal.errors import NetrevealError
 from netreveal.fileio import replace_folder
 from netreveal.labels.records import LabelRecord
@@ -653,7 +654,9 @@ def export_study(store: Store, name: str, out_dir: str | os.PathLike, *, media: 
         with store.session() as session:
             tables = _export_tables(session, get_study(session, name))
             for table, rows in tables.items():
-                _write_table(tmp / f"{table}.csv", rows)
+                write_table(tmp / f"{table}.csv", EXPORT_COLUMNS[table],
+                            ({k: json_safe(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+                             for row in rows))
             if media:
                 (tmp / "media").mkdir()
                 ids = _media_ids(tables)
@@ -736,25 +739,6 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else json_safe(v) for k, v in row.items()}
 
 
-def _write_table(path: Path, rows: list[dict]) -> None:
-    columns = EXPORT_COLUMNS[path.stem]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_csv_cell(row[c]) for c in columns])
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (dict, list)):
-        return json.dumps(json_safe(value), ensure_ascii=False)
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # labels
 
@@ -819,7 +803,7 @@ def _read_label_rows(path: Path) -> list[tuple[int, dict]]:
 
 def _parse_label_row(path: Path, line: int, row: Mapping[str, str | None]) -> dict:
     where = f"{path}: line {line}"
-    cell = {k: (v or "").strip() for k, v in row.items()}
+    cell = {k: unescape_cell((v or "").strip()) for k, v in row.items()}
     try:
         item_id = int(cell["item_id"])
     except ValueError:

@@ -13,7 +13,6 @@ or without), ``attention`` (an obvious answer, to catch careless participants) a
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import json
 import os
@@ -22,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from netreveal.csvtable import write_table
 from netreveal.errors import NetrevealError
 
 KINDS = ("rating", "forward", "attention", "comment")
@@ -254,16 +254,6 @@ CSV_HEADER = ["participant", "background", "excluded", "question", "kind", "imag
               "scale", "value", "choice", "correct", "text", "shown_at", "answered_at", "seconds"]
 
 
-def _cell(value: Any) -> Any:
-    """Spreadsheet-safe text: a leading =, +, -, @ (or tab / CR) would be read as a formula, so such
-    free-text cells get a leading apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    if value is None:
-        return ""
-    return value
-
-
 def write_responses_csv(responses: Iterable[Response], path: str | os.PathLike, *,
                         participants: Iterable[Participant] = (), excluded: Iterable[str] = ()) -> Path:
     """The raw data, one row per response (``CSV_HEADER`` columns), written atomically.
@@ -275,13 +265,9 @@ def write_responses_csv(responses: Iterable[Response], path: str | os.PathLike, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_HEADER)
-        for r in responses:
-            row = [r.participant, background.get(r.participant), r.participant in out, r.question, r.kind, r.image,
-                   r.condition, r.method, r.scale, r.value, r.choice, r.correct, r.text, r.shown_at,
-                   r.answered_at, r.seconds]
-            writer.writerow([_cell(v) for v in row])
+    rows = ([r.participant, background.get(r.participant), r.participant in out, r.question, r.kind, r.image,
+             r.condition, r.method, r.scale, r.value, r.choice, r.correct, r.text, r.shown_at, r.answered_at,
+             r.seconds] for r in responses)
+    write_table(tmp, CSV_HEADER, rows)
     os.replace(tmp, path)
     return path

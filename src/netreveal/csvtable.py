@@ -1,0 +1,48 @@
+"""CSV exports that a spreadsheet opens safely, and the inverse for re-imported text.
+
+Every exported table goes through :func:`spreadsheet_cell`: ``None`` becomes an empty cell,
+datetimes ISO text, lists and dicts JSON, and free text that a spreadsheet would run as a formula
+(a leading ``=``, ``+``, ``-``, ``@``, tab or carriage return) gets a leading apostrophe.
+:func:`unescape_cell` removes that apostrophe again, so an exported label can be imported back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """One CSV cell: empty for None, ISO for datetimes, JSON for containers, formulas defused."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
+
+
+def unescape_cell(text: str) -> str:
+    """Undo :func:`spreadsheet_cell`'s apostrophe on text read back from an exported CSV."""
+    if text[:1] == "'" and text[1:2] in FORMULA_STARTS and text[1:2]:
+        return text[1:]
+    return text
+
+
+def write_table(path: str | Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> None:
+    """Write ``rows`` (dicts keyed by ``columns``, or sequences in column order) under a header."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            cells = [row[c] for c in columns] if isinstance(row, Mapping) else row
+            writer.writerow([spreadsheet_cell(v) for v in cells])
