@@ -71,7 +71,7 @@ def main() -> None:
     spent = {64: [], 1: []}
     for row, image in zip(rows, images, strict=True):
         first = row["result"]
-        for bs in spent:
+        for bs, times in spent.items():
             _, cpu, r = timed(
                 structured_attention_graph,
                 model,
@@ -80,7 +80,7 @@ def main() -> None:
                 saliency=first.saliency,
                 batch_size=bs,
             )
-            spent[bs].append(cpu)
+            times.append(cpu)
             assert r.roots == first.roots
     tb, ts = statistics.median(spent[64]), statistics.median(spent[1])
     print(f"{'batch_size 64 cpu s/img':>24s} {'batch_size 1 cpu s/img':>23s} {'speed-up':>8s}")

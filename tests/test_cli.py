@@ -22,7 +22,7 @@ def parts_folder(tmp_path_factory):
 
 def run_cli(*args):
     """Run the installed entry point in a subprocess: exit code, stdout, stderr."""
-    proc = subprocess.run([sys.executable, "-m", "netreveal.cli", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "netreveal.cli", *args], capture_output=True, text=True, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -114,7 +114,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, parts_folde
     out.mkdir()
     (out / "keep.txt").write_text("earlier work")
     for name, (args, message) in cases.items():
-        code, stdout, stderr = run_cli("explain", "--out", str(out), "--quiet", *args)
+        code, _, stderr = run_cli("explain", "--out", str(out), "--quiet", *args)
         assert code == 2, (name, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("netreveal: error:"), (name, stderr)

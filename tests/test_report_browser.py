@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from browser import browser_page, needs_chromium
+
 from netreveal.report import Report
 
 

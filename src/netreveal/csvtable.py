@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -38,11 +39,21 @@ def unescape_cell(text: str) -> str:
     return text
 
 
-def write_table(path: str | Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> None:
-    """Write ``rows`` (dicts keyed by ``columns``, or sequences in column order) under a header."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for row in rows:
-            cells = [row[c] for c in columns] if isinstance(row, Mapping) else row
-            writer.writerow([spreadsheet_cell(v) for v in cells])
+def write_table(path: str | os.PathLike, columns: Sequence[str],
+                rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Path:
+    """Write ``rows`` (dicts keyed by ``columns``, or sequences in column order) under a header,
+    atomically: a reader sees the old file or the whole new one (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for row in rows:
+                cells = [row[c] for c in columns] if isinstance(row, Mapping) else row
+                writer.writerow([spreadsheet_cell(v) for v in cells])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

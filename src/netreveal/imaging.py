@@ -39,7 +39,7 @@ def gaussian_blur(images: torch.Tensor, kernel_size: int, sigma: float) -> torch
 def blur_params(size: int, kernel_at_224: int = 51, sigma_at_224: float = 50.0) -> tuple[int, float]:
     """Kernel size and sigma for a blurred baseline, scaled from the 224 px reference."""
     scale = size / 224.0
-    kernel = max(3, int(round(kernel_at_224 * scale)) | 1)
+    kernel = max(3, round(kernel_at_224 * scale) | 1)
     return kernel, sigma_at_224 * scale
 
 

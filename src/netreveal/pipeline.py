@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import time
@@ -14,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from netreveal import results as result_io
+from netreveal.csvtable import write_table
 from netreveal.data.images import image_records, label_index, load_image
 from netreveal.errors import NetrevealError
 from netreveal.methods import Method, Options
@@ -252,16 +252,8 @@ def sag_statistics(graphs: list, seconds: float) -> tuple[list[str], list[list]]
 
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> Path:
-    """Write a CSV atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    """Write a table as CSV atomically (see :func:`netreveal.csvtable.write_table`)."""
+    return write_table(path, header, rows)
 
 
 def format_table(header: list[str], rows: list[list]) -> str:

@@ -70,7 +70,7 @@ class ModelAdapter:
         from torchvision.transforms import functional as TF
 
         image = image.convert("RGB")
-        short = int(round(self.input_size / self.resize_ratio))
+        short = round(self.input_size / self.resize_ratio)
         image = TF.resize(image, short, antialias=True)
         image = TF.center_crop(image, [self.input_size, self.input_size])
         return TF.to_tensor(image)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import torch
 from torch import nn
@@ -89,7 +90,7 @@ class LayerTaps:
 
         return hook
 
-    def __enter__(self) -> LayerTaps:
+    def __enter__(self) -> Self:
         try:
             for name, module in self.modules:
                 self._handles.append(module.register_forward_hook(self._hook(name)))

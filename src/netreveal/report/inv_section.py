@@ -19,8 +19,8 @@ def inv_story_html(report: Report, key: str, image: torch.Tensor, explained) -> 
     widest = max((len(layer.clusters) for layer in explained.layers), default=0)
     for depth, layer in enumerate(explained.layers, start=1):
         cells = [
-            f'<th class="inv-layer">{depth}. {html.escape(layer.name)}<br>'
-            f'<span class="metrics">{layer.n_kept}/{layer.n_maps} maps kept · k={layer.k}</span></th>'
+            (f'<th class="inv-layer">{depth}. {html.escape(layer.name)}<br>'
+             f'<span class="metrics">{layer.n_kept}/{layer.n_maps} maps kept · k={layer.k}</span></th>')
         ]
         if layer.empty:
             cells.append(f'<td colspan="{widest + 1}" class="metrics">no map with a positive guided gradient</td>')

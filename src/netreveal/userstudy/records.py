@@ -262,12 +262,7 @@ def write_responses_csv(responses: Iterable[Response], path: str | os.PathLike, 
     """
     background = {p.id: p.background for p in participants}
     out = set(excluded)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     rows = ([r.participant, background.get(r.participant), r.participant in out, r.question, r.kind, r.image,
              r.condition, r.method, r.scale, r.value, r.choice, r.correct, r.text, r.shown_at, r.answered_at,
              r.seconds] for r in responses)
-    write_table(tmp, CSV_HEADER, rows)
-    os.replace(tmp, path)
-    return path
+    return write_table(path, CSV_HEADER, rows)

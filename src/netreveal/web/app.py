@@ -153,7 +153,10 @@ def media_visible(session: Session, study_id: int, account: Account | None, medi
     return media if session.scalar(select(frame_seen | image_seen)) else None
 
 
-def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = RateLimit()) -> FastAPI:
+DEFAULT_LIMITS = RateLimit()  # frozen settings; each app counts in its own Limiter
+
+
+def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = DEFAULT_LIMITS) -> FastAPI:
     """The web app serving ``study`` (default: the newest) from ``store``.
 
     ``rate_limit`` bounds guesses per player, sign-ups and failed log-ins per address (None: no limits).
