@@ -10,10 +10,13 @@ from netreveal import results
 from netreveal.concepts.tcav import (
     TcavResult,
     concept_images,
+    layer_activations,
+    layer_gradients,
     random_region_images,
     tcav,
     train_cav,
 )
+from netreveal.errors import NetrevealError
 from netreveal.metrics.alignment import top_region
 
 SIZE = 16
@@ -106,6 +109,24 @@ def test_tcav_separates_a_driving_concept_from_an_irrelevant_one(setup):
     assert rows[0]["class"] == "red" and rows[0]["significant"] is True
     assert rows[0]["direction"] == "positive"
     assert math.isclose(rows[0]["tcav"], 1.0)
+
+
+def test_shared_random_activations_and_gradients_give_the_same_result(setup):
+    model, pool, images, targets = setup
+    red, red_maps = patched(12, 0, seed=22)
+    concept = concept_images(red, red_maps, 0.1, "mean")
+    plain = tcav(model, concept, pool, images, targets, "features", n_runs=3, set_size=10, seed=2)
+    acts = layer_activations(model, pool, ["features"])
+    grads = layer_gradients(model, images, torch.as_tensor(targets), ["features"])
+    shared = tcav(model, concept, pool, images, targets, "features", n_runs=3, set_size=10, seed=2,
+                  random_activations=acts, image_gradients=grads)
+    assert torch.equal(shared.scores, plain.scores) and torch.equal(shared.random_scores, plain.random_scores)
+    assert torch.equal(shared.p_values, plain.p_values)
+    with pytest.raises(NetrevealError, match="image_gradients has no layer 'features'"):
+        tcav(model, concept, pool, images, targets, "features", n_runs=2, set_size=10, image_gradients={})
+    with pytest.raises(NetrevealError, match=r"random_activations\['features'\] must be"):
+        tcav(model, concept, pool, images, targets, "features", n_runs=2, set_size=10,
+             random_activations={"features": acts["features"][:5]})
 
 
 def test_tcav_result_saves_and_loads(setup, tmp_path):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -138,7 +138,9 @@ def random_region_images(
 # ---------------------------------------------------------------- activations, gradients, CAVs
 
 
-def _activations(model, images, layers, batch_size) -> dict[str, torch.Tensor]:
+def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str],
+                      batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Flattened activations (N, D) of ``images`` at each named layer, in batches."""
     out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     for start in range(0, images.shape[0], batch_size):
         cap = capture(model, images[start : start + batch_size], layers, backward=False)
@@ -147,7 +149,9 @@ def _activations(model, images, layers, batch_size) -> dict[str, torch.Tensor]:
     return {name: torch.cat(parts) for name, parts in out.items()}
 
 
-def _gradients(model, images, targets, layers, batch_size) -> dict[str, torch.Tensor]:
+def layer_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layers: Sequence[str],
+                    batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Flattened gradients (N, D) of each image's ``targets`` logit at each named layer."""
     out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     for start in range(0, images.shape[0], batch_size):
         stop = start + batch_size
@@ -155,6 +159,20 @@ def _gradients(model, images, targets, layers, batch_size) -> dict[str, torch.Te
         for name in layers:
             out[name].append(cap.gradients[name].flatten(1))
     return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def _given(tensors: Mapping[str, torch.Tensor] | None, names: Sequence[str], rows: int,
+           what: str) -> dict[str, torch.Tensor] | None:
+    """Precomputed per-layer tensors, checked to cover ``names`` with ``rows`` rows each."""
+    if tensors is None:
+        return None
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise NetrevealError(f"{what} has no layer {missing[0]!r}")
+    wrong = [n for n in names if tensors[n].dim() != 2 or tensors[n].shape[0] != rows]
+    if wrong:
+        raise NetrevealError(f"{what}[{wrong[0]!r}] must be ({rows}, D), got {tuple(tensors[wrong[0]].shape)}")
+    return {n: tensors[n] for n in names}
 
 
 def train_cav(
@@ -237,6 +255,8 @@ def tcav(
     batch_size: int = 32,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
+    random_activations: Mapping[str, torch.Tensor] | None = None,
+    image_gradients: Mapping[str, torch.Tensor] | None = None,
     progress: bool = False,
 ) -> TcavResult:
     """TCAV of a concept for every class in ``targets`` at every layer.
@@ -247,6 +267,10 @@ def tcav(
     scores are computed on, per class. ``layers``: any layer spec of
     :func:`netreveal.model.hooks.capture`. Activations and gradients are captured once, in batches
     of ``batch_size``. ``bonferroni`` divides ``alpha`` by the number of (layer, class) tests.
+
+    Several concepts tested against one random pool on one image set can share that work: pass
+    ``random_activations`` (of ``randoms``) and ``image_gradients`` (of ``images`` for ``targets``)
+    from :func:`layer_activations` / :func:`layer_gradients`, keyed by every tested layer's name.
     """
     if n_runs < 2:
         raise NetrevealError("TCAV needs at least two runs for its significance test")
@@ -261,9 +285,13 @@ def tcav(
         raise NetrevealError(f"set_size must be in 2..{randoms.shape[0]} (the random pool), got {set_size}")
     device = model_device(model)
     names = [n for n, _ in resolve_layers(model, layers, example=images[:1].to(device))]
-    acts_c = _activations(model, concept.to(device), names, batch_size)
-    acts_r = _activations(model, randoms.to(device), names, batch_size)
-    grads = _gradients(model, images.to(device), targets.to(device), names, batch_size)
+    acts_c = layer_activations(model, concept.to(device), names, batch_size)
+    acts_r = _given(random_activations, names, randoms.shape[0], "random_activations")
+    if acts_r is None:
+        acts_r = layer_activations(model, randoms.to(device), names, batch_size)
+    grads = _given(image_gradients, names, images.shape[0], "image_gradients")
+    if grads is None:
+        grads = layer_gradients(model, images.to(device), targets.to(device), names, batch_size)
     classes = sorted(set(targets.tolist()))
     rng = np.random.default_rng(seed)
     run_sets = [_sets(randoms.shape[0], set_size, rng, 2) for _ in range(n_runs)]

@@ -350,7 +350,7 @@ def validate_concepts(
     layer names at those layers. A concept with fewer than ``min_images`` maps is skipped (listed
     in ``skipped``).
     """
-    from netreveal.concepts.tcav import concept_images, random_region_images, tcav
+    from netreveal.concepts.tcav import concept_images, layer_activations, layer_gradients, random_region_images, tcav
 
     if concepts_per_class < 1:
         raise NetrevealError("tcav_concepts must be at least 1")
@@ -394,6 +394,16 @@ def validate_concepts(
         if it.labels and it.best:
             best[it.best].append(it)
     device = adapter.device
+    # every concept is tested against the same random pool on the same images: their activations
+    # and the images' class-logit gradients are computed once, for every layer any concept needs
+    all_layers = sorted({layer for per_class in wanted.values() for ls in per_class.values() for layer in ls},
+                        key=lambda name: expl.layers.index(name) if name in expl.layers else len(expl.layers))
+    in_classes = [i for i in analysis.images if i.predicted_class in names]
+    row_of = {i.media_id: k for k, i in enumerate(in_classes)}
+    random_acts = layer_activations(adapter.model, randoms.to(device), all_layers, batch_size)
+    all_grads = layer_gradients(adapter.model, all_images[[index_of[i.media_id] for i in in_classes]].to(device),
+                                torch.tensor([names.index(i.predicted_class) for i in in_classes]).to(device),
+                                all_layers, batch_size)
     for word in tqdm(sorted(wanted), desc="TCAV concepts", disable=not progress):
         per_class = wanted[word]
         chosen = sorted(best.get(word, []), key=lambda it: (-it.labels[0].score, -it.weight, it.item_id))[:max_images]
@@ -413,9 +423,12 @@ def validate_concepts(
         targets = torch.tensor([names.index(i.predicted_class) for i in members])
         test_layers = sorted({layer for cls in classes for layer in per_class[cls]},
                              key=lambda name: expl.layers.index(name) if name in expl.layers else len(expl.layers))
+        rows_idx = torch.tensor([row_of[i.media_id] for i in members], device=device)
         result = tcav(adapter.model, positives.to(device), randoms.to(device), images.to(device), targets,
                       test_layers, name=word, n_runs=n_runs, set_size=min(set_size, len(chosen)), alpha=alpha,
-                      batch_size=batch_size, seed=seed, class_names=names)
+                      batch_size=batch_size, seed=seed, class_names=names,
+                      random_activations={layer: random_acts[layer] for layer in test_layers},
+                      image_gradients={layer: all_grads[layer][rows_idx] for layer in test_layers})
         counts = Counter(i.predicted_class for i in members)
         for row in result.rows():
             if row["layer"] not in per_class.get(row["class"], []):
