@@ -350,7 +350,13 @@ def validate_concepts(
     layer names at those layers. A concept with fewer than ``min_images`` maps is skipped (listed
     in ``skipped``).
     """
-    from netreveal.concepts.tcav import concept_images, layer_activations, layer_gradients, random_region_images, tcav
+    from netreveal.concepts.tcav import (
+        concept_images,
+        layer_activations,
+        layer_gradients,
+        random_region_images,
+        tcav,
+    )
 
     if concepts_per_class < 1:
         raise NetrevealError("tcav_concepts must be at least 1")
