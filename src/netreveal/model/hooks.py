@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Self
 
 import torch
 from torch import nn
@@ -90,7 +89,7 @@ class LayerTaps:
 
         return hook
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LayerTaps:  # noqa: PYI034 (typing.Self needs Python 3.11)
         try:
             for name, module in self.modules:
                 self._handles.append(module.register_forward_hook(self._hook(name)))
