@@ -118,10 +118,14 @@ def test_shared_random_activations_and_gradients_give_the_same_result(setup):
     plain = tcav(model, concept, pool, images, targets, "features", n_runs=3, set_size=10, seed=2)
     acts = layer_activations(model, pool, ["features"])
     grads = layer_gradients(model, images, torch.as_tensor(targets), ["features"])
-    shared = tcav(model, concept, pool, images, targets, "features", n_runs=3, set_size=10, seed=2,
-                  random_activations=acts, image_gradients=grads)
-    assert torch.equal(shared.scores, plain.scores) and torch.equal(shared.random_scores, plain.random_scores)
-    assert torch.equal(shared.p_values, plain.p_values)
+    cavs: dict = {}
+    for _ in range(2):  # the second call takes its random-vs-random CAVs from the cache
+        shared = tcav(model, concept, pool, images, targets, "features", n_runs=3, set_size=10, seed=2,
+                      random_activations=acts, image_gradients=grads, random_cavs=cavs)
+        assert torch.equal(shared.scores, plain.scores) and torch.equal(shared.random_scores, plain.random_scores)
+        assert torch.equal(shared.p_values, plain.p_values)
+        assert torch.equal(shared.random_accuracy, plain.random_accuracy)
+        assert len(cavs) == 3  # one per run and layer
     with pytest.raises(NetrevealError, match="image_gradients has no layer 'features'"):
         tcav(model, concept, pool, images, targets, "features", n_runs=2, set_size=10, image_gradients={})
     with pytest.raises(NetrevealError, match=r"random_activations\['features'\] must be"):

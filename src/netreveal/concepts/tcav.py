@@ -257,6 +257,7 @@ def tcav(
     class_names: Sequence[str] | None = None,
     random_activations: Mapping[str, torch.Tensor] | None = None,
     image_gradients: Mapping[str, torch.Tensor] | None = None,
+    random_cavs: dict | None = None,
     progress: bool = False,
 ) -> TcavResult:
     """TCAV of a concept for every class in ``targets`` at every layer.
@@ -270,7 +271,9 @@ def tcav(
 
     Several concepts tested against one random pool on one image set can share that work: pass
     ``random_activations`` (of ``randoms``) and ``image_gradients`` (of ``images`` for ``targets``)
-    from :func:`layer_activations` / :func:`layer_gradients`, keyed by every tested layer's name.
+    from :func:`layer_activations` / :func:`layer_gradients`, keyed by every tested layer's name,
+    and one ``random_cavs`` dict: random-vs-random CAVs are trained once per layer and pair of
+    random sets and reused from it (pass it only to calls that share the random pool).
     """
     if n_runs < 2:
         raise NetrevealError("TCAV needs at least two runs for its significance test")
@@ -307,7 +310,13 @@ def tcav(
             ra = acts_r[layer][torch.as_tensor(set_a, device=device)]
             rb = acts_r[layer][torch.as_tensor(set_b, device=device)]
             cav, acc[li, r] = train_cav(acts_c[layer], ra, l2, test_fraction, seed + r)
-            rcav, racc[li, r] = train_cav(ra, rb, l2, test_fraction, seed + r)
+            key = (layer, tuple(set_a.tolist()), tuple(set_b.tolist()), l2, test_fraction, seed + r)
+            if random_cavs is not None and key in random_cavs:
+                rcav, racc[li, r] = random_cavs[key]
+            else:
+                rcav, racc[li, r] = trained = train_cav(ra, rb, l2, test_fraction, seed + r)
+                if random_cavs is not None:
+                    random_cavs[key] = trained
             deriv = grads[layer] @ cav.to(grads[layer].dtype)
             rderiv = grads[layer] @ rcav.to(grads[layer].dtype)
             for ci, m in enumerate(masks):

@@ -410,6 +410,7 @@ def validate_concepts(
     all_grads = layer_gradients(adapter.model, all_images[[index_of[i.media_id] for i in in_classes]].to(device),
                                 torch.tensor([names.index(i.predicted_class) for i in in_classes]).to(device),
                                 all_layers, batch_size)
+    random_cavs: dict = {}
     for word in tqdm(sorted(wanted), desc="TCAV concepts", disable=not progress):
         per_class = wanted[word]
         chosen = sorted(best.get(word, []), key=lambda it: (-it.labels[0].score, -it.weight, it.item_id))[:max_images]
@@ -434,7 +435,8 @@ def validate_concepts(
                       test_layers, name=word, n_runs=n_runs, set_size=min(set_size, len(chosen)), alpha=alpha,
                       batch_size=batch_size, seed=seed, class_names=names,
                       random_activations={layer: random_acts[layer] for layer in test_layers},
-                      image_gradients={layer: all_grads[layer][rows_idx] for layer in test_layers})
+                      image_gradients={layer: all_grads[layer][rows_idx] for layer in test_layers},
+                      random_cavs=random_cavs)
         counts = Counter(i.predicted_class for i in members)
         for row in result.rows():
             if row["layer"] not in per_class.get(row["class"], []):
