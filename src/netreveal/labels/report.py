@@ -19,8 +19,6 @@ import html
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +27,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from netreveal.errors import NetrevealError
-from netreveal.fileio import replace_folder
+from netreveal.fileio import check_output_folder, staged_folder
 from netreveal.labels.analysis import StudyAnalysis
 from netreveal.report.plots import line_chart_svg
 
@@ -275,10 +273,7 @@ its weight (share of the layer's evidence, percent).</p>
 
 def check_out_dir(out: Path) -> None:
     """NetrevealError unless ``out`` is free, an empty folder or an earlier report."""
-    if out.exists() and not out.is_dir():
-        raise NetrevealError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
-        raise NetrevealError(f"output folder {out} is not empty and holds no earlier report")
+    check_output_folder(out, "index.html", "report")
 
 
 class _Pictures:
@@ -355,11 +350,7 @@ def write_label_report(analysis: StudyAnalysis, out_dir: str | os.PathLike, titl
     the new one is complete; a non-empty folder that holds no report is refused."""
     out = Path(out_dir)
     check_out_dir(out)
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise NetrevealError(f"folder {parent} does not exist")
-    stage = Path(tempfile.mkdtemp(prefix=".netreveal-labels-", dir=parent))
-    try:
+    with staged_folder(out, ".netreveal-labels-") as stage:
         pics = _Pictures(stage, analysis)
         image_index = {info.key: k for k, info in enumerate(analysis.images)}
         shown = {e.image for e in analysis.explanations.local}
@@ -377,10 +368,6 @@ def write_label_report(analysis: StudyAnalysis, out_dir: str | os.PathLike, titl
             fmt=fmt, fmt_p=fmt_p, meta=json.dumps(meta, indent=2, ensure_ascii=False, default=str),
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
-        replace_folder(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return out / "index.html"
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from netreveal.csvtable import write_table
 from netreveal.errors import NetrevealError
-from netreveal.fileio import replace_folder
+from netreveal.fileio import check_output_folder, staged_folder
 from netreveal.store.db import Store
 from netreveal.store.models import (
     Account,
@@ -508,16 +506,9 @@ def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, me
     from netreveal.userstudy.records import write_responses_csv
 
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NetrevealError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "study.json").is_file():
-        raise NetrevealError(f"output folder {out} is not empty and holds no earlier export")
-    if not out.parent.is_dir():
-        raise NetrevealError(f"folder {out.parent} does not exist")
+    check_output_folder(out, "study.json", "export")
     data = study_data(store, name)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with staged_folder(out, ".netreveal-export-") as tmp:
         with store.session() as session:
             tables = _export_tables(session, get_evaluation(session, name))
             for table, rows in tables.items():
@@ -542,10 +533,6 @@ def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, me
         }
         document["study"] = document["study"][0]
         (tmp / "study.json").write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

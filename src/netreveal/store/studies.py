@@ -15,9 +15,7 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ from tqdm.auto import tqdm
 
 from netreveal.csvtable import unescape_cell, write_table
 from netreveal.errors import NetrevealError
-from netreveal.fileio import replace_folder
+from netreveal.fileio import check_output_folder, staged_folder
 from netreveal.labels.records import LabelRecord
 from netreveal.store.db import Store
 from netreveal.store.models import (
@@ -642,15 +640,8 @@ def export_study(store: Store, name: str, out_dir: str | os.PathLike, *, media: 
     existing ``out_dir`` is replaced only when it is empty or an earlier export.
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NetrevealError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "study.json").is_file():
-        raise NetrevealError(f"output folder {out} is not empty and holds no earlier export")
-    if not out.parent.is_dir():
-        raise NetrevealError(f"folder {out.parent} does not exist")
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    check_output_folder(out, "study.json", "export")
+    with staged_folder(out, ".netreveal-export-") as tmp:
         with store.session() as session:
             tables = _export_tables(session, get_study(session, name))
             for table, rows in tables.items():
@@ -673,10 +664,6 @@ def export_study(store: Store, name: str, out_dir: str | os.PathLike, *, media: 
         }
         document["study"] = document["study"][0]
         (tmp / "study.json").write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

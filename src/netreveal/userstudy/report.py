@@ -13,14 +13,12 @@ import html
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from jinja2 import Environment
 from markupsafe import Markup
 
-from netreveal.fileio import replace_folder
+from netreveal.fileio import staged_folder
 from netreveal.userstudy.analysis import Analysis, MethodScore
 from netreveal.userstudy.records import LIKERT
 
@@ -190,10 +188,8 @@ def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title:
     """Write ``out_dir/index.html`` with ``responses.csv`` and ``analysis.json`` beside it; returns
     the index path. An existing folder is replaced only once the new one is complete."""
     out_dir = Path(out_dir)
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".netreveal-userstudy-", dir=parent))
-    try:
+    out_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out_dir, ".netreveal-userstudy-") as stage:
         analysis.write_csv(stage / "responses.csv")
         data = analysis.to_dict()
         (stage / "analysis.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -206,8 +202,4 @@ def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title:
             meta=json.dumps({"procedures": data["procedures"], "provenance": data["provenance"]}, indent=2),
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    replace_folder(stage, out_dir)
     return out_dir / "index.html"
