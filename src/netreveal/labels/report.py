@@ -28,26 +28,13 @@ from markupsafe import Markup
 
 from netreveal.errors import NetrevealError
 from netreveal.fileio import check_output_folder, staged_folder
+from netreveal.formatting import fmt, fmt_p
 from netreveal.labels.analysis import StudyAnalysis
 from netreveal.report.plots import line_chart_svg
 
 BAR_COLOUR = "#7a2c8f"
 TREND_WORDS = 8  # labels per class in the trend table (highest summed score)
 TREND_LINES = 4  # of which the steepest are drawn
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    """A number for the tables ("–" when missing)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value: three decimals, or "<0.001"."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def bars_svg(rows: Sequence[tuple[str, float, str]], *, title: str = "", width: int = 260,

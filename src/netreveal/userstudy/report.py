@@ -19,24 +19,11 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from netreveal.fileio import staged_folder
+from netreveal.formatting import fmt, fmt_p
 from netreveal.userstudy.analysis import Analysis, MethodScore
 from netreveal.userstudy.records import LIKERT
 
 COLOURS = ["#7a2c8f", "#e07b00", "#1f77b4", "#2ca02c", "#d62728", "#8c564b", "#17becf", "#7f7f7f"]
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    """A number for the tables ("–" when missing)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value: three decimals, or "<0.001"."""
-    if p is None or math.isnan(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def mark(p: float | None, significant: bool) -> str:

@@ -1,0 +1,20 @@
+"""Numbers as the HTML reports print them (kept free of heavy imports: the user-study report
+runs without torch)."""
+
+from __future__ import annotations
+
+import math
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    """A number for the tables ("–" when missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value: three decimals, or "<0.001"."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
