@@ -27,11 +27,22 @@ def open_from_args(args):
     return open_store(getattr(args, "database_url", None))
 
 
+def _model_and_images(store, args):
+    """The model and the images of the new study ``args.name`` (an error if the name is taken)."""
+    from netreveal.model.adapter import load_model
+    from netreveal.pipeline import read_folder
+    from netreveal.store import studies
+
+    if studies.study_exists(store, args.name):
+        raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
+    adapter = load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
+                         device=args.device)
+    return adapter, read_folder(adapter, args.images, args.limit)
+
+
 def create(args) -> int:
     """``study create``: INV on an image folder, stored with reveal frames (or an evaluation study)."""
     from netreveal.data.images import list_images
-    from netreveal.model.adapter import load_model
-    from netreveal.pipeline import read_folder
     from netreveal.store import studies
 
     if getattr(args, "kind", "reveal") == "evaluation":
@@ -46,11 +57,7 @@ def create(args) -> int:
     list_images(args.images)  # a missing or empty folder fails before the database is touched
     store = open_from_args(args)
     try:
-        if studies.study_exists(store, args.name):
-            raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
-        adapter = load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
-                             device=args.device)
-        inputs = read_folder(adapter, args.images, args.limit)
+        adapter, inputs = _model_and_images(store, args)
         study_id = studies.create_study(store, args.name, adapter, inputs, layers=args.layers, seed=args.seed,
                                         batch_size=args.batch_size, progress=not args.quiet)
         summary = next(s for s in studies.list_studies(store) if s["id"] == study_id)
@@ -65,8 +72,6 @@ def create_evaluation(args) -> int:
     """``study create --kind evaluation``: run the methods, render their explanations, store the design."""
     from netreveal.data.images import list_images
     from netreveal.methods import get_methods
-    from netreveal.model.adapter import load_model
-    from netreveal.pipeline import read_folder
     from netreveal.store import studies
     from netreveal.store.evaluation import create_evaluation_study
 
@@ -92,11 +97,7 @@ def create_evaluation(args) -> int:
     list_images(args.images)  # a missing or empty folder fails before the database is touched
     store = open_from_args(args)
     try:
-        if studies.study_exists(store, args.name):
-            raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
-        adapter = load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
-                             device=args.device)
-        inputs = read_folder(adapter, args.images, args.limit)
+        adapter, inputs = _model_and_images(store, args)
         study_id = create_evaluation_study(
             store, args.name, adapter, inputs, [m.name for m in methods], n_forward=args.forward, seed=args.seed,
             attention_every=args.attention_every, n_options=args.options, batch_size=args.batch_size,
