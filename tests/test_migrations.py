@@ -2,6 +2,7 @@
 """Schema versions: models and head agree, older databases upgrade with their data, unversioned
 databases are recognised, and processes opening a new database at once do not collide."""
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -32,6 +33,20 @@ NOW = datetime(2025, 1, 20, 12, 0, tzinfo=timezone.utc)
 def _revision(store) -> str | None:
     with store.engine.connect() as conn:
         return current_revision(conn)
+
+
+@contextlib.contextmanager
+def _opened_at_head(store_url):
+    """The store at ``store_url`` opened (and so upgraded), checked to be at head with the models'
+    schema; closed after the block."""
+    opened = open_store(store_url)
+    try:
+        assert _revision(opened) == head_revision()
+        with opened.engine.connect() as conn:
+            assert schema_diffs(conn) == []
+        yield opened
+    finally:
+        opened.close()
 
 
 def _tables(store) -> set[str]:
@@ -139,14 +154,8 @@ def test_upgrade_from_0001_keeps_data(store_url):
     assert _revision(old) == "0001"
     old.close()
     counts = _fill_0001(store_url)
-    opened = open_store(store_url)  # upgrades to head
-    try:
-        assert _revision(opened) == head_revision()
-        with opened.engine.connect() as conn:
-            assert schema_diffs(conn) == []
+    with _opened_at_head(store_url) as opened:
         _check_upgraded_data(opened, counts)
-    finally:
-        opened.close()
 
 
 def test_downgrade_and_upgrade_again(store_url):
@@ -173,15 +182,8 @@ def test_unversioned_database_made_by_create_all(store_url):
         conn.execute(insert(Account.__table__).values(id=1, username="ann", password_hash="h", role="admin",
                                                       background="expert", created_at=NOW))
     engine.dispose()
-    opened = open_store(store_url)
-    try:
-        assert _revision(opened) == head_revision()
-        with opened.engine.connect() as conn:
-            assert schema_diffs(conn) == []
-        with opened.session() as s:
-            assert s.scalars(select(Account.background)).one() == "expert"
-    finally:
-        opened.close()
+    with _opened_at_head(store_url) as opened, opened.session() as s:
+        assert s.scalars(select(Account.background)).one() == "expert"
 
 
 def test_unversioned_database_of_the_first_schema(store_url):
@@ -191,12 +193,8 @@ def test_unversioned_database_of_the_first_schema(store_url):
         conn.execute(text(f'DROP TABLE "{VERSION_TABLE}"'))
     old.close()
     counts = _fill_0001(store_url)
-    opened = open_store(store_url)
-    try:
-        assert _revision(opened) == head_revision()
+    with _opened_at_head(store_url) as opened:
         _check_upgraded_data(opened, counts)
-    finally:
-        opened.close()
 
 
 def test_open_without_upgrade_leaves_database_alone(store_url):
@@ -249,16 +247,11 @@ def test_processes_opening_a_new_database_at_once(store_url, tmp_path):
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, err
         assert out.strip() == "opened"
-    opened = open_store(store_url)
-    try:
-        assert _revision(opened) == head_revision()
+    with _opened_at_head(store_url) as opened:
         with opened.engine.connect() as conn:
             assert conn.execute(text(f'SELECT COUNT(*) FROM "{VERSION_TABLE}"')).scalar() == 1
-            assert schema_diffs(conn) == []
         with opened.session() as s:
             assert s.scalar(select(func.count()).select_from(Account)) == n
-    finally:
-        opened.close()
 
 
 def test_unreachable_database_is_one_line_error():
@@ -279,12 +272,5 @@ def test_unversioned_database_of_a_later_schema(store_url, revision):
                                                       background="novice", created_at=NOW))
         conn.execute(text(f'DROP TABLE "{VERSION_TABLE}"'))
     old.close()
-    opened = open_store(store_url)
-    try:
-        assert _revision(opened) == head_revision()
-        with opened.engine.connect() as conn:
-            assert schema_diffs(conn) == []
-        with opened.session() as s:
-            assert s.scalars(select(Account.background)).one() == "novice"
-    finally:
-        opened.close()
+    with _opened_at_head(store_url) as opened, opened.session() as s:
+        assert s.scalars(select(Account.background)).one() == "novice"
