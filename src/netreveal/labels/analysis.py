@@ -402,13 +402,13 @@ def validate_concepts(
     device = adapter.device
     # every concept is tested against the same random pool on the same images: their activations
     # and the images' class-logit gradients are computed once, for every layer any concept needs
+    # (all_images[k] is analysis.images[k]; every predicted class is one of the model's, checked above)
+    depth = {name: d for d, name in enumerate(expl.layers)}
     all_layers = sorted({layer for per_class in wanted.values() for ls in per_class.values() for layer in ls},
-                        key=lambda name: expl.layers.index(name) if name in expl.layers else len(expl.layers))
-    in_classes = [i for i in analysis.images if i.predicted_class in names]
-    row_of = {i.media_id: k for k, i in enumerate(in_classes)}
+                        key=lambda name: depth.get(name, len(depth)))
     random_acts = layer_activations(adapter.model, randoms.to(device), all_layers, batch_size)
-    all_grads = layer_gradients(adapter.model, all_images[[index_of[i.media_id] for i in in_classes]].to(device),
-                                torch.tensor([names.index(i.predicted_class) for i in in_classes]).to(device),
+    all_grads = layer_gradients(adapter.model, all_images.to(device),
+                                torch.tensor([names.index(i.predicted_class) for i in analysis.images]).to(device),
                                 all_layers, batch_size)
     random_cavs: dict = {}
     for word in tqdm(sorted(wanted), desc="TCAV concepts", disable=not progress):
@@ -429,8 +429,8 @@ def validate_concepts(
         images = all_images[[index_of[i.media_id] for i in members]]
         targets = torch.tensor([names.index(i.predicted_class) for i in members])
         test_layers = sorted({layer for cls in classes for layer in per_class[cls]},
-                             key=lambda name: expl.layers.index(name) if name in expl.layers else len(expl.layers))
-        rows_idx = torch.tensor([row_of[i.media_id] for i in members], device=device)
+                             key=lambda name: depth.get(name, len(depth)))
+        rows_idx = torch.tensor([index_of[i.media_id] for i in members], device=device)
         result = tcav(adapter.model, positives.to(device), randoms.to(device), images.to(device), targets,
                       test_layers, name=word, n_runs=n_runs, set_size=min(set_size, len(chosen)), alpha=alpha,
                       batch_size=batch_size, seed=seed, class_names=names,
