@@ -114,6 +114,7 @@ def test_report_shows_the_numbers_escaped(hand, tmp_path):
     assert "+1.10" in page and "-0.94" in page  # trend slopes
     assert "clusters 0 + 1 merged" in page and "90.0%" in page  # local explanation of cart-000, block3
     assert "No annotators yet" in page and "Not run" in page
+    assert "--accent: #7a2c8f" in page and '<details id="parameters">' in page  # the shared layout
     assert page.count('class="bar"') == sum(len(g.labels) for g in analysis.explanations.global_explanations)
     data = json.loads((index.parent / "analysis.json").read_text())
     assert data["explanations"] == json.loads(json.dumps(analysis.explanations.to_dict()))
@@ -250,3 +251,28 @@ def test_short_layer_names_drop_the_shared_prefix_only():
     assert short_layer_names(["features.block1.conv2", "features.block4.conv3"]) == ["block1.conv2", "block4.conv3"]
     assert short_layer_names(["block1", "block2"]) == ["block1", "block2"]
     assert short_layer_names(["a.x", "a.x"]) == ["a.x", "a.x"]  # never two alike, never empty
+
+
+def test_slopes_keep_their_sign():
+    from netreveal.labels.report import signed
+
+    assert [signed(v) for v in (1.1, -0.9375, 0.0, 2.004)] == ["+1.10", "-0.94", "+0.00", "+2.00"]
+    assert signed(float("nan")) == "–"
+
+
+def test_analysis_pages_share_the_main_reports_look():
+    """The base layout of the analysis pages uses the main report's colours, type, header and tables."""
+    import re
+
+    from netreveal.report_pages import TEMPLATES
+
+    def rules(name: str) -> dict[str, str]:
+        text = (TEMPLATES / name).read_text(encoding="utf-8")
+        found = re.findall(r"^\s*([^{}\n]+?)\{([^}]*)\}", text, re.MULTILINE)
+        return {selector.strip(): " ".join(body.split()) for selector, body in found}
+
+    main, base = rules("index.html.j2"), rules("base.html.j2")
+    for selector in (":root", "*", "body", "header", "header h1", "nav a", "table", "th", ".scroll", "details pre"):
+        assert base[selector] == main[selector], selector
+    for page in ("labels.html.j2", "userstudy.html.j2"):
+        assert '{% extends "base.html.j2" %}' in (TEMPLATES / page).read_text(encoding="utf-8")

@@ -4,11 +4,13 @@ import csv
 import json
 import math
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from netreveal.errors import NetrevealError
 from netreveal.userstudy import (
     Participant,
     Response,
@@ -17,10 +19,18 @@ from netreveal.userstudy import (
     simulate_study,
     write_analysis_report,
 )
-from netreveal.userstudy.stats import holm, rank_sum, signed_rank, t_interval
+from netreveal.userstudy.stats import (
+    clip_interval,
+    holm,
+    rank_sum,
+    signed_rank,
+    t_interval,
+    wilson_interval,
+)
 
 T_975_DF4 = 2.7764451051977987  # Student t quantile tables: t(0.975; 4) = 2.776
 T_975_DF2 = 4.302652729911275  # t(0.975; 2) = 4.303
+Z_975 = 1.959963984540054  # standard normal quantile: z(0.975) = 1.960
 
 ALPHA, BETA, GAMMA = "alpha", "beta & <b>co</b>", "gamma"
 # per participant, two ratings (images r1, r2) of each method on informativeness
@@ -106,11 +116,15 @@ def test_forward_simulation(tiny):
     without, with_any, with_alpha = rows[("without", None)], rows[("with", None)], rows[("with", ALPHA)]
     assert (without.n_answers, without.n_correct, without.accuracy) == (8, 4, pytest.approx(0.5))
     assert (with_any.n_answers, with_any.n_correct, with_any.accuracy) == (8, 6, pytest.approx(0.75))
-    # alpha: p1 1.0, p2 1.0, p4 0.0 -> mean 2/3, sd sqrt(1/3)
-    half = T_975_DF2 * math.sqrt(1 / 3) / math.sqrt(3)
+    # alpha: p1 1.0, p2 1.0, p4 0.0 -> mean 2/3 (a t interval over three participants, 2/3 ± 1.43, leaves [0, 1])
     assert with_alpha.accuracy == pytest.approx(2 / 3)
-    assert (with_alpha.ci_low, with_alpha.ci_high) == pytest.approx((2 / 3 - half, 2 / 3 + half))
     assert with_alpha.pooled == pytest.approx(3 / 4)  # 3 of p1's, p2's and p4's 4 answers
+    # the interval is Wilson's for 3 correct of 4: the roots p of (3/4 - p)^2 = z^2 p (1 - p) / 4
+    assert 0 < with_alpha.ci_low < 0.75 < with_alpha.ci_high < 1
+    for p in (with_alpha.ci_low, with_alpha.ci_high):
+        assert (0.75 - p) ** 2 == pytest.approx(Z_975**2 * p * (1 - p) / 4)
+    assert (with_alpha.ci_low, with_alpha.ci_high) == pytest.approx((0.3006418, 0.9544127))
+    assert (without.ci_low, without.ci_high) == pytest.approx(wilson_interval(4, 8))
     tests = {t.method: t for t in tiny.forward_tests}
     # any method: with 1 .5 1 .5 vs without .5 0 1 .5 -> two differences of .5: R+ = 3, p = 2 * 1/4
     assert tests[None].n_participants == 4 and tests[None].statistic == 0 and tests[None].p == pytest.approx(0.5)
@@ -157,6 +171,80 @@ def test_statistics_helpers_against_references():
     assert u.u == 0 and u.p == pytest.approx(0.2)
     mean, sd, low, high = t_interval([1.0, 2.0, 3.0])
     assert (mean, sd) == (2.0, 1.0) and high - mean == mean - low == pytest.approx(T_975_DF2 / math.sqrt(3))
+
+
+def test_wilson_interval_against_its_definition():
+    for k, n in ((0, 10), (3, 4), (7, 20), (20, 20), (1, 1), (55, 120)):
+        low, high = wilson_interval(k, n)
+        p_hat = k / n
+        # the interval is every p a two-sided score test does not reject: its ends solve
+        # (p_hat - p)^2 = z^2 p (1 - p) / n, and p_hat lies inside
+        for end in (low, high):
+            assert (p_hat - end) ** 2 == pytest.approx(Z_975**2 * end * (1 - end) / n, abs=1e-12)
+        assert 0 <= low <= p_hat <= high <= 1
+        reference = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert (low, high) == pytest.approx((reference.low, reference.high))
+    # no successes: the lower end is 0 and the upper z^2 / (n + z^2) (0.2775 for n = 10)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, Z_975**2 / (10 + Z_975**2)))
+    assert wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    low90, high90 = wilson_interval(3, 4, confidence=0.9)
+    assert wilson_interval(3, 4)[0] < low90 < high90 < wilson_interval(3, 4)[1]
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def _ratings(per_participant: dict[str, dict[str, int]]) -> list:
+    """One informativeness rating per (method, participant)."""
+    return [Response(pid, "r1", "rating", image="r1", method=method, scale="informativeness", value=value)
+            for method, per in per_participant.items() for pid, value in per.items()]
+
+
+def test_rating_intervals_stay_on_the_scale():
+    high = {"p1": 5, "p2": 5, "p3": 4}  # mean 14/3, sd sqrt(1/3): t interval 4.67 ± 1.43 reaches 6.10
+    low = {"p1": 1, "p2": 1, "p3": 2}  # mean 4/3: reaches -0.10
+    a = analyse(_ratings({"top": high, "bottom": low}), methods=["top", "bottom"], exclude=[])
+    half = T_975_DF2 * math.sqrt(1 / 3) / math.sqrt(3)
+    top, bottom = a.score("top", "informativeness"), a.score("bottom", "informativeness")
+    assert top.mean == pytest.approx(14 / 3) and top.half_width == pytest.approx(half)
+    assert (top.ci_low, top.ci_high) == pytest.approx((14 / 3 - half, 5.0))  # clipped above only
+    assert (bottom.ci_low, bottom.ci_high) == pytest.approx((1.0, 4 / 3 + half))  # clipped below only
+    _, _, t_low, t_high = t_interval(list(high.values()))
+    assert t_high > 5 and t_high == pytest.approx(14 / 3 + half)  # the t interval itself is unchanged
+    assert clip_interval(t_low, t_high, (1, 5)) == pytest.approx((top.ci_low, 5.0))
+    nan_low, nan_high = clip_interval(math.nan, math.nan, (1, 5))
+    assert math.isnan(nan_low) and math.isnan(nan_high)
+
+
+def test_methods_with_few_participants_are_flagged(tiny, tmp_path):
+    # every method was rated by the five analysed participants (p6, excluded, does not count)
+    assert tiny.min_participants == 10
+    assert tiny.method_participants == {ALPHA: 5, BETA: 5, GAMMA: 5}
+    assert tiny.few_participants() == [(ALPHA, 5), (BETA, 5), (GAMMA, 5)]
+    page = _Page()
+    page.feed(write_analysis_report(tiny, tmp_path / "few").read_text(encoding="utf-8"))
+    text = " ".join(" ".join(page.text).split())
+    assert f"Few participants: fewer than 10 for {ALPHA} (5), {BETA} (5), {GAMMA} (5);" in text
+    enough = analyse(_responses(), methods=[ALPHA, BETA, GAMMA], min_participants=5)
+    assert enough.few_participants() == [] and enough.to_dict()["min_participants"] == 5
+    page = _Page()
+    page.feed(write_analysis_report(enough, tmp_path / "enough").read_text(encoding="utf-8"))
+    assert "Few participants" not in " ".join(page.text)
+    # a method nobody saw counts zero participants
+    assert analyse(_responses(), methods=[ALPHA, BETA, GAMMA, "delta"]).few_participants()[-1] == ("delta", 0)
+    with pytest.raises(NetrevealError, match="min_participants"):
+        analyse(_responses(), min_participants=-1)
+
+
+def test_report_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from test_userstudy_analysis import _responses; "
+            "from netreveal.userstudy import analyse, write_analysis_report; "
+            f"write_analysis_report(analyse(_responses()), {str(tmp_path / 'r')!r}); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parent)
+    assert done.stdout.strip() == "False" and (tmp_path / "r" / "index.html").is_file()
 
 
 def test_to_dict_is_json(tiny):
@@ -232,8 +320,10 @@ def test_report(tiny, tmp_path):
     s = tiny.score(ALPHA, "informativeness")
     assert f"{s.mean:.2f} ± {s.ci_high - s.mean:.2f}" == "4.20 ± 0.71" and "4.20 ± 0.71" in text
     assert "[3.49, 4.91]" in text and "0.250" in text and "0.188" in text and "0.750" in text
+    assert "[0.301, 0.954]" in text  # Wilson interval of alpha's pooled forward accuracy, 3 of 4
     assert page.tags.count("svg") == 1 and page.tags.count("rect") >= 6  # 3 methods x 2 scales + legend
     assert "responses.csv" in page.links and "analysis.json" in page.links
+    assert "#ratings" in page.links and "--accent: #7a2c8f" in text  # the analysis pages' shared layout
     with open(out / "responses.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(_responses())

@@ -8,9 +8,12 @@ cluster maps over the image, with their best labels and weights; clusters sharin
 merged), and the parameters, seed and versions. ``analysis.json`` beside ``index.html`` holds the
 numbers.
 
-Every string that comes from people or the study (labels, image keys, class, layer and annotator
-names) is escaped: the page is rendered by Jinja2 with autoescaping and the SVG charts are built
-with ``html.escape``. The folder is written to a temporary sibling and moved into place.
+The page is the template ``report/templates/labels.html.j2`` (on the analysis pages' shared
+layout, :mod:`netreveal.report_pages`); this module prepares what it shows: tables as rows of
+cells, numbers formatted by :mod:`netreveal.formatting`, charts as inline SVG. Every string that
+comes from people or the study (labels, image keys, class, layer and annotator names) is escaped:
+Jinja2 autoescapes the page and the SVG charts are built with ``html.escape``. The folder is
+written to a temporary sibling and moved into place.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from jinja2 import Environment
 from markupsafe import Markup
 
 from netreveal.errors import NetrevealError
@@ -31,6 +33,7 @@ from netreveal.fileio import check_output_folder, staged_folder
 from netreveal.formatting import fmt, fmt_p
 from netreveal.labels.analysis import StudyAnalysis
 from netreveal.report.plots import line_chart_svg
+from netreveal.report_pages import Cell, Table, name, render_page
 
 BAR_COLOUR = "#7a2c8f"
 TREND_WORDS = 8  # labels per class in the trend table (highest summed score)
@@ -54,12 +57,12 @@ def bars_svg(rows: Sequence[tuple[str, float, str]], *, title: str = "", width: 
         y = top + k * (bar_h + gap)
         w = max(1.0, plot_w * max(0.0, min(value, peak)) / peak)
         short = label if len(label) <= 16 else label[:15] + "…"
-        tip = f"{label}: {value:.2f}" + (f" ({note})" if note else "")
+        tip = f"{label}: {fmt(value)}" + (f" ({note})" if note else "")
         parts.append(f'<text x="{label_w - 4}" y="{y + 11}" font-size="11" text-anchor="end">{html.escape(short)}</text>'
                      f'<rect class="bar" x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{BAR_COLOUR}">'
                      f"<title>{html.escape(tip)}</title></rect>"
                      f'<text x="{label_w + w + 4:.1f}" y="{y + 11}" font-size="10" fill="#5b6475">'
-                     f"{value:.2f}{(' · ' + html.escape(note)) if note else ''}</text>")
+                     f"{fmt(value)}{(' · ' + html.escape(note)) if note else ''}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -102,160 +105,6 @@ def class_trends(analysis: StudyAnalysis, n_words: int = TREND_WORDS, n_lines: i
                                title=f"{cls}: label score by layer", x_label="layer, shallow → deep")
         out[cls] = {"rows": words, "chart": Markup(chart) if chart else None}
     return {"layers": short, "classes": out}
-
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-  body { font: 15px/1.45 system-ui, -apple-system, Segoe UI, sans-serif; color: #1d2430; background: #f6f7f9; margin: 0; }
-  header { background: #fff; border-bottom: 1px solid #dde2ea; padding: 16px 24px; }
-  header h1 { margin: 0; font-size: 22px; }
-  header nav a { margin-right: 12px; color: #7a2c8f; }
-  main { padding: 16px 24px; max-width: 1400px; overflow-wrap: anywhere; }
-  table { border-collapse: collapse; background: #fff; margin: 8px 0 16px; }
-  th, td { border: 1px solid #dde2ea; padding: 4px 8px; text-align: right; vertical-align: top; }
-  th:first-child, td:first-child, td.name { text-align: left; }
-  th { background: #eef0f4; }
-  .muted { color: #5b6475; font-size: 13px; }
-  .card { background: #fff; border: 1px solid #dde2ea; border-radius: 8px; padding: 12px 16px; margin: 14px 0; }
-  .card h3 { margin: 0 0 8px; font-size: 17px; }
-  .grid { display: flex; flex-wrap: wrap; gap: 10px 22px; align-items: flex-start; }
-  .layer-chart .muted { margin: 0; }
-  .scroll { overflow-x: auto; max-width: 100%; }
-  .sig { font-weight: 600; color: #1c7c3a; }
-  .ns { color: #8a8f99; }
-  img.thumb { width: 72px; height: 72px; border-radius: 3px; display: block; }
-  img.input { width: 128px; height: 128px; border-radius: 4px; }
-  img.ex { width: 40px; height: 40px; border-radius: 3px; vertical-align: middle; }
-  .entry { display: inline-flex; gap: 6px; align-items: flex-start; margin: 4px 14px 4px 0; }
-  .entry .maps { display: flex; gap: 2px; }
-  .entry ul { list-style: none; margin: 0; padding: 0; font-size: 13px; }
-  .entry .best { font-weight: 700; }
-  .image-head { display: flex; gap: 14px; align-items: flex-start; }
-  td.layer { font-size: 13px; font-weight: 600; white-space: nowrap; }
-  td.entries { text-align: left; }
-  details pre { background: #fff; border: 1px solid #dde2ea; padding: 8px; overflow: auto; }
-</style>
-</head>
-<body>
-<header><h1>{{ title }}</h1>
-<nav><a href="#global">Global</a><a href="#trends">Trends</a><a href="#agreement">Agreement</a><a href="#tcav">TCAV</a>
-<a href="#images">Images</a><a href="#parameters">Parameters</a></nav></header>
-<main>
-<p>Study <b>{{ a.study }}</b>: {{ a.images|length }} images, {{ a.items|length }} cluster maps,
-{{ a.n_labels }} labels{% if a.sources %} ({% for s, n in a.sources|dictsort %}{{ n }} from {{ s }}{{ ", " if not loop.last }}{% endfor %}){% endif %}
-by {{ a.n_players }} players; layers shallow to deep: {{ a.layers|join(", ") }}.
-Label embeddings: {{ a.provenance.embedding_model }}. Numbers: <a href="analysis.json">analysis.json</a>.</p>
-<p class="muted">A label's score is the sum over the players who gave it of (1 − 0.1 × reveal step), a wrong class
-guess counting a quarter. Per image and layer, cluster maps sharing a best label are merged (weights summed);
-a global explanation sums, per class and layer, the best-label scores over the class's images.</p>
-
-<h2 id="global">Global explanations</h2>
-{% for cls, layers in charts.items() %}
-<section class="card" id="class-{{ loop.index }}">
-  <h3>{{ cls }}</h3>
-  <div class="grid">
-  {% for c in layers %}
-    <div class="layer-chart">{% if c.svg %}{{ c.svg }}{% else %}<b>{{ c.g.layer }}</b><p class="muted">no best label</p>{% endif %}
-      <p class="muted">{{ c.g.n_images }} image{{ "s" if c.g.n_images != 1 }}</p></div>
-  {% endfor %}
-  </div>
-  <details><summary>Table</summary><div class="scroll"><table>
-  <tr><th>layer</th><th>label</th><th>score</th><th>maps</th><th>mean weight %</th><th>examples</th></tr>
-  {% for c in layers %}{% for lab in c.g.labels %}<tr><td>{{ c.g.layer }}</td><td class="name">{{ lab.word }}</td>
-  <td>{{ fmt(lab.score) }}</td><td>{{ lab.count }}</td><td>{{ fmt(lab.mean_weight, 1) }}</td>
-  <td class="name">{% for key in lab.examples %}{% set k = image_index.get(key) %}{% if k is not none %}<a href="#img-{{ k }}" title="{{ key }}"><img class="ex" src="{{ inputs[k] }}" alt="{{ key }}"></a>{% else %}{{ key }}{% endif %} {% endfor %}</td></tr>
-  {% endfor %}{% endfor %}
-  </table></div></details>
-</section>
-{% else %}<p>No label has a best label yet.</p>{% endfor %}
-
-<h2 id="trends">Label trends across depth</h2>
-<p class="muted">Per class, the labels with the highest summed score: their summed best-label score at each layer
-and the least-squares slope over depth (layer index 0, 1, …); rising labels first. The chart draws the steepest.</p>
-{% for cls, t in trends.classes.items() %}
-<section class="card">
-  <h3>{{ cls }}</h3>
-  <div class="grid">{% if t.chart %}<div>{{ t.chart }}</div>{% endif %}
-  <div class="scroll"><table>
-  <tr><th>label</th>{% for layer in trends.layers %}<th title="{{ a.layers[loop.index0] }}">{{ layer }}</th>{% endfor %}<th>slope</th></tr>
-  {% for row in t.rows %}<tr><td class="name">{{ row.word }}</td>{% for v in row.scores %}<td>{{ fmt(v, 1) }}</td>{% endfor %}
-  <td>{{ "%+.2f"|format(row.slope) }}</td></tr>{% endfor %}
-  </table></div></div>
-</section>
-{% endfor %}
-
-<h2 id="agreement">Naming-studio agreement</h2>
-{% set ag = a.agreement %}
-{% if not ag.annotators %}<p>No annotators yet: nobody has named concepts for this study in the naming studio.</p>
-{% else %}
-<p class="muted">Over the study's {{ ag.n_maps }} maps. Coverage: share of the maps an annotator put in a concept.
-ARI / AMI: adjusted Rand index and adjusted mutual information of two groupings over the maps both named; name
-similarity: cosine similarity of the names of concepts matched by overlap (exact: same cleaned name), weighted by
-the maps they share.</p>
-<div class="scroll"><table>
-<tr><th>annotator</th><th>concepts</th><th>named maps</th><th>coverage</th></tr>
-{% for p in ag.annotators %}<tr><td class="name">{{ p.name }}</td><td>{{ p.concepts }}</td><td>{{ p.named_maps }}</td><td>{{ fmt(p.coverage, 3) }}</td></tr>{% endfor %}
-</table></div>
-{% if ag.report %}
-<div class="scroll"><table>
-<tr><th>annotator A</th><th>annotator B</th><th>maps both named</th><th>ARI</th><th>AMI</th><th>name similarity</th><th>exact names</th></tr>
-{% for p in ag.report.pairs %}<tr><td class="name">{{ p.a }}</td><td class="name">{{ p.b }}</td><td>{{ p.n_common }}</td>
-<td>{{ fmt(p.ari, 3) }}</td><td>{{ fmt(p.ami, 3) }}</td><td>{{ fmt(p.name_similarity, 3) }}</td><td>{{ fmt(p.name_exact, 3) }}</td></tr>{% endfor %}
-<tr><td colspan="3">mean over pairs</td><td>{{ fmt(ag.report.mean_ari, 3) }}</td><td>{{ fmt(ag.report.mean_ami, 3) }}</td>
-<td>{{ fmt(ag.report.mean_name_similarity, 3) }}</td><td></td></tr>
-</table></div>
-{% else %}<p>One annotator so far: agreement needs two.</p>{% endif %}
-{% endif %}
-
-<h2 id="tcav">TCAV of label concepts</h2>
-{% if a.tcav is none %}<p>Not run (<code>netreveal labels analyse --tcav</code> validates each class's top labels on the study's model).</p>
-{% else %}
-<p class="muted">Each class's top labels as concepts: images of the regions their cluster maps reveal against random
-regions of the study's images, {{ a.tcav.params.n_runs }} runs each, at {% if a.tcav.params.layers == "best" %}the layer
-where the label scores highest for the class{% elif a.tcav.params.layers == "named" %}every layer where the label is one
-of the class's top labels{% else %}the chosen layers{% endif %}; TCAV score = share of the class's images whose
-class logit grows along the concept's direction; two-sided t-test against random-vs-random runs at
-α = {{ a.tcav.params.alpha }}. Non-significant results are marked n.s.</p>
-{% if a.tcav.rows %}<div class="scroll"><table>
-<tr><th>class</th><th>concept</th><th>layer</th><th>TCAV</th><th>± sd</th><th>random</th><th>p</th><th></th><th>CAV accuracy</th><th>concept maps</th><th>class images</th></tr>
-{% for r in a.tcav.rows %}<tr class="{{ 'sig-row' if r.significant else 'ns-row' }}"><td class="name">{{ r.image_class }}</td><td class="name">{{ r.concept }}</td><td>{{ r.layer }}</td>
-<td>{{ fmt(r.score) }}</td><td>{{ fmt(r.score_std) }}</td><td>{{ fmt(r.random) }}</td><td>{{ fmt_p(r.p_value) }}</td>
-<td class="{{ 'sig' if r.significant else 'ns' }}">{{ ("significant, " ~ r.direction) if r.significant else "n.s." }}</td>
-<td>{{ fmt(r.cav_accuracy) }}</td><td>{{ r.n_concept_images }}</td><td>{{ r.n_class_images }}</td></tr>{% endfor %}
-</table></div>{% else %}<p>No concept could be tested.</p>{% endif %}
-{% if a.tcav.skipped %}<p class="muted">Not tested: {% for s in a.tcav.skipped %}{{ s.concept }} ({{ s["class"] }}: {{ s.reason }}){{ "; " if not loop.last }}{% endfor %}.</p>{% endif %}
-{% endif %}
-
-<h2 id="images">Local explanations</h2>
-<p class="muted">Per image and layer: the cluster maps over the image, each group with its best labels (score) and
-its weight (share of the layer's evidence, percent).</p>
-{% for img in local %}
-<section class="card" id="img-{{ img.k }}">
-  <div class="image-head"><img class="input" src="{{ inputs[img.k] }}" alt="input image {{ img.info.key }}">
-  <div><h3>{{ img.info.key }}</h3><p>predicted <b>{{ img.info.predicted_class }}</b> ({{ "%.0f"|format(100 * img.info.probability) }}%)
-  {% if img.info.true_class %} · true {{ img.info.true_class }}{% endif %}</p>
-  <p class="muted">{{ img.n_maps }} labelled cluster maps</p></div></div>
-  <div class="scroll"><table>
-  {% for layer in img.layers %}<tr><td class="layer">{{ layer.name }}</td><td class="entries">
-  {% for e in layer.entries %}<div class="entry"><div class="maps">{% for src in e.thumbs %}<img class="thumb" src="{{ src }}" alt="cluster map {{ e.clusters[loop.index0] }} of {{ layer.name }}">{% endfor %}</div>
-  <ul><li class="muted">{% if e.clusters|length > 1 %}clusters {{ e.clusters|join(" + ") }} merged{% else %}cluster {{ e.clusters[0] }}{% endif %} · {{ fmt(e.weight, 1) }}%</li>
-  {% for lab in e.labels %}<li class="{{ 'best' if loop.first }}">{{ lab.word }} <span class="muted">{{ fmt(lab.score) }}</span></li>{% else %}<li class="muted">no usable label</li>{% endfor %}</ul></div>
-  {% endfor %}</td></tr>{% endfor %}
-  </table></div>
-</section>
-{% endfor %}
-
-<h2 id="parameters">Parameters and versions</h2>
-<details><summary>Parameters, seed and versions</summary><pre>{{ meta }}</pre></details>
-</main>
-</body>
-</html>
-"""
 
 
 def check_out_dir(out: Path) -> None:
@@ -312,7 +161,77 @@ class _Pictures:
         return self.save(overlay(image, cmap), 96)
 
 
+def signed(value: float) -> str:
+    """A slope with its sign ("+1.10", "-0.94"), through :func:`netreveal.formatting.fmt`."""
+    text = fmt(value)
+    return text if text.startswith("-") or text == fmt(None) else "+" + text
+
+
+def _global_sections(analysis: StudyAnalysis, inputs: dict[int, str], image_index: dict[str, int]) -> list[dict]:
+    """Per class: its bar charts (one per layer) and the rows of its label table."""
+    sections = []
+    for cls, layers in global_charts(analysis).items():
+        rows = []
+        for c in layers:
+            for lab in c["g"].labels:
+                examples = []
+                for key in lab.examples:
+                    k = image_index.get(key)
+                    examples.append({"key": key, "k": k, "src": inputs.get(k) if k is not None else None})
+                rows.append({"layer": c["g"].layer, "word": lab.word, "score": fmt(lab.score), "maps": lab.count,
+                             "weight": fmt(lab.mean_weight, 1), "examples": examples})
+        charts = [{"svg": c["svg"], "layer": c["g"].layer, "n_images": c["g"].n_images} for c in layers]
+        sections.append({"cls": cls, "charts": charts, "rows": rows})
+    return sections
+
+
+def _trend_sections(analysis: StudyAnalysis) -> list[dict]:
+    """Per class: the trend chart and the table of label scores by layer with their slopes."""
+    trends = class_trends(analysis)
+    header = ["label", *(Cell(short, title=full) for short, full in zip(trends["layers"], analysis.layers)), "slope"]
+    sections = []
+    for cls, t in trends["classes"].items():
+        table = Table(list(header))
+        for row in t["rows"]:
+            table.add([name(row.word), *(fmt(v, 1) for v in row.scores), signed(row.slope)])
+        sections.append({"cls": cls, "chart": t["chart"], "table": table})
+    return sections
+
+
+def _agreement_tables(analysis: StudyAnalysis) -> dict[str, Table | None]:
+    """The annotators' table and, with two annotators or more, the pairs' table."""
+    ag = analysis.agreement
+    annotators = Table(["annotator", "concepts", "named maps", "coverage"])
+    for p in ag.annotators:
+        annotators.add([name(p.name), str(p.concepts), str(p.named_maps), fmt(p.coverage, 3)])
+    pairs = None
+    if ag.report:
+        pairs = Table(["annotator A", "annotator B", "maps both named", "ARI", "AMI", "name similarity", "exact names"])
+        for p in ag.report.pairs:
+            pairs.add([name(p.a), name(p.b), str(p.n_common), fmt(p.ari, 3), fmt(p.ami, 3),
+                       fmt(p.name_similarity, 3), fmt(p.name_exact, 3)])
+        r = ag.report
+        pairs.add([Cell("mean over pairs", span=3), fmt(r.mean_ari, 3), fmt(r.mean_ami, 3),
+                   fmt(r.mean_name_similarity, 3), ""])
+    return {"annotators": annotators, "pairs": pairs}
+
+
+def _tcav_table(analysis: StudyAnalysis) -> Table | None:
+    """One row per tested concept, class and layer; rows and verdicts marked significant or n.s."""
+    if analysis.tcav is None:
+        return None
+    table = Table(["class", "concept", "layer", "TCAV", "± sd", "random", "p", "", "CAV accuracy", "concept maps",
+                   "class images"])
+    for r in analysis.tcav.rows:
+        verdict = Cell(f"significant, {r.direction}", "sig") if r.significant else Cell("n.s.", "ns")
+        table.add([name(r.image_class), name(r.concept), r.layer, fmt(r.score), fmt(r.score_std), fmt(r.random),
+                   fmt_p(r.p_value), verdict, fmt(r.cav_accuracy), str(r.n_concept_images), str(r.n_class_images)],
+                  "sig-row" if r.significant else "ns-row")
+    return table
+
+
 def _local(analysis: StudyAnalysis, pics: _Pictures, image_index: dict[str, int]) -> list[dict]:
+    """Per labelled image: its layers, each with its (merged) cluster maps, weights and best labels."""
     out = []
     for expl in analysis.explanations.local:
         k = image_index.get(expl.image)
@@ -325,9 +244,14 @@ def _local(analysis: StudyAnalysis, pics: _Pictures, image_index: dict[str, int]
             for e in layer.entries:
                 thumbs = [pics.overlay(info.media_id, analysis.items[i].map_media_id) for i in e.item_ids]
                 n_maps += len(thumbs)
-                entries.append({"clusters": e.clusters, "weight": e.weight, "labels": e.labels, "thumbs": thumbs})
+                clusters = (f"clusters {' + '.join(map(str, e.clusters))} merged" if len(e.clusters) > 1
+                            else f"cluster {e.clusters[0]}")
+                entries.append({"thumbs": list(zip(thumbs, e.clusters)), "caption": f"{clusters} · {fmt(e.weight, 1)}%",
+                                "labels": [(lab.word, fmt(lab.score)) for lab in e.labels]})
             layers.append({"name": layer.layer, "entries": entries})
-        out.append({"k": k, "info": info, "layers": layers, "n_maps": n_maps})
+        out.append({"k": k, "key": info.key, "predicted": info.predicted_class,
+                    "probability": fmt(100 * info.probability, 0), "true": info.true_class,
+                    "layers": layers, "n_maps": n_maps})
     return out
 
 
@@ -348,15 +272,16 @@ def write_label_report(analysis: StudyAnalysis, out_dir: str | os.PathLike, titl
         (stage / "analysis.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
         meta = {"study": analysis.study, "model": analysis.model, "params": data["params"],
                 "tcav": data["tcav"]["params"] if data.get("tcav") else None, "provenance": data["provenance"]}
-        env = Environment(autoescape=True)
-        page = env.from_string(PAGE).render(
-            title=title or f"Labels of study {analysis.study}", a=analysis, charts=global_charts(analysis),
-            trends=class_trends(analysis), local=local, inputs=inputs, image_index=image_index,
-            fmt=fmt, fmt_p=fmt_p, meta=json.dumps(meta, indent=2, ensure_ascii=False, default=str),
+        page = render_page(
+            "labels.html.j2", title=title or f"Labels of study {analysis.study}", a=analysis,
+            sources=sorted(analysis.sources.items()), glob=_global_sections(analysis, inputs, image_index),
+            trends=_trend_sections(analysis), agreement=_agreement_tables(analysis), tcav=_tcav_table(analysis),
+            local=local, inputs=inputs, meta_title="Parameters, seed and versions",
+            meta=json.dumps(meta, indent=2, ensure_ascii=False, default=str),
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
     return out / "index.html"
 
 
 __all__ = ["bars_svg", "check_out_dir", "class_trends", "fmt", "fmt_p", "global_charts", "short_layer_names",
-           "write_label_report"]
+           "signed", "write_label_report"]

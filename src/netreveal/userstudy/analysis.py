@@ -5,19 +5,22 @@ averaged first (so participants who answered more questions do not weigh more, a
 one person are not treated as independent), and so are their forward-simulation answers.
 
 - Ratings: per method and scale the mean of the per-participant means with a Student-t confidence
-  interval (:func:`~netreveal.userstudy.stats.t_interval`).
+  interval (:func:`~netreveal.userstudy.stats.t_interval`), clipped to the 1-5 scale.
 - Method comparisons: per scale, every pair of methods by a two-sided Wilcoxon signed-rank test on
   the per-participant means of the participants who rated both
   (:func:`~netreveal.userstudy.stats.signed_rank`), Holm-Bonferroni adjusted within the scale.
 - Forward simulation: per participant the share of correct predictions with explanations (any
-  method, and per method) and without; the accuracies with t intervals; "with" against "without"
+  method, and per method) and without; the pooled accuracy (correct / answers) with a Wilson score
+  interval (:func:`~netreveal.userstudy.stats.wilson_interval`); "with" against "without"
   by a two-sided Wilcoxon signed-rank test on the per-participant accuracies (paired by
   participant); the per-method tests Holm-adjusted among themselves.
 - Backgrounds (when both novices and experts are present): per scale and method a two-sided
   Mann-Whitney U test between the groups' per-participant means, Holm-adjusted within the scale.
 
 Participants failing an attention check are excluded first (:func:`~netreveal.userstudy.design.exclusions`).
-When a participant answered the same item twice, the last response counts.
+When a participant answered the same item twice, the last response counts. Methods seen by fewer
+than ``min_participants`` analysed participants are listed by :meth:`Analysis.few_participants`
+(their intervals are wide and their tests have little power).
 """
 
 from __future__ import annotations
@@ -34,11 +37,28 @@ from pathlib import Path
 from typing import Any
 
 from netreveal.errors import NetrevealError
+from netreveal.formatting import fmt
 from netreveal.userstudy.design import exclusions
-from netreveal.userstudy.records import SCALES, Participant, Question, Response, write_responses_csv
-from netreveal.userstudy.stats import holm, rank_sum, signed_rank, t_interval
+from netreveal.userstudy.records import (
+    LIKERT,
+    SCALES,
+    Participant,
+    Question,
+    Response,
+    write_responses_csv,
+)
+from netreveal.userstudy.stats import (
+    clip_interval,
+    holm,
+    rank_sum,
+    signed_rank,
+    t_interval,
+    wilson_interval,
+)
 
-RATING_CI = "Student-t interval over per-participant means"
+MIN_PARTICIPANTS = 10  # fewer participants per method: the report warns
+RATING_CI = "Student-t interval over per-participant means, clipped to the 1-5 scale"
+FORWARD_CI = "Wilson score interval of the pooled accuracy (correct / answers, answers counted as independent)"
 PAIR_TEST = "Wilcoxon signed-rank (two-sided) on per-participant means, Holm-Bonferroni within each scale"
 FORWARD_TEST = ("Wilcoxon signed-rank (two-sided) on per-participant accuracies with vs without explanations; "
                 "per-method tests Holm-Bonferroni adjusted among themselves")
@@ -63,7 +83,9 @@ class _Dict:
 
 @dataclass
 class MethodScore(_Dict):
-    """Mean rating of one method on one scale over ``n`` participants, with its interval."""
+    """Mean rating of one method on one scale over ``n`` participants, with its interval
+    (``ci_low``, ``ci_high``: clipped to the rating scale; ``half_width``: t · sd / sqrt(n), before
+    clipping)."""
 
     method: str
     scale: str
@@ -72,6 +94,7 @@ class MethodScore(_Dict):
     sd: float
     ci_low: float
     ci_high: float
+    half_width: float = math.nan
 
 
 @dataclass
@@ -101,8 +124,8 @@ class PairTest(_Dict):
 class ForwardAccuracy(_Dict):
     """Forward-simulation accuracy in one condition ("with": ``method`` None pools every method).
 
-    ``accuracy`` is the mean of per-participant accuracies (interval over participants);
-    ``pooled`` is n_correct / n_answers."""
+    ``accuracy`` is the mean of per-participant accuracies; ``pooled`` is n_correct / n_answers,
+    and (``ci_low``, ``ci_high``) its Wilson score interval."""
 
     condition: str
     method: str | None
@@ -169,6 +192,14 @@ class Analysis(_Dict):
     provenance: dict[str, Any]
     responses: list[Response] = field(default_factory=list, repr=False)
     participant_records: list[Participant] = field(default_factory=list, repr=False)
+    method_participants: dict[str, int] = field(default_factory=dict)
+    min_participants: int = MIN_PARTICIPANTS
+
+    def few_participants(self) -> list[tuple[str, int]]:
+        """(method, analysed participants who rated it or saw its explanations) for every method
+        with fewer than ``min_participants``, in method order."""
+        counts = [(m, self.method_participants.get(m, 0)) for m in self.methods]
+        return [(m, n) for m, n in counts if n < self.min_participants]
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -232,17 +263,21 @@ def analyse(
     methods: Sequence[str] | None = None,
     confidence: float = 0.95,
     alpha: float = 0.05,
+    min_participants: int = MIN_PARTICIPANTS,
 ) -> Analysis:
     """Analyse a study's responses (see the module docstring for every procedure).
 
     ``exclude`` lists participants to leave out; by default those failing an attention check
     (checked against ``questions``, the design, when given). ``methods`` fixes the order of the
-    methods (default: sorted names found in the responses).
+    methods (default: sorted names found in the responses). Methods with fewer than
+    ``min_participants`` participants are flagged (:meth:`Analysis.few_participants`).
     """
     all_responses = list(responses)
     people = list(participants)
     if not 0 < confidence < 1 or not 0 < alpha < 1:
         raise NetrevealError("confidence and alpha must lie strictly between 0 and 1")
+    if min_participants < 0:
+        raise NetrevealError("min_participants must not be negative")
     excluded = sorted(set(exclusions(all_responses, questions) if exclude is None else exclude))
     kept = [r for r in _latest(all_responses) if r.participant not in excluded]
     found = sorted({r.method for r in kept if r.method is not None})
@@ -264,7 +299,8 @@ def analyse(
         for m in methods:
             values = list(means.get((scale, m), {}).values())
             mean, sd, low, high = t_interval(values, confidence)
-            scores.append(MethodScore(m, scale, len(values), mean, sd, low, high))
+            ci_low, ci_high = clip_interval(low, high, LIKERT)
+            scores.append(MethodScore(m, scale, len(values), mean, sd, ci_low, ci_high, (high - low) / 2))
 
     pairs = []
     for scale in scales:
@@ -285,12 +321,15 @@ def analyse(
     forward, forward_tests = _forward(kept, methods, confidence, alpha)
     background = _background(means, people, analysed, scales, methods, alpha)
     comments = [(r.participant, r.text) for r in kept if r.kind == "comment" and r.text.strip()]
-    procedures = {"rating interval": f"{RATING_CI} ({confidence:.0%})", "method comparison": PAIR_TEST,
-                  "forward simulation": FORWARD_TEST, "backgrounds": BACKGROUND_TEST,
+    level = fmt(100 * confidence, 0) + "%"
+    procedures = {"rating interval": f"{RATING_CI} ({level})", "method comparison": PAIR_TEST,
+                  "forward interval": f"{FORWARD_CI} ({level})", "forward simulation": FORWARD_TEST,
+                  "backgrounds": BACKGROUND_TEST,
                   "exclusion": "participants failing any attention check" if exclude is None else "given list"}
+    seen = {m: len({r.participant for r in kept if r.method == m}) for m in methods}
     return Analysis(methods, scales, analysed, excluded, confidence, alpha, scores, pairs, forward, forward_tests,
                     background, comments, procedures, _provenance(),
-                    all_responses, people)
+                    all_responses, people, method_participants=seen, min_participants=min_participants)
 
 
 def _forward(kept: list[Response], methods: list[str], confidence: float,
@@ -308,10 +347,10 @@ def _forward(kept: list[Response], methods: list[str], confidence: float,
         per = answers.get(key, {})
         if not per and key[1] is not None:
             continue
-        acc = [_mean(v) for v in per.values()]
-        mean, _, low, high = t_interval(acc, confidence)
         n_answers, n_correct = sum(map(len, per.values())), sum(map(sum, per.values()))
-        rows.append(ForwardAccuracy(key[0], key[1], len(per), n_answers, n_correct, mean, low, high,
+        low, high = wilson_interval(n_correct, n_answers, confidence)
+        rows.append(ForwardAccuracy(key[0], key[1], len(per), n_answers, n_correct,
+                                    _mean([_mean(v) for v in per.values()]), low, high,
                                     n_correct / n_answers if n_answers else math.nan))
     without = {p: _mean(v) for p, v in answers.get(("without", None), {}).items()}
     for method in [None, *methods]:

@@ -1,10 +1,13 @@
 """A static HTML report of a user-study analysis: rating tables and bar chart with confidence
 intervals, pairwise tests with Holm-adjusted p-values, forward simulation, novices vs experts,
-participants' comments, and the raw data as CSV.
+participants' comments, and the raw data as CSV; a warning when a method has few participants.
 
-Every string that comes from users (title, method names, participant ids, comments) is escaped:
-the page is rendered by Jinja2 with autoescaping and the chart is built with ``html.escape``.
-The folder is written to a temporary sibling and moved into place.
+The page is the template ``report/templates/userstudy.html.j2`` (on the analysis pages' shared
+layout, :mod:`netreveal.report_pages`); this module prepares its tables as rows of cells with
+numbers formatted by :mod:`netreveal.formatting`, and the chart as inline SVG. Every string that
+comes from users (title, method names, participant ids, comments) is escaped: Jinja2 autoescapes
+the page and the chart is built with ``html.escape``. The folder is written to a temporary
+sibling and moved into place.
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ import math
 import os
 from pathlib import Path
 
-from jinja2 import Environment
 from markupsafe import Markup
 
 from netreveal.fileio import staged_folder
 from netreveal.formatting import fmt, fmt_p
+from netreveal.report_pages import Cell, Table, name, render_page
 from netreveal.userstudy.analysis import Analysis, MethodScore
 from netreveal.userstudy.records import LIKERT
 
 COLOURS = ["#7a2c8f", "#e07b00", "#1f77b4", "#2ca02c", "#d62728", "#8c564b", "#17becf", "#7f7f7f"]
+
+
+def percent(share: float) -> str:
+    """A share as a whole percentage ("95%"), through :func:`netreveal.formatting.fmt`."""
+    return fmt(100 * share, 0) + "%"
 
 
 def mark(p: float | None, significant: bool) -> str:
@@ -46,7 +54,7 @@ def bar_chart_svg(scores: list[MethodScore], methods: list[str], scales: list[st
         return top + plot_h * (1 - (min(max(v, low), high) - low) / (high - low))
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart" role="img">',
-             f"<title>mean rating per method with {confidence:.0%} confidence intervals</title>"]
+             f"<title>mean rating per method with {percent(confidence)} confidence intervals</title>"]
     for tick in range(int(low), int(high) + 1):
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#dde2ea"/>'
                      f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" text-anchor="end">{tick}</text>')
@@ -75,100 +83,64 @@ def bar_chart_svg(scores: list[MethodScore], methods: list[str], scales: list[st
     return "".join(parts)
 
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-  body { font: 15px/1.45 system-ui, -apple-system, Segoe UI, sans-serif; color: #1d2430; background: #f6f7f9; margin: 0; }
-  header { background: #fff; border-bottom: 1px solid #dde2ea; padding: 16px 24px; }
-  header h1 { margin: 0; font-size: 22px; }
-  main { padding: 16px 24px; max-width: 1200px; overflow-wrap: anywhere; }
-  table { border-collapse: collapse; background: #fff; margin: 8px 0 20px; }
-  th, td { border: 1px solid #dde2ea; padding: 4px 10px; text-align: right; white-space: nowrap; overflow-wrap: normal; }
-  td.name { white-space: normal; overflow-wrap: anywhere; max-width: 260px; }
-  th:first-child, td:first-child, td.name { text-align: left; }
-  th { background: #eef0f4; }
-  .muted { color: #5b6475; font-size: 13px; }
-  .sig { font-weight: 600; color: #1c7c3a; }
-  blockquote { background: #fff; border-left: 3px solid #7a2c8f; margin: 6px 0; padding: 4px 10px; white-space: pre-wrap; }
-  .scroll { overflow-x: auto; }
-</style>
-</head>
-<body>
-<header><h1>{{ title }}</h1></header>
-<main>
-<p>{{ a.participants|length }} participants analysed{% if a.excluded %}, {{ a.excluded|length }} excluded after failing an
-attention check ({{ a.excluded|join(", ") }}){% endif %}; methods: {{ a.methods|join(", ") }}.
-Raw data: <a href="responses.csv">responses.csv</a> (one row per response) · <a href="analysis.json">analysis.json</a>.</p>
+def _verdict(p_holm: float | None, significant: bool) -> Cell:
+    return Cell(mark(p_holm, significant), "sig" if significant else "muted")
 
-<h2 id="ratings">Ratings</h2>
-<p class="muted">Mean of the per-participant mean ratings (1–5) ± half-width of its {{ pct }} confidence interval
-(Student t over participants).</p>
-{% for scale in a.scales %}
-<h3>{{ scale }}</h3>
-<div class="scroll"><table>
-<tr><th>method</th><th>participants</th><th>mean ± CI</th><th>{{ pct }} CI</th><th>sd</th></tr>
-{% for s in scores[scale] %}<tr><td class="name">{{ s.method }}</td><td>{{ s.n }}</td><td>{{ fmt(s.mean) }} ± {{ fmt(half(s)) }}</td>
-<td>[{{ fmt(s.ci_low) }}, {{ fmt(s.ci_high) }}]</td><td>{{ fmt(s.sd) }}</td></tr>
-{% endfor %}</table></div>
-{% endfor %}
-{{ chart }}
 
-<h2 id="pairs">Method comparisons</h2>
-<p class="muted">{{ a.procedures["method comparison"] }}. W = min(R+, R−); r = matched-pairs rank-biserial
-correlation; marks on Holm-adjusted p: * &lt; {{ a.alpha }}, ** &lt; 0.01, *** &lt; 0.001.</p>
-{% if a.pairs %}<div class="scroll"><table>
-<tr><th>scale</th><th>method A</th><th>method B</th><th>participants</th><th>mean A − B</th><th>W</th><th>r</th>
-<th>p</th><th>p (Holm)</th><th></th><th>p from</th></tr>
-{% for t in a.pairs %}<tr><td>{{ t.scale }}</td><td class="name">{{ t.method_a }}</td><td class="name">{{ t.method_b }}</td>
-<td>{{ t.n_pairs }}</td><td>{{ fmt(t.mean_diff) }}</td><td>{{ fmt(t.statistic, 1) }}</td><td>{{ fmt(t.effect) }}</td>
-<td>{{ fmt_p(t.p) }}</td><td>{{ fmt_p(t.p_holm) }}</td><td class="{{ 'sig' if t.significant else 'muted' }}">{{ mark(t.p_holm, t.significant) }}</td>
-<td class="muted">{{ t.p_method }}</td></tr>
-{% endfor %}</table></div>{% else %}<p>Fewer than two methods were rated.</p>{% endif %}
+def rating_tables(a: Analysis) -> dict[str, Table]:
+    """Per scale: one row per method (participants, mean ± half-width, clipped interval, sd)."""
+    out = {}
+    for scale in a.scales:
+        table = Table(["method", "participants", "mean ± CI", f"{percent(a.confidence)} CI", "sd"])
+        for s in a.scores:
+            if s.scale == scale:
+                table.add([name(s.method), str(s.n), f"{fmt(s.mean)} ± {fmt(s.half_width)}",
+                           f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]", fmt(s.sd)])
+        out[scale] = table
+    return out
 
-<h2 id="forward">Forward simulation</h2>
-<p class="muted">Share of questions where the participant predicted the model's output; accuracy = mean of
-per-participant accuracies with its {{ pct }} t interval, pooled = correct / answers. {{ a.procedures["forward simulation"] }}.</p>
-{% if a.forward %}<div class="scroll"><table>
-<tr><th>condition</th><th>method</th><th>participants</th><th>answers</th><th>correct</th><th>accuracy</th><th>{{ pct }} CI</th><th>pooled</th></tr>
-{% for f in a.forward %}<tr><td>{{ f.condition }}</td><td class="name">{{ f.method if f.method is not none else "any" if f.condition == "with" else "–" }}</td>
-<td>{{ f.n_participants }}</td><td>{{ f.n_answers }}</td><td>{{ f.n_correct }}</td><td>{{ fmt(f.accuracy, 3) }}</td>
-<td>[{{ fmt(f.ci_low, 3) }}, {{ fmt(f.ci_high, 3) }}]</td><td>{{ fmt(f.pooled, 3) }}</td></tr>
-{% endfor %}</table></div>
-{% if a.forward_tests %}<div class="scroll"><table>
-<tr><th>explanations by</th><th>participants</th><th>accuracy with</th><th>without</th><th>difference</th><th>W</th><th>r</th>
-<th>p</th><th>p (Holm)</th><th></th></tr>
-{% for t in a.forward_tests %}<tr><td class="name">{{ t.method if t.method is not none else "any method" }}</td><td>{{ t.n_participants }}</td>
-<td>{{ fmt(t.accuracy_with, 3) }}</td><td>{{ fmt(t.accuracy_without, 3) }}</td><td>{{ fmt(t.mean_diff, 3) }}</td>
-<td>{{ fmt(t.statistic, 1) }}</td><td>{{ fmt(t.effect) }}</td><td>{{ fmt_p(t.p) }}</td><td>{{ fmt_p(t.p_holm) }}</td>
-<td class="{{ 'sig' if t.significant else 'muted' }}">{{ mark(t.p_holm, t.significant) }}</td></tr>
-{% endfor %}</table></div>{% endif %}
-{% else %}<p>No forward-simulation answers.</p>{% endif %}
 
-<h2 id="background">Novices and experts</h2>
-{% if a.background %}<p class="muted">{{ a.procedures["backgrounds"] }}. U is the novices' statistic;
-P(N&gt;E) = U / (n_novice · n_expert).</p>
-<div class="scroll"><table>
-<tr><th>scale</th><th>method</th><th>novices</th><th>experts</th><th>mean novices</th><th>mean experts</th><th>U</th>
-<th>P(N&gt;E)</th><th>p</th><th>p (Holm)</th><th></th></tr>
-{% for t in a.background %}<tr><td>{{ t.scale }}</td><td class="name">{{ t.method }}</td><td>{{ t.n_novice }}</td><td>{{ t.n_expert }}</td>
-<td>{{ fmt(t.mean_novice) }}</td><td>{{ fmt(t.mean_expert) }}</td><td>{{ fmt(t.u, 1) }}</td><td>{{ fmt(t.effect) }}</td>
-<td>{{ fmt_p(t.p) }}</td><td>{{ fmt_p(t.p_holm) }}</td><td class="{{ 'sig' if t.significant else 'muted' }}">{{ mark(t.p_holm, t.significant) }}</td></tr>
-{% endfor %}</table></div>
-{% else %}<p>Not compared: the analysed participants did not declare both backgrounds.</p>{% endif %}
+def pair_table(a: Analysis) -> Table:
+    """Every compared pair of methods per scale, with its Wilcoxon test."""
+    table = Table(["scale", "method A", "method B", "participants", "mean A − B", "W", "r", "p", "p (Holm)", "",
+                   "p from"])
+    for t in a.pairs:
+        table.add([t.scale, name(t.method_a), name(t.method_b), str(t.n_pairs), fmt(t.mean_diff), fmt(t.statistic, 1),
+                   fmt(t.effect), fmt_p(t.p), fmt_p(t.p_holm), _verdict(t.p_holm, t.significant),
+                   Cell(t.p_method, "muted")])
+    return table
 
-{% if a.comments %}<h2 id="comments">Comments</h2>
-{% for who, text in a.comments %}<blockquote><span class="muted">{{ who }}:</span> {{ text }}</blockquote>
-{% endfor %}{% endif %}
 
-<details><summary>Procedures and versions</summary><pre>{{ meta }}</pre></details>
-</main>
-</body>
-</html>
-"""
+def forward_table(a: Analysis) -> Table:
+    """Forward-simulation accuracy per condition (and method), pooled with its Wilson interval."""
+    table = Table(["condition", "method", "participants", "answers", "correct", "accuracy", "pooled",
+                   f"{percent(a.confidence)} CI (pooled)"])
+    for f in a.forward:
+        method = f.method if f.method is not None else "any" if f.condition == "with" else "–"
+        table.add([f.condition, name(method), str(f.n_participants), str(f.n_answers), str(f.n_correct),
+                   fmt(f.accuracy, 3), fmt(f.pooled, 3), f"[{fmt(f.ci_low, 3)}, {fmt(f.ci_high, 3)}]"])
+    return table
+
+
+def forward_test_table(a: Analysis) -> Table:
+    """With against without explanations, per method and for any method."""
+    table = Table(["explanations by", "participants", "accuracy with", "without", "difference", "W", "r", "p",
+                   "p (Holm)", ""])
+    for t in a.forward_tests:
+        table.add([name(t.method if t.method is not None else "any method"), str(t.n_participants),
+                   fmt(t.accuracy_with, 3), fmt(t.accuracy_without, 3), fmt(t.mean_diff, 3), fmt(t.statistic, 1),
+                   fmt(t.effect), fmt_p(t.p), fmt_p(t.p_holm), _verdict(t.p_holm, t.significant)])
+    return table
+
+
+def background_table(a: Analysis) -> Table:
+    """Novices against experts per scale and method."""
+    table = Table(["scale", "method", "novices", "experts", "mean novices", "mean experts", "U", "P(N>E)", "p",
+                   "p (Holm)", ""])
+    for t in a.background:
+        table.add([t.scale, name(t.method), str(t.n_novice), str(t.n_expert), fmt(t.mean_novice), fmt(t.mean_expert),
+                   fmt(t.u, 1), fmt(t.effect), fmt_p(t.p), fmt_p(t.p_holm), _verdict(t.p_holm, t.significant)])
+    return table
 
 
 def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title: str = "User study") -> Path:
@@ -180,12 +152,12 @@ def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title:
         analysis.write_csv(stage / "responses.csv")
         data = analysis.to_dict()
         (stage / "analysis.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-        env = Environment(autoescape=True)
         chart = bar_chart_svg(analysis.scores, analysis.methods, analysis.scales, confidence=analysis.confidence)
-        page = env.from_string(PAGE).render(
-            title=title, a=analysis, chart=Markup(chart), pct=f"{analysis.confidence:.0%}",
-            scores={scale: [s for s in analysis.scores if s.scale == scale] for scale in analysis.scales},
-            fmt=fmt, fmt_p=fmt_p, mark=mark, half=lambda s: s.ci_high - s.mean,
+        page = render_page(
+            "userstudy.html.j2", title=title, a=analysis, pct=percent(analysis.confidence), chart=Markup(chart),
+            few=analysis.few_participants(), ratings=rating_tables(analysis), pairs=pair_table(analysis),
+            forward=forward_table(analysis), forward_tests=forward_test_table(analysis),
+            background=background_table(analysis), meta_title="Procedures and versions",
             meta=json.dumps({"procedures": data["procedures"], "provenance": data["provenance"]}, indent=2),
         )
         (stage / "index.html").write_text(page, encoding="utf-8")

@@ -1,6 +1,9 @@
 """The statistics of a user study, each small enough to check by hand.
 
-- :func:`t_interval`: mean and Student-t confidence interval.
+- :func:`t_interval`: mean and Student-t confidence interval; :func:`clip_interval` limits it to
+  the values possible (a mean of 1-5 ratings cannot leave the scale).
+- :func:`wilson_interval`: Wilson score interval of a binomial proportion (stays within [0, 1] and
+  is not degenerate at 0 or n successes, unlike the Wald interval).
 - :func:`signed_rank`: Wilcoxon signed-rank test of paired samples (two-sided; zero differences
   dropped, as Wilcoxon proposed). The p-value comes from the exact null distribution
   (``scipy.stats.wilcoxon(method="exact")``) when there are no tied absolute differences and
@@ -39,6 +42,27 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     sd = float(x.std(ddof=1))
     half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
     return mean, sd, mean - half, mean + half
+
+
+def clip_interval(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """(low, high) limited to ``bounds`` = (lowest, highest possible value); NaN stays NaN."""
+    lowest, highest = bounds
+    return (low if math.isnan(low) else max(low, lowest), high if math.isnan(high) else min(high, highest))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion successes / n: the proportions p that a two-sided
+    score test at level 1 - confidence does not reject, |p̂ - p| <= z sqrt(p (1 - p) / n), with
+    z = Φ⁻¹((1 + confidence) / 2). (NaN, NaN) when n is 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie between 0 and n={n}, got {successes}")
+    z2 = float(sps.norm.ppf((1 + confidence) / 2)) ** 2
+    p = successes / n
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = math.sqrt(z2 * p * (1 - p) / n + z2 * z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
