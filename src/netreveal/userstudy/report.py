@@ -4,7 +4,7 @@ participants' comments, and the raw data as CSV.
 
 Every string that comes from users (title, method names, participant ids, comments) is escaped:
 the page is rendered by Jinja2 with autoescaping and the chart is built with ``html.escape``.
-The folder is written to a temporary sibling and moved into place.
+The folder is written to a staging folder beside it and moved into place.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from jinja2 import Environment
 from markupsafe import Markup
 
-from netreveal.fileio import staged_folder
+from netreveal.fileio import USER_STUDY_REPORT, staged_folder
 from netreveal.formatting import fmt, fmt_p
 from netreveal.userstudy.analysis import Analysis, MethodScore
 from netreveal.userstudy.records import LIKERT
@@ -171,12 +171,13 @@ P(N&gt;E) = U / (n_novice · n_expert).</p>
 """
 
 
-def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title: str = "User study") -> Path:
+def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title: str = "User study", *,
+                          force: bool = False) -> Path:
     """Write ``out_dir/index.html`` with ``responses.csv`` and ``analysis.json`` beside it; returns
-    the index path. An existing folder is replaced only once the new one is complete."""
+    the index path. ``out_dir`` must be free or empty, or (with ``force``) hold an earlier
+    user-study report, which is replaced only once the new one is complete."""
     out_dir = Path(out_dir)
-    out_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
-    with staged_folder(out_dir, ".netreveal-userstudy-") as stage:
+    with staged_folder(out_dir, USER_STUDY_REPORT, force=force, label="userstudy") as stage:
         analysis.write_csv(stage / "responses.csv")
         data = analysis.to_dict()
         (stage / "analysis.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
