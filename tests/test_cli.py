@@ -10,6 +10,7 @@ from PIL import Image
 
 from netreveal.cli import main
 from netreveal.data.partsworld import PartsWorld
+from netreveal.fileio import EXPLANATION_REPORT, MARKER, write_marker
 from netreveal.results import load
 
 
@@ -110,15 +111,16 @@ def _bad_inputs(tmp: Path, parts_folder: Path):
 
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, parts_folder):
     cases = _bad_inputs(tmp_path, parts_folder)
-    out = tmp_path / "out"
+    out = tmp_path / "out"  # an earlier report that --force would replace: bad input leaves it as it was
     out.mkdir()
+    write_marker(out, EXPLANATION_REPORT)
     (out / "keep.txt").write_text("earlier work")
     for name, (args, message) in cases.items():
-        code, _, stderr = run_cli("explain", "--out", str(out), "--quiet", *args)
+        code, _, stderr = run_cli("explain", "--out", str(out), "--force", "--quiet", *args)
         assert code == 2, (name, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("netreveal: error:"), (name, stderr)
         assert message in lines[0], (name, lines[0])
         assert "Traceback" not in stderr
-        assert sorted(p.name for p in out.iterdir()) == ["keep.txt"], name
-    assert not list(tmp_path.glob(".netreveal-report-*"))
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt", MARKER], name
+    assert not list(tmp_path.glob(".netreveal-*"))

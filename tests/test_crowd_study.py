@@ -220,7 +220,7 @@ def test_a_study_created_from_a_parts_world_folder_is_labelled(store, tmp_path):
     PartsWorld(size=64, seed=0, split="val").write_folder(tmp_path / "pw", 1, split="val", start_index=16)
     adapter = load_model("demo")
     inputs = read_folder(adapter, tmp_path / "pw", limit=2)
-    assert all(parse_image_key(k).split == "val" for k in inputs.keys)  # e.g. badge-val_0000023
+    assert all(parse_image_key(k).split == "val" for k in inputs.keys)  # e.g. badge/val_0000023.png
     create_study(store, "folder", adapter, inputs, layers="last:1")
     items, _ = study_crowd_items(store, "folder")
     for item in items:

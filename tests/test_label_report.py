@@ -123,13 +123,15 @@ def test_report_shows_the_numbers_escaped(hand, tmp_path):
     assert len(pictures) == 2 + len(LABELS)
     for name in pictures:
         assert f'src="img/{name}"' in page
-    # an earlier report is replaced; a folder holding something else is refused
-    again = write_label_report(analysis, tmp_path / "report")
+    # an earlier report is replaced only with force; a folder holding something else is refused
+    with pytest.raises(NetrevealError, match="holds an earlier label report; pass --force"):
+        write_label_report(analysis, tmp_path / "report")
+    again = write_label_report(analysis, tmp_path / "report", force=True)
     assert again == index and index.is_file()
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(NetrevealError, match="not empty"):
-        write_label_report(analysis, tmp_path / "busy")
+        write_label_report(analysis, tmp_path / "busy", force=True)
     assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
 
 
@@ -185,6 +187,10 @@ def test_cli_analyse(hand, store_url, tmp_path, capsys):
     assert str((out / "index.html").resolve()) in printed
     assert "cart: wing 2.2, wheel 1.9, star 0.9; deepest layer (block3): wing" in printed
     assert (out / "analysis.json").is_file()
+    assert main(["labels", "analyse", "--study", "hand", "--out", str(out), "--quiet", *db]) == 2
+    assert "holds an earlier label report; pass --force to replace it" in capsys.readouterr().err
+    assert main(["labels", "analyse", "--study", "hand", "--out", str(out), "--quiet", "--force", *db]) == 0
+    capsys.readouterr()
     make_tiny_study(hand, name="bare")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x.txt").write_text("x")

@@ -13,6 +13,7 @@ from dbs import make_tiny_study, row_counts, store, store_url  # noqa: F401  (fi
 from sqlalchemy import func, select
 
 from netreveal.errors import NetrevealError
+from netreveal.fileio import MARKER
 from netreveal.store import studies
 from netreveal.store.models import (
     Account,
@@ -252,7 +253,7 @@ def test_export_writes_every_record(store, tmp_path):
     people = _activity(store, study_id)  # the other study has no activity: none of it may appear
     out = export_study(store, "tiny", tmp_path / "export")
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([f"{t}.csv" for t in studies.EXPORT_COLUMNS] + ["study.json", "media"])
+    assert names == sorted([f"{t}.csv" for t in studies.EXPORT_COLUMNS] + ["study.json", "media", MARKER])
     doc = json.loads((out / "study.json").read_text())
     assert doc["format"] == "netreveal-study-export" and doc["study"]["name"] == "tiny"
     with store.session() as s:
@@ -310,11 +311,14 @@ def test_export_is_atomic(store, tmp_path, monkeypatch):
     target = tmp_path / "out"
     export_study(store, "tiny", target)
     first = (target / "study.json").read_text()
-    # an earlier export is replaced
+    # an earlier export is replaced, only with force
     with store.session() as s:
         item = s.scalars(select(Item)).first()
         s.add(Guess(item_id=item.id, step=1, correct=False, text="new"))
-    export_study(store, "tiny", target)
+    with pytest.raises(NetrevealError, match="holds an earlier study export; pass --force"):
+        export_study(store, "tiny", target)
+    assert (target / "study.json").read_text() == first
+    export_study(store, "tiny", target, force=True)
     assert (target / "study.json").read_text() != first
     # a failure leaves the earlier export as it was and no temporary folder
     before = (target / "study.json").read_text()
@@ -327,7 +331,7 @@ def test_export_is_atomic(store, tmp_path, monkeypatch):
 
     monkeypatch.setattr(studies, "write_table", broken)
     with pytest.raises(OSError):
-        export_study(store, "tiny", target)
+        export_study(store, "tiny", target, force=True)
     with pytest.raises(OSError):
         export_study(store, "tiny", tmp_path / "fresh")
     monkeypatch.undo()
@@ -338,7 +342,7 @@ def test_export_is_atomic(store, tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(NetrevealError, match="not empty"):
-        export_study(store, "tiny", tmp_path / "mine")
+        export_study(store, "tiny", tmp_path / "mine", force=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(NetrevealError, match="unknown study"):
         export_study(store, "nope", tmp_path / "x")

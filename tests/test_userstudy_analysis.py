@@ -309,7 +309,9 @@ class _Page(HTMLParser):
 def test_report(tiny, tmp_path):
     out = tmp_path / "study-report"
     index = write_analysis_report(tiny, out, title="Study <script>alert('t')</script>")
-    write_analysis_report(tiny, out, title="Study <script>alert('t')</script>")  # replacing works too
+    with pytest.raises(NetrevealError, match="pass --force"):
+        write_analysis_report(tiny, out, title="again")
+    write_analysis_report(tiny, out, title="Study <script>alert('t')</script>", force=True)  # replacing works too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study-report"]  # no staging folder left
     page = _Page()
     page.feed(index.read_text(encoding="utf-8"))

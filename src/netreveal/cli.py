@@ -24,6 +24,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
+def _add_force_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier report in --out (never anything else)")
+
+
 def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
     p.add_argument("--method", "--methods", dest="methods", default=default_methods,
                    help=f"comma-separated methods (default: {default_methods})")
@@ -49,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="explain parts-world images with the built-in demo model; write an HTML report")
     demo.add_argument("--out", default="netreveal-report", help="report folder (default: ./netreveal-report)")
+    _add_force_arg(demo)
     demo.add_argument("--images", type=int, default=3, help="how many images (default: 3, classes in turn)")
     demo.add_argument("--database-url", help="where to store the demo study (default: $NETREVEAL_DATABASE_URL or ./netreveal.db)")
     demo.add_argument("--no-study", action="store_true", help="do not store a study for netreveal serve")
@@ -58,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(explain)
     explain.add_argument("--images", required=True, help="an image file or a folder (flat or class sub-folders)")
     explain.add_argument("--out", required=True, help="output folder")
+    _add_force_arg(explain)
     explain.add_argument("--target", help="class index or name to explain (default: the predicted class)")
     explain.add_argument("--limit", type=int, help="use at most this many images")
     _add_run_args(explain, "gradcam")
@@ -95,6 +102,8 @@ def _options(args):
         raise NetrevealError("--mask-size takes one size here (a list only with evaluate)")
     if args.grid < 1:
         raise NetrevealError("--grid must be at least 1")
+    if getattr(args, "limit", None) is not None and args.limit < 1:
+        raise NetrevealError(f"--limit must be at least 1, got {args.limit}")
     return Options(layer=args.layer, layers=args.layers, batch_size=args.batch_size, seed=args.seed,
                    progress=not args.quiet, mask_size=sizes[0], grid=args.grid, baseline=args.baseline,
                    head=args.head, xnn=args.xnn)
@@ -117,6 +126,13 @@ def _adapter(args):
                       device=args.device)
 
 
+def _check_out(args) -> None:
+    """Refuse an --out that is not free, empty or (with --force) an earlier report, before any work."""
+    from netreveal.fileio import EXPLANATION_REPORT, check_output_folder
+
+    check_output_folder(args.out, EXPLANATION_REPORT, force=args.force)
+
+
 def _check_ready(adapter, opts, inputs, methods) -> None:
     """Check layers and method inputs before any work, so a typo fails fast and writes nothing."""
     from netreveal.methods import check_methods
@@ -131,11 +147,12 @@ def cmd_demo(args) -> int:
 
     opts = _options(args)
     methods = get_methods(args.methods)
+    _check_out(args)
     adapter = load_model("demo")
     inputs = pipeline.partsworld_inputs(adapter, args.images)
     _check_ready(adapter, opts, inputs, methods)
     index = pipeline.explain(adapter, inputs, methods, opts, args.out, steps=args.steps, baseline=args.baseline,
-                             title="netreveal demo: parts world")
+                             title="netreveal demo: parts world", force=args.force)
     print(index.resolve())
     if "inv" in args.methods and not args.no_study:
         _demo_study(adapter, inputs, index.parent / "results" / "inv.pt", args, opts)
@@ -165,12 +182,13 @@ def cmd_explain(args) -> int:
 
     opts = _options(args)
     methods = get_methods(args.methods)
+    _check_out(args)
     adapter = _adapter(args)
     target = pipeline.parse_target(args.target, adapter)
     inputs = pipeline.read_folder(adapter, args.images, args.limit)
     _check_ready(adapter, opts, inputs, methods)
     index = pipeline.explain(adapter, inputs, methods, opts, args.out, target=target, steps=args.steps,
-                             baseline=args.baseline)
+                             baseline=args.baseline, force=args.force)
     print(index.resolve())
     return 0
 

@@ -53,15 +53,15 @@ def check_methods(methods: list[Method], adapter: ModelAdapter, example: torch.T
 
 
 def _check_layer(adapter: ModelAdapter, example: torch.Tensor, opts: Options) -> None:
-    from netreveal.model.layers import resolve_layers
+    from netreveal.model.layers import check_feature_maps
 
-    resolve_layers(adapter.model, opts.layer, example=example)
+    check_feature_maps(adapter.model, opts.layer, example, "Grad-CAM")
 
 
 def _check_layers(adapter: ModelAdapter, example: torch.Tensor, opts: Options) -> None:
-    from netreveal.model.layers import resolve_layers
+    from netreveal.model.layers import check_feature_maps
 
-    resolve_layers(adapter.model, opts.layers, example=example)
+    check_feature_maps(adapter.model, opts.layers, example, "INV")
 
 
 def _run_gradcam(adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, opts: Options):

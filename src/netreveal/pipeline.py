@@ -26,7 +26,7 @@ from netreveal.report import Report
 class Inputs:
     """A batch of images ready for the model, with what we know about each."""
 
-    keys: list[str]
+    keys: list[str]  # unique names, e.g. each image's path relative to the folder read
     images: torch.Tensor
     labels: list[int | None]
     label_names: list[str | None]
@@ -34,18 +34,28 @@ class Inputs:
     part_masks: list[torch.Tensor | None] | None = None  # every ground-truth part (P, H, W), when known
 
 
+def image_key(root: str | os.PathLike, path: str | os.PathLike) -> str:
+    """An image's unique name: its path relative to the folder ``root`` (``/``-separated, with its
+    extension, so ``cat.png``, ``cat.jpg`` and ``sub/cat.png`` stay apart), or its file name when
+    ``root`` is the image file itself."""
+    root, path = Path(root), Path(path)
+    return path.relative_to(root).as_posix() if root.is_dir() else path.name
+
+
 def read_folder(adapter: ModelAdapter, root: str | os.PathLike, limit: int | None = None) -> Inputs:
-    """Load and check every image under ``root`` (all are read before any work starts)."""
+    """Load and check every image under ``root`` (all are read before any work starts); keys are
+    :func:`image_key`."""
     from netreveal.data.partsworld import load_ground_truth
 
+    if limit is not None and limit < 1:
+        raise NetrevealError(f"--limit must be at least 1, got {limit}")
     records = image_records(root)
     if limit is not None:
         records = records[:limit]
     keys, tensors, labels, names, masks, parts = [], [], [], [], [], []
     for rec in tqdm(records, desc="reading images", unit="img", disable=len(records) < 20):
         tensors.append(adapter.preprocess(load_image(rec.path)))
-        key = rec.path.stem if rec.label_name is None else f"{rec.label_name}-{rec.path.stem}"
-        keys.append(key)
+        keys.append(image_key(root, rec.path))
         names.append(rec.label_name)
         labels.append(label_index(rec.label_name, adapter.class_names))
         truth = load_ground_truth(rec.path)
@@ -147,14 +157,19 @@ def _method_metrics(method: Method, result, adapter: ModelAdapter, inputs: Input
 
 
 def explain(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: Options, out_dir: str | os.PathLike,
-            target: int | None = None, steps: int = 50, baseline: str = "blur", title: str = "netreveal report") -> Path:
-    """Explain every input with every method and write the HTML report (and saved results) to ``out_dir``."""
+            target: int | None = None, steps: int = 50, baseline: str = "blur", title: str = "netreveal report",
+            force: bool = False) -> Path:
+    """Explain every input with every method and write the HTML report (and saved results) to
+    ``out_dir``; an earlier report there is replaced only with ``force``."""
+    if len(set(inputs.keys)) != len(inputs.keys):
+        raise NetrevealError("two input images have the same key")
     report = Report(out_dir, title=title, meta={"model": adapter.describe(), "options": opts.__dict__,
-                                                "provenance": provenance(seed=opts.seed)})
+                                                "provenance": provenance(seed=opts.seed)}, force=force)
     try:
         probs, targets, done = run_methods(adapter, inputs, methods, opts, target)
         for i, key in enumerate(inputs.keys):
             report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i])
+        write_table(report.staged("results/images.csv"), IMAGES_HEADER, _image_rows(adapter, inputs, probs))
         rows = []
         for method in methods:
             result, seconds = done[method.name]
@@ -174,6 +189,16 @@ def explain(adapter: ModelAdapter, inputs: Inputs, methods: list[Method], opts: 
     except BaseException:
         report.discard()
         raise
+
+
+IMAGES_HEADER = ["index", "key", "true class", "predicted class", "probability"]
+
+
+def _image_rows(adapter: ModelAdapter, inputs: Inputs, probs: torch.Tensor) -> list[list]:
+    """One row per input, in the order of every saved result's images."""
+    top = probs.argmax(dim=1)
+    return [[i, key, inputs.label_names[i], adapter.class_name(int(top[i])), float(probs[i, top[i]])]
+            for i, key in enumerate(inputs.keys)]
 
 
 SUMMARY_HEADER = ["method", "images", "deletion AUC ↓", "insertion AUC ↑", "pointing game ↑", "energy in mask ↑", "s / image"]

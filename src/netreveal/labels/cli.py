@@ -1,7 +1,7 @@
 """``netreveal labels analyse|crowd``: a study's labels, analysed into a report, or simulated.
 
     netreveal labels crowd --study demo --noise 0.2 --seed 0
-    netreveal labels analyse --study demo --out labels-report [--embedding-model NAME|PATH] [--tcav]
+    netreveal labels analyse --study demo --out labels-report [--force] [--embedding-model NAME|PATH] [--tcav]
 
 Handlers import their work lazily so ``netreveal --help`` stays fast. Bad input (unknown study, a
 study without labels, a bad noise rate, an output path that is not a report folder) prints one
@@ -26,6 +26,7 @@ def add_labels_parser(subparsers) -> argparse.ArgumentParser:
                              help="local and global explanations from a study's labels, agreement, TCAV; HTML report")
     analyse.add_argument("--study", required=True, help="study name")
     analyse.add_argument("--out", help="report folder (default: ./labels-<study>)")
+    analyse.add_argument("--force", action="store_true", help="replace an earlier label report in --out (never anything else)")
     analyse.add_argument("--embedding-model", help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2)")
     analyse.add_argument("--tcav", action="store_true", help="validate each class's top labels with TCAV on the study's model")
     analyse.add_argument("--tcav-concepts", type=int, default=2, help="labels per class tested with TCAV (default: 2)")
@@ -120,7 +121,7 @@ def analyse(args) -> int:
     if args.tcav_runs < 2:
         raise NetrevealError("--tcav-runs must be at least 2 (the significance test compares runs)")
     out = args.out or f"labels-{args.study}"
-    check_out_dir(Path(out))  # a bad output folder fails before any work
+    check_out_dir(Path(out), force=args.force)  # a bad output folder fails before any work
     store = open_from_args(args)
     try:
         analysis = analyse_study(store, args.study, model=args.embedding_model, tcav=args.tcav, top=args.top,
@@ -129,7 +130,7 @@ def analyse(args) -> int:
                                  progress=not args.quiet)
     finally:
         store.close()
-    index = write_label_report(analysis, out)
+    index = write_label_report(analysis, out, force=args.force)
     print(index.resolve())
     print(f"study {args.study!r}: {analysis.n_labels} labels on {len(analysis.items)} maps of "
           f"{len(analysis.images)} images; top labels per class (global score summed over layers):")

@@ -32,7 +32,7 @@ from netreveal.store.models import Guess, Item, Media, Study, StudyImage
 CROWD_SOURCE = "crowd"
 KEY_PATTERNS = (
     re.compile(r"^(?P<cls>[a-z]+)-(?P<index>\d+)$"),  # netreveal demo (test split)
-    re.compile(r"^(?P<cls>[a-z]+)[-/](?P<split>train|val|test)_(?P<index>\d+)$"),  # folder / image_key
+    re.compile(r"^(?P<cls>[a-z]+)[-/](?P<split>train|val|test)_(?P<index>\d+)(?:\.png)?$"),  # folder / image_key
 )
 MAX_PIXEL_ERROR = 2.0 / 255.0  # mean absolute difference allowed between stored and rendered image
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from netreveal.errors import NetrevealError
-from netreveal.fileio import check_output_folder, staged_folder
+from netreveal.fileio import LABEL_REPORT, check_output_folder, staged_folder
 from netreveal.formatting import fmt, fmt_p
 from netreveal.labels.analysis import StudyAnalysis
 from netreveal.report.plots import line_chart_svg
@@ -107,9 +107,9 @@ def class_trends(analysis: StudyAnalysis, n_words: int = TREND_WORDS, n_lines: i
     return {"layers": short, "classes": out}
 
 
-def check_out_dir(out: Path) -> None:
-    """NetrevealError unless ``out`` is free, an empty folder or an earlier report."""
-    check_output_folder(out, "index.html", "report")
+def check_out_dir(out: Path, force: bool = False) -> None:
+    """NetrevealError unless ``out`` is free, an empty folder or (with ``force``) an earlier label report."""
+    check_output_folder(out, LABEL_REPORT, force=force)
 
 
 class _Pictures:
@@ -255,13 +255,13 @@ def _local(analysis: StudyAnalysis, pics: _Pictures, image_index: dict[str, int]
     return out
 
 
-def write_label_report(analysis: StudyAnalysis, out_dir: str | os.PathLike, title: str | None = None) -> Path:
+def write_label_report(analysis: StudyAnalysis, out_dir: str | os.PathLike, title: str | None = None, *,
+                       force: bool = False) -> Path:
     """Write the report of ``analysis`` to ``out_dir/index.html`` (with its pictures and
-    ``analysis.json``); returns the index path. An existing report folder is replaced only once
-    the new one is complete; a non-empty folder that holds no report is refused."""
+    ``analysis.json``); returns the index path. An earlier label report there is replaced (once
+    the new one is complete) only with ``force``; a non-empty folder that holds none is refused."""
     out = Path(out_dir)
-    check_out_dir(out)
-    with staged_folder(out, ".netreveal-labels-") as stage:
+    with staged_folder(out, LABEL_REPORT, force=force, label="labels") as stage:
         pics = _Pictures(stage, analysis)
         image_index = {info.key: k for k, info in enumerate(analysis.images)}
         shown = {e.image for e in analysis.explanations.local}

@@ -129,6 +129,7 @@ def load_model(
     device: str | torch.device = "cpu",
 ) -> ModelAdapter:
     """Build the model named by ``spec`` with its weights, preprocessing and class names."""
+    device = check_device(device)
     if spec == "demo":
         from netreveal.model.demo import load_demo_model
 
@@ -243,6 +244,30 @@ def _count_outputs(net: nn.Module, size: int) -> int:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise NetrevealError("the model must return logits of shape (batch, classes)")
     return int(out.shape[1])
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this machine has; NetrevealError for an unknown or absent one."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise NetrevealError(f"unknown device {str(device)!r}: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "meta":
+        raise NetrevealError("device 'meta' holds no data: use cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise NetrevealError(f"device {str(device)!r} is not available: no CUDA GPU found (use --device cpu)")
+        if dev.index is not None and dev.index >= count:
+            raise NetrevealError(f"device {str(device)!r} is not available: {count} CUDA GPU(s) found")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise NetrevealError(f"device {str(device)!r} is not available: no Apple GPU found (use --device cpu)")
+    try:
+        torch.empty(1, device=dev)
+    except Exception as exc:  # backends fail in many ways (no driver, not compiled in, no module)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:120]
+        raise NetrevealError(f"device {str(device)!r} is not available: {reason}") from exc
+    return dev
 
 
 def _finish(adapter: ModelAdapter, device) -> ModelAdapter:

@@ -143,3 +143,49 @@ def resolve_layers(
     if not resolved:
         raise NetrevealError("no layer given")
     return resolved
+
+
+@torch.no_grad()
+def check_feature_maps(
+    model: nn.Module,
+    layers: str | nn.Module | Sequence[str | nn.Module],
+    example: torch.Tensor,
+    purpose: str = "this method",
+) -> list[tuple[str, nn.Module]]:
+    """:func:`resolve_layers`, then one forward pass on ``example`` to check that every layer
+    outputs a feature map (B, C, H, W). A transformer block's token sequence (B, N, C), a vector or
+    a tuple is a NetrevealError naming the layer and what it gives."""
+    resolved = resolve_layers(model, layers, example=example)
+    outputs: dict[str, object] = {}
+    handles = []
+
+    def make_hook(name: str):
+        def hook(mod, args, out):
+            outputs.setdefault(name, out)
+
+        return hook
+
+    try:
+        for name, module in resolved:
+            handles.append(module.register_forward_hook(make_hook(name)))
+        was_training = model.training
+        model.eval()
+        try:
+            model(example[:1])
+        finally:
+            model.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, _ in resolved:
+        out = outputs.get(name)
+        if out is None:
+            raise NetrevealError(f"layer {name!r} does not run in the model's forward pass")
+        if not isinstance(out, torch.Tensor):
+            raise NetrevealError(f"layer {name!r} outputs a {type(out).__name__}, not a feature map (B, C, H, W); "
+                                 f"{purpose} needs a convolutional feature map")
+        if out.dim() != 4:
+            what = "a token sequence" if out.dim() == 3 else f"a {out.dim()}-D tensor"
+            raise NetrevealError(f"layer {name!r} outputs {what} {tuple(out.shape)}, not a feature map (B, C, H, W); "
+                                 f"{purpose} needs a convolutional feature map")
+    return resolved

@@ -2,8 +2,10 @@
 explanation (heatmap overlays, cluster grids, graphs...) with its metric values; a summary table.
 
 Methods add sections through :meth:`Report.add_heatmap` or :meth:`Report.add_section` (any HTML
-fragment, e.g. an inline SVG). The folder is written to a temporary sibling and moved into place,
-so an interrupted run never leaves a half-written report.
+fragment, e.g. an inline SVG). Images are keyed by a unique name (e.g. their path relative to
+the image folder). The folder is written to a staging folder beside it and moved into place, so
+an interrupted run never leaves a half-written report; an existing folder is replaced only when it
+holds an earlier report and ``force`` is given (:func:`netreveal.fileio.check_output_folder`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import html
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
-from netreveal.fileio import replace_folder
+from netreveal.fileio import EXPLANATION_REPORT, check_output_folder, finish_stage, make_stage
 from netreveal.report.render import overlay, to_pil
 
 
@@ -35,6 +36,7 @@ class Section:
 @dataclass
 class ImageEntry:
     key: str
+    anchor: str
     title: str
     src: str
     prediction: str
@@ -46,21 +48,19 @@ class ImageEntry:
 class Report:
     """Collects pictures and tables, then writes ``out_dir/index.html``."""
 
-    def __init__(self, out_dir: str | os.PathLike, title: str = "netreveal report", meta: dict | None = None):
+    def __init__(self, out_dir: str | os.PathLike, title: str = "netreveal report", meta: dict | None = None,
+                 *, force: bool = False):
         self.out_dir = Path(out_dir)
         self.title = title
         self.meta = dict(meta or {})
-        self._stage = Path(tempfile.mkdtemp(prefix=".netreveal-report-", dir=self._parent()))
+        self.force = force
+        check_output_folder(self.out_dir, EXPLANATION_REPORT, force=force)
+        self._stage = make_stage(self.out_dir, "report")
         (self._stage / "img").mkdir()
         self.images: dict[str, ImageEntry] = {}
         self.tables: list[tuple[str, list[str], list[list[str]]]] = []
         self.notes: list[str] = []
         self._count = 0
-
-    def _parent(self) -> Path:
-        parent = self.out_dir.resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        return parent
 
     def save_picture(self, picture: np.ndarray | torch.Tensor, stem: str, min_size: int = 192) -> str:
         """Write a PNG into the report's img/ folder; returns its path relative to index.html."""
@@ -84,11 +84,15 @@ class Report:
         true_label: str | None = None,
         k: int = 3,
     ) -> ImageEntry:
-        """Register an input image (3, H, W) with the model's class probabilities (C,)."""
+        """Register an input image (3, H, W) with the model's class probabilities (C,); ``key``
+        names it and must be new."""
+        if key in self.images:
+            raise ValueError(f"image key {key!r} is used twice in one report")
         top = probs.topk(min(k, probs.numel()))
         topk = [(class_names[i], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
         entry = ImageEntry(
             key=key,
+            anchor=f"image-{len(self.images) + 1}-{_slug(key)}",
             title=key,
             src=self.save_picture(image, f"{key}-input"),
             prediction=topk[0][0],
@@ -136,9 +140,13 @@ class Report:
             tables=self.tables,
             notes=self.notes,
         )
-        (self._stage / "index.html").write_text(page, encoding="utf-8")
-        (self._stage / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
-        replace_folder(self._stage, self.out_dir)
+        try:
+            (self._stage / "index.html").write_text(page, encoding="utf-8")
+            (self._stage / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
+            finish_stage(self._stage, self.out_dir, EXPLANATION_REPORT, force=self.force)
+        except BaseException:
+            self.discard()
+            raise
         return self.out_dir / "index.html"
 
     def discard(self) -> None:

@@ -48,6 +48,7 @@ def add_study_parser(subparsers) -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write every record of a study as CSV and JSON")
     export.add_argument("--name", required=True)
     export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--force", action="store_true", help="replace an earlier export in --out (never anything else)")
     add_database_arg(export)
 
     imp = sub.add_parser("import-labels", help="load labels (guesses with free text) from a CSV file")
@@ -60,7 +61,8 @@ def add_study_parser(subparsers) -> argparse.ArgumentParser:
 
     analyse = sub.add_parser("analyse", help="analyse an evaluation study: HTML report, analysis JSON, raw CSV")
     analyse.add_argument("--name", required=True)
-    analyse.add_argument("--out", required=True, help="output folder (replaced when it exists)")
+    analyse.add_argument("--out", required=True, help="output folder")
+    analyse.add_argument("--force", action="store_true", help="replace an earlier report in --out (never anything else)")
     analyse.add_argument("--finished-only", action="store_true", help="only participants who answered every question")
     analyse.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)")
     analyse.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")

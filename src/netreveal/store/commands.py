@@ -141,7 +141,8 @@ def analyse(args) -> int:
     store = open_from_args(args)
     try:
         analysis, index = analyse_study(store, args.name, args.out, finished_only=args.finished_only,
-                                        confidence=args.confidence, alpha=args.alpha, title=args.title)
+                                        confidence=args.confidence, alpha=args.alpha, title=args.title,
+                                        force=args.force)
     finally:
         store.close()
     print(f"analysed {len(analysis.participants)} participants ({len(analysis.excluded)} excluded by attention "
@@ -162,9 +163,9 @@ def export(args) -> int:
         if _study_kind(store, args.name) == "evaluation":
             from netreveal.store.evaluation import export_evaluation
 
-            out = export_evaluation(store, args.name, args.out)
+            out = export_evaluation(store, args.name, args.out, force=args.force)
         else:
-            out = studies.export_study(store, args.name, args.out)
+            out = studies.export_study(store, args.name, args.out, force=args.force)
     finally:
         store.close()
     print(out.resolve())

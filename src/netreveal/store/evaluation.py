@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from netreveal.csvtable import write_table
 from netreveal.errors import NetrevealError
-from netreveal.fileio import check_output_folder, staged_folder
+from netreveal.fileio import STUDY_EXPORT, check_output_folder, staged_folder
 from netreveal.store.db import Store
 from netreveal.store.models import (
     Account,
@@ -428,12 +428,14 @@ def analyse_study(
     confidence: float = 0.95,
     alpha: float = 0.05,
     title: str | None = None,
+    force: bool = False,
 ) -> tuple[Analysis, Path | None]:
     """Analyse study ``name`` (:func:`netreveal.userstudy.analyse`: per-method means with
     confidence intervals, Wilcoxon signed-rank tests with Holm correction, forward simulation with
     and without explanations, novices vs experts; participants failing an attention check are
-    excluded) and, with ``out_dir``, write the HTML report with the raw CSV and the analysis JSON.
-    Returns the analysis and the report's index path (None without ``out_dir``)."""
+    excluded) and, with ``out_dir``, write the HTML report with the raw CSV and the analysis JSON
+    (an earlier report there is replaced only with ``force``). Returns the analysis and the
+    report's index path (None without ``out_dir``)."""
     from netreveal.userstudy import analyse, write_analysis_report
 
     data = study_data(store, name, finished_only=finished_only)
@@ -445,7 +447,7 @@ def analyse_study(
                        confidence=confidence, alpha=alpha)
     if out_dir is None:
         return analysis, None
-    return analysis, write_analysis_report(analysis, out_dir, title=title or f"Evaluation study {name}")
+    return analysis, write_analysis_report(analysis, out_dir, title=title or f"Evaluation study {name}", force=force)
 
 
 def progress(session: Session, study: Study) -> dict[str, Any]:
@@ -490,7 +492,8 @@ EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, media: bool = True) -> Path:
+def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, media: bool = True,
+                      force: bool = False) -> Path:
     """Write every record of evaluation study ``name`` to ``out_dir``: one CSV per table (study,
     images, eval_questions, eval_pictures, eval_participants, eval_responses and the accounts that
     took part, without password hashes), ``study.json`` with all of them, ``responses.csv`` (one
@@ -498,17 +501,17 @@ def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, me
     ``study-data.json`` (:class:`netreveal.userstudy.StudyData`) and, with ``media``, every
     picture as ``media/<media_id>.png``.
 
-    Written to a temporary folder renamed into place; an existing ``out_dir`` is replaced only
-    when it is empty or an earlier export.
+    Written to a staging folder renamed into place; an existing ``out_dir`` is replaced only
+    when it is empty or (with ``force``) an earlier export.
     """
     from netreveal.store.studies import json_safe
     from netreveal.userstudy.design import exclusions
     from netreveal.userstudy.records import write_responses_csv
 
     out = Path(out_dir)
-    check_output_folder(out, "study.json", "export")
+    check_output_folder(out, STUDY_EXPORT, force=force)  # before reading the study
     data = study_data(store, name)
-    with staged_folder(out, ".netreveal-export-") as tmp:
+    with staged_folder(out, STUDY_EXPORT, force=force, label="export") as tmp:
         with store.session() as session:
             tables = _export_tables(session, get_evaluation(session, name))
             for table, rows in tables.items():

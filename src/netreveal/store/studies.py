@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from netreveal.csvtable import unescape_cell, write_table
 from netreveal.errors import NetrevealError
-from netreveal.fileio import check_output_folder, staged_folder
+from netreveal.fileio import STUDY_EXPORT, staged_folder
 from netreveal.labels.records import LabelRecord
 from netreveal.store.db import Store
 from netreveal.store.models import (
@@ -630,18 +630,18 @@ def _study_params(adapter, builder: StudyBuilder, inputs, inv_params, inv_proven
 # export
 
 
-def export_study(store: Store, name: str, out_dir: str | os.PathLike, *, media: bool = True) -> Path:
+def export_study(store: Store, name: str, out_dir: str | os.PathLike, *, media: bool = True,
+                 force: bool = False) -> Path:
     """Write every record of study ``name`` to ``out_dir``: one CSV per table and ``study.json``
     with all of them, plus (``media``) every picture as ``media/<media_id>.png``.
 
     Tables: study, images, items, reveal_frames, games, guesses, concepts, concept_members,
     concept_events and the accounts that took part (id, username, role, background, created_at:
-    never password hashes or sessions). Written to a temporary folder renamed into place; an
-    existing ``out_dir`` is replaced only when it is empty or an earlier export.
+    never password hashes or sessions). Written to a staging folder renamed into place; an
+    existing ``out_dir`` is replaced only when it is empty or (with ``force``) an earlier export.
     """
     out = Path(out_dir)
-    check_output_folder(out, "study.json", "export")
-    with staged_folder(out, ".netreveal-export-") as tmp:
+    with staged_folder(out, STUDY_EXPORT, force=force, label="export") as tmp:
         with store.session() as session:
             tables = _export_tables(session, get_study(session, name))
             for table, rows in tables.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from netreveal.fileio import staged_folder
+from netreveal.fileio import USER_STUDY_REPORT, staged_folder
 from netreveal.formatting import fmt, fmt_p
 from netreveal.report_pages import Cell, Table, name, render_page
 from netreveal.userstudy.analysis import Analysis, MethodScore
@@ -143,12 +143,13 @@ def background_table(a: Analysis) -> Table:
     return table
 
 
-def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title: str = "User study") -> Path:
+def write_analysis_report(analysis: Analysis, out_dir: str | os.PathLike, title: str = "User study", *,
+                          force: bool = False) -> Path:
     """Write ``out_dir/index.html`` with ``responses.csv`` and ``analysis.json`` beside it; returns
-    the index path. An existing folder is replaced only once the new one is complete."""
+    the index path. ``out_dir`` must be free or empty, or (with ``force``) hold an earlier
+    user-study report, which is replaced only once the new one is complete."""
     out_dir = Path(out_dir)
-    out_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
-    with staged_folder(out_dir, ".netreveal-userstudy-") as stage:
+    with staged_folder(out_dir, USER_STUDY_REPORT, force=force, label="userstudy") as stage:
         analysis.write_csv(stage / "responses.csv")
         data = analysis.to_dict()
         (stage / "analysis.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")

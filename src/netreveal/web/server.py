@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -22,6 +24,26 @@ def open_existing(database: str) -> Store:
     return open_store(database)
 
 
+def check_port(host: str, port: int) -> None:
+    """NetrevealError unless a server could listen on ``host:port`` now (bound and released at once,
+    with the address reuse uvicorn also sets)."""
+    if not 0 <= port <= 65535:
+        raise NetrevealError(f"--port must be between 0 and 65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise NetrevealError(f"cannot listen on {host}:{port}: unknown host ({exc})") from None
+    with socket.socket(family, kind, proto) as probe:
+        if os.name != "nt":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+            raise NetrevealError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def run(args) -> int:
     """Serve the study ``args.study`` (default: the newest) of the database on ``args.host:args.port``."""
     import uvicorn
@@ -32,6 +54,7 @@ def run(args) -> int:
     store = open_existing(database)
     try:
         app = create_app(store, args.study)
+        check_port(args.host, args.port)
         print(f"netreveal: serving study {app.state.study_name!r} on http://{args.host}:{args.port}/ "
               f"(Ctrl+C to stop)", file=sys.stderr)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=True)
