@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -22,19 +23,40 @@ def open_existing(database: str) -> Store:
     return open_store(database)
 
 
+def proxy_options(forwarded_allow_ips: str | None) -> dict:
+    """uvicorn's options for trusting reverse proxies: none by default, so a client cannot pick its own
+    address (rate limits per address) or scheme with forged X-Forwarded-* headers. Otherwise
+    ``forwarded_allow_ips`` is ``*`` or comma-separated IP addresses or networks (NetrevealError else)."""
+    if forwarded_allow_ips is None:
+        return {"proxy_headers": False}
+    value = forwarded_allow_ips.strip()
+    if value != "*":
+        items = []
+        for item in (part.strip() for part in value.split(",")):
+            try:
+                parsed = ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+            except ValueError:
+                raise NetrevealError(f"--forwarded-allow-ips: {item!r} is not an IP address or network "
+                                     f"(give them comma-separated, or '*')") from None
+            items.append(str(parsed))
+        value = ",".join(items)
+    return {"proxy_headers": True, "forwarded_allow_ips": value}
+
+
 def run(args) -> int:
     """Serve the study ``args.study`` (default: the newest) of the database on ``args.host:args.port``."""
     import uvicorn
 
     from netreveal.web.app import create_app
 
+    proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
     database = _database(args)
     store = open_existing(database)
     try:
         app = create_app(store, args.study)
         print(f"netreveal: serving study {app.state.study_name!r} on http://{args.host}:{args.port}/ "
               f"(Ctrl+C to stop)", file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **proxies)
     finally:
         store.close()
     return 0
