@@ -22,6 +22,7 @@ from netreveal.store.schema import (
     downgrade_schema,
     head_revision,
     make_revision,
+    revision_number,
     schema_diffs,
     script_directory,
     upgrade_schema,
@@ -64,14 +65,14 @@ def test_models_match_head(store):
 
 def test_history_is_linear_and_numbered():
     revisions = list(reversed(list(script_directory().walk_revisions())))
-    assert [r.revision for r in revisions] == [f"{i:04d}" for i in range(1, len(revisions) + 1)]
+    assert [revision_number(r.revision) for r in revisions] == list(range(1, len(revisions) + 1))
     assert revisions[0].down_revision is None
     assert all(r.down_revision == p.revision for p, r in pairwise(revisions))
 
 
 def test_autogenerate_finds_nothing_to_add(tmp_path):
     path = make_revision("nothing changed", directory=tmp_path)
-    assert path.parent == tmp_path and path.name.startswith(f"{int(head_revision()) + 1:04d}_")
+    assert path.parent == tmp_path and path.name.startswith(f"{revision_number(head_revision()) + 1:04d}_")
     body = path.read_text()
     assert f"down_revision = '{head_revision()}'" in body
     code = [line.strip() for line in body.split("def upgrade() -> None:")[1].split("def downgrade")[0].splitlines()]

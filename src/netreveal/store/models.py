@@ -63,6 +63,17 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class LoginThrottle(Base):
+    """Failed log-ins of one account (none stored when there are none): how many in a row, when the
+    last one was, and until when further attempts are refused (see ``netreveal.store.throttles``)."""
+
+    __tablename__ = "login_throttles"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Study(Base):
     """A set of images explained by one model, whose items people label or name."""
 
@@ -159,7 +170,7 @@ class Guess(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     game_id: Mapped[int | None] = mapped_column(ForeignKey("games.id", ondelete="CASCADE"), index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
-    player_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    player_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     player_name: Mapped[str] = mapped_column(String(40), default="")  # kept for imports / deleted accounts
     step: Mapped[int] = mapped_column(Integer)
     guessed_class: Mapped[str | None] = mapped_column(String(80))
@@ -216,6 +227,8 @@ class Embedding(Base):
 
 
 Index("ix_items_assign", Item.study_id, Item.label_count)
+# a player's guesses by time: the guess rate limit counts those of the last minute (also serves player_id)
+Index("ix_guesses_player_time", Guess.player_id, Guess.created_at)
 Index("ix_items_gallery", Item.study_id, Item.weight)  # the studio's gallery is sorted by weight
 
 

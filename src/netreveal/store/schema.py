@@ -11,6 +11,7 @@ How to add a revision: see :mod:`netreveal.store.migrations`.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,14 @@ def head_revision() -> str:
     head = script_directory().get_current_head()
     assert head is not None
     return head
+
+
+def revision_number(revision: str) -> int:
+    """The number of a revision id: ``0004`` -> 4."""
+    match = re.fullmatch(r"(\d{4})", revision)
+    if match is None:
+        raise NetrevealError(f"revision id {revision!r} is not four digits")
+    return int(match.group(1))
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -99,7 +108,7 @@ def make_revision(message: str, directory: str | os.PathLike | None = None) -> P
     """
     if not message.strip():
         raise NetrevealError("a revision needs a message")
-    numbers = [int(r.revision) for r in script_directory().walk_revisions() if r.revision.isdigit()]
+    numbers = [revision_number(r.revision) for r in script_directory().walk_revisions()]
     rev_id = f"{max(numbers, default=0) + 1:04d}"
     with tempfile.TemporaryDirectory(prefix="netreveal-revision-") as tmp:
         from netreveal.store.db import open_store
@@ -137,6 +146,8 @@ def _stamp_unversioned(conn: Connection) -> None:
     inspector = inspect(conn)
     if not schema_diffs(conn):
         stamp = head_revision()
+    elif "login_throttles" in ours:
+        stamp = "0005"
     elif "eval_questions" in ours:
         stamp = "0004"
     elif "items" in ours and any(ix["name"] == "ix_items_gallery" for ix in inspector.get_indexes("items")):

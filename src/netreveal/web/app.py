@@ -121,7 +121,9 @@ def _error(request: Request, status: int, detail, headers: dict | None = None) -
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse("/login?next=" + _quote(target), status_code=303)
     if wants_page(request):
-        return render(request, "error.html", {"status": status, "detail": str(detail)}, status_code=status)
+        page = render(request, "error.html", {"status": status, "detail": str(detail)}, status_code=status)
+        page.headers.update(headers or {})
+        return page
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -153,13 +155,14 @@ def media_visible(session: Session, study_id: int, account: Account | None, medi
     return media if session.scalar(select(frame_seen | image_seen)) else None
 
 
-DEFAULT_LIMITS = RateLimit()  # frozen settings; each app counts in its own Limiter
+DEFAULT_LIMITS = RateLimit()  # frozen settings; each app counts per address in its own Limiter
 
 
 def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = DEFAULT_LIMITS) -> FastAPI:
     """The web app serving ``study`` (default: the newest) from ``store``.
 
-    ``rate_limit`` bounds guesses per player, sign-ups and failed log-ins per address (None: no limits).
+    ``rate_limit`` bounds guesses per player, failed log-ins per account, and sign-ups and failed
+    log-ins per client address (None: no limits); the first two are counted in the database.
     NetrevealError when the store has no such study.
     """
     served = resolve_study(store, study)
@@ -192,7 +195,7 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
 
     @app.exception_handler(NetrevealError)
     async def input_error(request: Request, exc: NetrevealError):
-        return _error(request, getattr(exc, "status", 400), str(exc))
+        return _error(request, getattr(exc, "status", 400), str(exc), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

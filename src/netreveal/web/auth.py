@@ -71,12 +71,19 @@ def _signup(request: Request, session: Session, form: SignUp) -> Account:
 
 
 def _authenticate(request: Request, session: Session, form: Credentials) -> Account:
+    """The account when the password is right. 429 while the client address or the account is
+    throttled (the account's attempt is counted and committed before the password is checked)."""
     limiter = request.app.state.limiter
     limiter.check("failed_logins", _client(request))
+    known = accounts.find_account(session, form.username)
+    if known is not None:
+        limiter.claim_login(session, known.id)
+        session.commit()  # other requests and processes see the attempt before the slow hash check
     account = accounts.authenticate(session, form.username, form.password)
     if account is None:
         limiter.hit("failed_logins", _client(request))
         raise AccountError("wrong username or password", status=401)
+    limiter.forgive_login(session, account.id)
     return account
 
 
@@ -93,8 +100,10 @@ def login_form(request: Request, username: str = Form(max_length=40), password: 
     try:
         account = _authenticate(request, session, Credentials(username=username, password=password))
     except AccountError as exc:
-        return render(request, "login.html", {"next": safe_next(next), "error": str(exc), "username": username},
-                      status_code=exc.status)
+        page = render(request, "login.html", {"next": safe_next(next), "error": str(exc), "username": username},
+                             status_code=exc.status)
+        page.headers.update(getattr(exc, "headers", None) or {})  # Retry-After of a throttled account
+        return page
     response = RedirectResponse(safe_next(next), status_code=303)
     _login(request, session, account, response)
     return response

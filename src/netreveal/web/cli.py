@@ -15,6 +15,10 @@ def add_web_parsers(subparsers) -> None:
     serve.add_argument("--study", help="study to serve (default: the newest in the database)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS",
+                       help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+                            "X-Forwarded-Proto headers are trusted ('*': any; default: none, the client is "
+                            "the connection's peer address)")
     serve.set_defaults(handler=run_serve)
 
     account = subparsers.add_parser("account", help="add accounts or change roles (e.g. the first admin)")

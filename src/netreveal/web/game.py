@@ -104,16 +104,16 @@ def api_guess(request: Request, game_id: int, body: GuessIn, session: Session = 
     ack, replayed = rules.submit_guess(
         session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
         text=body.text, language=body.language, step=body.step,
-        before_store=lambda: request.app.state.limiter.hit("guesses", account.id))
+        before_store=lambda: request.app.state.limiter.check_guess(session, account.id))
     return JSONResponse(ack.to_dict(), headers={"Idempotent-Replayed": "true" if replayed else "false"})
 
 
 @router.post("/api/rounds/{game_id:int}/reveal", dependencies=[Depends(check_csrf)])
-def api_reveal(request: Request, game_id: int, body: RevealIn | None = None, session: Session = Depends(db),
+def api_reveal(game_id: int, body: RevealIn | None = None, session: Session = Depends(db),
                account: Account = Depends(player), current: Study = Depends(reveal_study)):
-    """Show more: the next reveal step (``from_step`` makes a retry harmless)."""
+    """Show more: the next reveal step (``from_step`` makes a retry harmless). Not rate limited:
+    the rules allow at most five per round."""
     game = rules.get_game(session, current, account, game_id)
-    request.app.state.limiter.hit("guesses", account.id)
     game = rules.reveal_more(session, game, body.from_step if body else None)
     return _state(session, current, game)
 

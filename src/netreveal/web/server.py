@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import getpass
+import ipaddress
 import os
 import socket
 import sys
@@ -42,6 +43,24 @@ def check_port(host: str, port: int) -> None:
         except OSError as exc:
             reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
             raise NetrevealError(f"cannot listen on {host}:{port}: {reason}") from None
+def proxy_options(forwarded_allow_ips: str | None) -> dict:
+    """uvicorn's options for trusting reverse proxies: none by default, so a client cannot pick its own
+    address (rate limits per address) or scheme with forged X-Forwarded-* headers. Otherwise
+    ``forwarded_allow_ips`` is ``*`` or comma-separated IP addresses or networks (NetrevealError else)."""
+    if forwarded_allow_ips is None:
+        return {"proxy_headers": False}
+    value = forwarded_allow_ips.strip()
+    if value != "*":
+        items = []
+        for item in (part.strip() for part in value.split(",")):
+            try:
+                parsed = ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+            except ValueError:
+                raise NetrevealError(f"--forwarded-allow-ips: {item!r} is not an IP address or network "
+                                     f"(give them comma-separated, or '*')") from None
+            items.append(str(parsed))
+        value = ",".join(items)
+    return {"proxy_headers": True, "forwarded_allow_ips": value}
 
 
 def run(args) -> int:
@@ -50,6 +69,7 @@ def run(args) -> int:
 
     from netreveal.web.app import create_app
 
+    proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
     database = _database(args)
     store = open_existing(database)
     try:
@@ -57,7 +77,7 @@ def run(args) -> int:
         check_port(args.host, args.port)
         print(f"netreveal: serving study {app.state.study_name!r} on http://{args.host}:{args.port}/ "
               f"(Ctrl+C to stop)", file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **proxies)
     finally:
         store.close()
     return 0

@@ -1,0 +1,294 @@
+# ruff: noqa: F811  (pytest fixtures imported from dbs are redefined as test arguments)
+"""Rate limits that a client cannot dodge: per address (no forged X-Forwarded-For), per account
+(failed log-ins, in the database) and per player across server processes (guesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from cli_checks import fails_with_one_line
+from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures: SQLite and PostgreSQL)
+from sqlalchemy import event, func, select, update
+from webstudy import Client, free_port, make_web_study, study_ids
+
+from netreveal.store import accounts, open_store
+from netreveal.store.models import Account, Guess, LoginThrottle
+from netreveal.store.throttles import (
+    LoginBackoff,
+    LoginThrottled,
+    claim_login_attempt,
+    recent_guesses,
+)
+from netreveal.web.app import create_app
+from netreveal.web.ratelimit import RateLimit
+
+ROOMY = RateLimit(guesses=1000, signups=1000, failed_logins=1000)
+FORGED = [f"203.0.113.{i}" for i in range(1, 23)]  # 22 addresses a client claims to come from
+
+
+# ---- client addresses: X-Forwarded-For only from trusted proxies (the real server) ---------------
+
+class Served:
+    """``netreveal serve`` in a subprocess on a free loopback port (stopped with SIGINT after)."""
+
+    def __init__(self, database: str, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.argv = [sys.executable, "-m", "netreveal.cli", "serve", "--database-url", database,
+                     "--port", str(self.port), *extra]
+
+    def __enter__(self) -> Served:  # noqa: PYI034  (Python 3.10 has no typing.Self)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "FORWARDED_ALLOW_IPS": "*"})  # must not matter
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"netreveal serve exited: {self.proc.communicate()[1]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+    def signup(self, username: str, headers: dict[str, str]) -> httpx.Response:
+        """A new visitor (own cookies) signing up, every request carrying ``headers``."""
+        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
+            csrf = http.get("/api/session").json()["csrf_token"]
+            return http.post("/api/signup", json={"username": username, "password": "password123"},
+                             headers={"X-CSRF-Token": csrf})
+
+
+@pytest.fixture
+def study_file(tmp_path):
+    path = tmp_path / "served.db"
+    opened = open_store(path)
+    try:
+        make_web_study(opened)
+    finally:
+        opened.close()
+    return str(path)
+
+
+def test_forged_forwarded_for_does_not_lift_the_signup_limit(study_file):
+    """20 sign-ups a minute per address (the default): 22 clients on loopback claiming 22 addresses
+    are one address to the server."""
+    with Served(study_file) as served:
+        statuses = [served.signup(f"forger{i}", {"X-Forwarded-For": ip}).status_code for i, ip in enumerate(FORGED)]
+        r = httpx.get(served.url + "/api/session", headers={"X-Forwarded-Proto": "https"})
+    assert statuses == [201] * 20 + [429] * 2
+    assert "Secure" not in r.headers["set-cookie"]  # nor the scheme
+
+
+def test_forwarded_headers_are_trusted_from_the_given_proxies_only(study_file):
+    with Served(study_file, "--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8") as served:
+        statuses = [served.signup(f"proxied{i}", {"X-Forwarded-For": ip}).status_code for i, ip in enumerate(FORGED)]
+        assert statuses == [201] * 22  # each forwarded address counts alone
+        for proto, secure in (("https", True), ("http", False)):  # the proxy's scheme sets the cookie flag
+            r = httpx.get(served.url + "/api/session", headers={"X-Forwarded-Proto": proto})
+            assert ("Secure" in r.headers["set-cookie"]) is secure
+
+
+def test_bad_forwarded_allow_ips_is_one_line_error(capsys, study_file):
+    fails_with_one_line(capsys, ["serve", "--database-url", study_file, "--forwarded-allow-ips", "127.0.0.1,proxy"],
+                        "'proxy' is not an IP address or network")
+
+
+# ---- failed log-ins per account (in the database) ------------------------------------------------
+
+@pytest.fixture
+def ids(store):
+    return study_ids(store, make_tiny_study(store))
+
+
+def add_account(store, name="victim", password="right-password"):
+    with store.session() as s:
+        return accounts.create_account(s, name, password).id
+
+
+def throttle_row(store, account_id):
+    with store.session() as s:
+        row = s.get(LoginThrottle, account_id)
+        return None if row is None else (row.failures, row.blocked_until)
+
+
+def test_wrong_passwords_for_one_account_are_throttled_across_two_app_processes(store, store_url, ids):
+    """Two apps on two engines (as two server processes would be) share one account's count."""
+    victim = add_account(store)
+    other = open_store(store_url)
+    try:
+        apps = [create_app(store, rate_limit=ROOMY), create_app(other, rate_limit=ROOMY)]
+        clients = [Client(a) for a in apps]
+        statuses, answers = [], []
+        for i in range(40):
+            r = clients[i % 2].login("victim", f"wrong-password-{i}")
+            statuses.append(r.status_code)
+            answers.append(r)
+        assert statuses == [401] * 5 + [429] * 35
+        throttled = answers[5]
+        assert 25 <= int(throttled.headers["retry-after"]) <= 30
+        assert "too many wrong passwords for this account: try again in" in throttled.json()["detail"]
+        assert throttle_row(store, victim)[0] == 5  # refused attempts are not counted
+        # the right password is refused too while the account waits, in the form as in the API
+        assert clients[0].login("victim", "right-password").status_code == 429
+        page = clients[1].http.post("/login", data={"username": "victim", "password": "right-password",
+                                                    "csrf_token": clients[1].csrf},
+                                    headers={"accept": "text/html"})
+        assert page.status_code == 429 and int(page.headers["retry-after"]) >= 1
+        assert "too many wrong passwords" in page.text
+        # the back-off over: the right password logs in and the count starts again
+        with store.session() as s:
+            s.execute(update(LoginThrottle).values(blocked_until=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        assert clients[1].login("victim", "right-password").status_code == 200
+        assert throttle_row(store, victim) is None
+        assert [clients[0].login("victim", "wrong").status_code for _ in range(5)] == [401] * 5
+        # unknown names leave nothing behind
+        assert clients[0].login("nobody", "wrong-password").status_code == 401
+    finally:
+        other.close()
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(LoginThrottle)) == 1
+
+
+def test_backoff_doubles_up_to_fifteen_minutes_and_is_forgotten_after_a_day(store):
+    victim = add_account(store)
+    backoff = LoginBackoff()
+    t = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+    waits = []
+    for attempt in range(1, 13):
+        with store.session() as s:
+            assert claim_login_attempt(s, victim, backoff, now=t) == attempt
+        failures, until = throttle_row(store, victim)
+        assert failures == attempt
+        wait = None if until is None else (until.replace(tzinfo=timezone.utc) - t).total_seconds()
+        waits.append(wait)
+        if wait:
+            with store.session() as s, pytest.raises(LoginThrottled) as refused:  # during the back-off
+                claim_login_attempt(s, victim, backoff, now=t + timedelta(seconds=wait - 1))
+            assert refused.value.status == 429 and refused.value.retry_after == 1
+            assert throttle_row(store, victim)[0] == attempt  # not counted
+            t += timedelta(seconds=wait)
+        else:
+            t += timedelta(seconds=1)
+    assert waits == [None] * 4 + [30, 60, 120, 240, 480, 900, 900, 900]
+    with store.session() as s:  # a day after the last failure, the count starts again
+        assert claim_login_attempt(s, victim, backoff, now=t + timedelta(days=1)) == 1
+    assert throttle_row(store, victim)[1] is None
+
+
+def test_parallel_wrong_passwords_get_only_the_free_attempts(store):
+    """Attempts are counted before the password is checked: a burst cannot slip through together."""
+    victim = add_account(store)
+    results: list[object] = []
+    start = threading.Barrier(12)
+
+    def attempt():
+        start.wait()
+        try:
+            with store.session() as s:
+                results.append(claim_login_attempt(s, victim))
+        except LoginThrottled as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    counted = sorted(r for r in results if isinstance(r, int))
+    assert counted == [1, 2, 3, 4, 5]
+    assert sum(isinstance(r, LoginThrottled) for r in results) == 7
+
+
+# ---- guesses per player, counted in the database ------------------------------------------------
+
+def wrong_class(ids, item_id):
+    return next(c for c in ("cat", "dog", "fox") if c != ids["answer"][item_id])
+
+
+def test_guess_limit_holds_over_two_app_processes(store, store_url, ids):
+    other = open_store(store_url)
+    try:
+        limit = RateLimit(guesses=4, signups=100, failed_logins=100)
+        a, b = Client(create_app(store, rate_limit=limit)), Client(create_app(other, rate_limit=limit))
+        assert a.signup("twin").status_code == 201
+        assert b.login("twin").status_code == 200
+        state = a.start()
+        wrong = wrong_class(ids, state["item_id"])
+        statuses = [(a, b)[i % 2].guess(state["game_id"], wrong, "x").status_code for i in range(6)]
+        assert statuses == [200] * 4 + [429] * 2
+        with store.session() as s:
+            assert s.scalar(select(func.count()).select_from(Guess)) == 4
+    finally:
+        other.close()
+
+
+def test_default_limits_let_a_fast_player_play_eight_rounds(store, ids):
+    """Two reveals and four wrong guesses a round, as fast as the server answers: 48 moves."""
+    c = Client(create_app(store))
+    assert c.signup("quick").status_code == 201
+    for _ in range(8):
+        state = c.start()
+        for step in (1, 2):
+            r = c.post(f"/api/rounds/{state['game_id']}/reveal", {"from_step": step})
+            assert r.status_code == 200, r.text
+        outcome = None
+        while outcome is None:
+            r = c.guess(state["game_id"], wrong_class(ids, state["item_id"]), "stripes")
+            assert r.status_code == 200, r.text
+            outcome = r.json()["outcome"]
+        assert outcome == "loss"
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Guess)) == 32
+
+
+def test_default_guess_limit_stops_a_script(store, ids):
+    """60 guesses within the last minute: the next one waits until the oldest is a minute old."""
+    c = Client(create_app(store))
+    assert c.signup("script").status_code == 201
+    state = c.start()
+    with store.session() as s:
+        me = s.scalars(select(Account.id).where(Account.username == "script")).one()
+        then = datetime.now(timezone.utc) - timedelta(seconds=30)
+        s.add_all(Guess(item_id=ids["items"][-1], player_id=me, player_name="script", step=1, guessed_class="cat",
+                        text="x", correct=False, created_at=then + timedelta(milliseconds=i)) for i in range(60))
+    r = c.guess(state["game_id"], wrong_class(ids, state["item_id"]), "x")
+    assert r.status_code == 429 and 25 <= int(r.headers["retry-after"]) <= 31
+    with store.session() as s:  # half a minute later
+        s.execute(update(Guess).where(Guess.game_id.is_(None)).values(created_at=then - timedelta(seconds=31)))
+    assert c.guess(state["game_id"], wrong_class(ids, state["item_id"]), "x").status_code == 200
+
+
+def test_guess_count_reads_only_the_index(tmp_path):
+    """The count behind the guess limit is one query answered from the index on (player, time)."""
+    opened = open_store(tmp_path / "plan.db")
+    seen = []
+    event.listen(opened.engine, "before_cursor_execute",
+                 lambda _conn, _cursor, statement, parameters, _context, _many: seen.append((statement, parameters)))
+    try:
+        with opened.session() as s:
+            assert recent_guesses(s, 1, datetime.now(timezone.utc)) == (0, None)
+        assert len(seen) == 1
+        with opened.engine.connect() as conn:
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0][0], seen[0][1]))
+        assert "COVERING INDEX ix_guesses_player_time" in plan, plan
+    finally:
+        opened.close()
