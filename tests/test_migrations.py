@@ -3,6 +3,7 @@
 databases are recognised, and processes opening a new database at once do not collide."""
 
 import contextlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from netreveal.store.schema import (
     downgrade_schema,
     head_revision,
     make_revision,
+    revision_number,
     schema_diffs,
     script_directory,
     upgrade_schema,
@@ -64,14 +66,15 @@ def test_models_match_head(store):
 
 def test_history_is_linear_and_numbered():
     revisions = list(reversed(list(script_directory().walk_revisions())))
-    assert [r.revision for r in revisions] == [f"{i:04d}" for i in range(1, len(revisions) + 1)]
+    assert all(re.fullmatch(r"\d{4}[a-z]?", r.revision) for r in revisions)  # e.g. 0004, 0005a
+    assert [revision_number(r.revision) for r in revisions] == list(range(1, len(revisions) + 1))
     assert revisions[0].down_revision is None
     assert all(r.down_revision == p.revision for p, r in pairwise(revisions))
 
 
 def test_autogenerate_finds_nothing_to_add(tmp_path):
     path = make_revision("nothing changed", directory=tmp_path)
-    assert path.parent == tmp_path and path.name.startswith(f"{int(head_revision()) + 1:04d}_")
+    assert path.parent == tmp_path and path.name.startswith(f"{revision_number(head_revision()) + 1:04d}_")
     body = path.read_text()
     assert f"down_revision = '{head_revision()}'" in body
     code = [line.strip() for line in body.split("def upgrade() -> None:")[1].split("def downgrade")[0].splitlines()]
@@ -262,7 +265,7 @@ def test_unreachable_database_is_one_line_error():
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("revision", ["0002", "0003"])
+@pytest.mark.parametrize("revision", ["0002", "0003", "0004"])
 def test_unversioned_database_of_a_later_schema(store_url, revision):
     """A database at an intermediate schema whose version table was lost is recognised and upgraded."""
     old = open_store(store_url, upgrade=False)
@@ -274,3 +277,38 @@ def test_unversioned_database_of_a_later_schema(store_url, revision):
     old.close()
     with _opened_at_head(store_url) as opened, opened.session() as s:
         assert s.scalars(select(Account.background)).one() == "novice"
+
+
+def test_upgrade_from_0004_keeps_sessions_and_adds_invitations(store_url):
+    """Logged-in browsers stay logged in across the upgrade (idle time counts from the session's
+    creation); the invitations table works."""
+    from netreveal.store.models import Invitation, WebSession
+
+    old = open_store(store_url, upgrade=False)
+    upgrade_schema(old, "0004")
+    old.close()
+    engine = create_engine(store_url, poolclass=pool.NullPool)
+    meta = MetaData()
+    meta.reflect(engine)
+    t = meta.tables
+    assert "invitations" not in t and "last_seen_at" not in t["web_sessions"].c
+    with engine.begin() as conn:
+        conn.execute(insert(t["accounts"]), [{"id": 1, "username": "ann", "password_hash": "h", "role": "admin",
+                                              "created_at": NOW}])
+        conn.execute(insert(t["web_sessions"]), [{"token_hash": "a" * 64, "account_id": 1, "csrf_token": "c",
+                                                  "created_at": NOW, "expires_at": NOW}])
+    engine.dispose()
+    with _opened_at_head(store_url) as opened, opened.session() as s:
+        row = s.scalars(select(WebSession)).one()
+        assert (row.token_hash, row.account_id, row.last_seen_at) == ("a" * 64, 1, None)
+        s.add(Invitation(token_hash="b" * 64, role="annotator", created_by=1, created_at=NOW, expires_at=NOW))
+        s.flush()
+        assert s.scalars(select(Invitation.role)).one() == "annotator"
+    opened = open_store(store_url)
+    try:
+        downgrade_schema(opened, "0004")
+        assert "invitations" not in _tables(opened)
+        upgrade_schema(opened)
+        assert _revision(opened) == head_revision()
+    finally:
+        opened.close()

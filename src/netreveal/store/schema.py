@@ -11,6 +11,7 @@ How to add a revision: see :mod:`netreveal.store.migrations`.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +69,12 @@ def schema_diffs(connection: Connection) -> list:
     return compare_metadata(context, Base.metadata)
 
 
+def revision_number(revision: str) -> int:
+    """The number a revision id starts with (``"0005a"`` -> 5; 0 when it starts with none)."""
+    digits = re.match(r"\d*", revision).group()
+    return int(digits) if digits else 0
+
+
 def upgrade_schema(store: Store, revision: str = "head") -> None:
     """Create or upgrade the schema of ``store`` to ``revision`` (default: the current models)."""
     target = head_revision() if revision == "head" else revision
@@ -99,7 +106,7 @@ def make_revision(message: str, directory: str | os.PathLike | None = None) -> P
     """
     if not message.strip():
         raise NetrevealError("a revision needs a message")
-    numbers = [int(r.revision) for r in script_directory().walk_revisions() if r.revision.isdigit()]
+    numbers = [revision_number(r.revision) for r in script_directory().walk_revisions()]
     rev_id = f"{max(numbers, default=0) + 1:04d}"
     with tempfile.TemporaryDirectory(prefix="netreveal-revision-") as tmp:
         from netreveal.store.db import open_store
@@ -137,6 +144,8 @@ def _stamp_unversioned(conn: Connection) -> None:
     inspector = inspect(conn)
     if not schema_diffs(conn):
         stamp = head_revision()
+    elif "invitations" in ours:
+        stamp = "0005a"
     elif "eval_questions" in ours:
         stamp = "0004"
     elif "items" in ours and any(ix["name"] == "ix_items_gallery" for ix in inspector.get_indexes("items")):
