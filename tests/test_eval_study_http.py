@@ -133,7 +133,7 @@ def test_simulated_participants_through_http_recover_the_planted_difference(stor
 def served(store):
     made = make_eval_study(store)
     with store.session() as s:
-        accounts.create_account(s, "chief", "chief-password", role="admin")
+        accounts.create_account(s, "chief", "summit-ledger-77", role="admin")
     return store, made, create_app(store, rate_limit=None)
 
 
@@ -185,12 +185,14 @@ def test_routes_refuse_what_they_must_and_store_nothing(served):
     assert back.login("ann_eval").status_code == 200
     state = back.get("/study/api/state").json()
     assert state["answered"] == 1 and state["question"]["id"] == order[1] and state["question"]["number"] == 2
-    assert back.get(f"/study/api/questions/{order[0]}/pictures/A.png").status_code == 200  # answered: still visible
+    assert back.get(f"/study/api/questions/{order[0]}/pictures/A.png").status_code == 404  # answered: not any more
+    for letter in state["question"]["panels"]:  # the current question's pictures are
+        assert back.get(f"/study/api/questions/{order[1]}/pictures/{letter}.png").status_code == 200
     # admins only
     assert back.get("/study/admin").status_code == 403
     assert back.get("/study/api/admin/progress").status_code == 403
     chief = Client(app)
-    chief.login("chief", "chief-password")
+    chief.login("chief", "summit-ledger-77")
     progress = chief.get("/study/api/admin/progress").json()
     assert progress["participants"] == 1 and progress["finished"] == 0 and progress["backgrounds"] == {"expert": 1}
     assert progress["responses"] == {"rating": 2 * len(view["panels"])}

@@ -263,7 +263,7 @@ def test_unreachable_database_is_one_line_error():
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("revision", ["0002", "0003"])
+@pytest.mark.parametrize("revision", ["0002", "0003", "0004"])
 def test_unversioned_database_of_a_later_schema(store_url, revision):
     """A database at an intermediate schema whose version table was lost is recognised and upgraded."""
     old = open_store(store_url, upgrade=False)
@@ -275,3 +275,38 @@ def test_unversioned_database_of_a_later_schema(store_url, revision):
     old.close()
     with _opened_at_head(store_url) as opened, opened.session() as s:
         assert s.scalars(select(Account.background)).one() == "novice"
+
+
+def test_upgrade_from_0004_keeps_sessions_and_adds_invitations(store_url):
+    """Logged-in browsers stay logged in across the upgrade (idle time counts from the session's
+    creation); the invitations table works."""
+    from netreveal.store.models import Invitation, WebSession
+
+    old = open_store(store_url, upgrade=False)
+    upgrade_schema(old, "0004")
+    old.close()
+    engine = create_engine(store_url, poolclass=pool.NullPool)
+    meta = MetaData()
+    meta.reflect(engine)
+    t = meta.tables
+    assert "invitations" not in t and "last_seen_at" not in t["web_sessions"].c
+    with engine.begin() as conn:
+        conn.execute(insert(t["accounts"]), [{"id": 1, "username": "ann", "password_hash": "h", "role": "admin",
+                                              "created_at": NOW}])
+        conn.execute(insert(t["web_sessions"]), [{"token_hash": "a" * 64, "account_id": 1, "csrf_token": "c",
+                                                  "created_at": NOW, "expires_at": NOW}])
+    engine.dispose()
+    with _opened_at_head(store_url) as opened, opened.session() as s:
+        row = s.scalars(select(WebSession)).one()
+        assert (row.token_hash, row.account_id, row.last_seen_at) == ("a" * 64, 1, None)
+        s.add(Invitation(token_hash="b" * 64, role="annotator", created_by=1, created_at=NOW, expires_at=NOW))
+        s.flush()
+        assert s.scalars(select(Invitation.role)).one() == "annotator"
+    opened = open_store(store_url)
+    try:
+        downgrade_schema(opened, "0004")
+        assert "invitations" not in _tables(opened)
+        upgrade_schema(opened)
+        assert _revision(opened) == head_revision()
+    finally:
+        opened.close()

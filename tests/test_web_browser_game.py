@@ -1,5 +1,7 @@
-"""The reveal game in headless Chromium: sign up, play a round to a win, leaderboard, admin export, phone width."""
+"""The reveal game in headless Chromium: sign up, play a round to a win, leaderboard, admin export and
+counts, an invitation link that makes an annotator, phone width."""
 
+import uuid
 import zipfile
 
 import pytest
@@ -8,7 +10,8 @@ from sqlalchemy import select
 from webstudy import LiveServer, build_template, copy_store
 
 from netreveal.store import accounts
-from netreveal.store.models import Guess
+from netreveal.store import game as rules
+from netreveal.store.models import Account, Guess, Item, Study
 from netreveal.web.app import create_app
 from netreveal.web.ratelimit import RateLimit
 
@@ -25,7 +28,7 @@ def template(tmp_path_factory):
 def served(tmp_path, template):
     store = copy_store(template[0], tmp_path / "browser.db")
     with store.session() as s:
-        accounts.create_account(s, "chief", "chief-password", role="admin")
+        accounts.create_account(s, "chief", "summit-ledger-77", role="admin")
     app = create_app(store, rate_limit=RateLimit(guesses=1000, signups=1000, failed_logins=1000))
     with LiveServer(app) as url:
         yield url, store, template[1]
@@ -36,17 +39,16 @@ def sign_up(page, url, username):
     page.goto(f"{url}/signup")
     page.fill("#username", username)
     page.fill("#password", "a long password")
-    page.check("input[name=role][value=player]")
     page.click("#signup-form button[type=submit]")
     page.wait_for_url(f"{url}/play")
 
 
-def log_in(page, url, username, password):
+def log_in(page, url, username, password, lands_on="/play"):
     page.goto(f"{url}/login")
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#login-form button[type=submit]")
-    page.wait_for_url(f"{url}/play")
+    page.wait_for_url(f"{url}{lands_on}")
 
 
 def wait_step(page, step: int) -> None:
@@ -103,8 +105,7 @@ def test_admin_downloads_the_export(served, tmp_path):
         page.locator("#message:not(:empty), #result:not([hidden])").first.wait_for()
         page.click("button.link")  # log out
         page.wait_for_url(f"{url}/")
-        log_in(page, url, "chief", "chief-password")
-        page.goto(f"{url}/admin")
+        log_in(page, url, "chief", "summit-ledger-77", lands_on="/admin")
         assert page.text_content("#unlabelled").strip() == str(len(ids["items"]) - 1)
         with page.expect_download() as download:
             page.click("#export")
@@ -116,6 +117,49 @@ def test_admin_downloads_the_export(served, tmp_path):
         guesses = archive.read("tiny/guesses.csv").decode()
         assert "a shiny <scale>" in guesses and "labeller" in guesses
         assert len(archive.read("tiny/items.csv").decode().strip().splitlines()) == len(ids["items"]) + 1
+
+
+def _table(page, selector) -> list[list[str]]:
+    return [[cell.strip() for cell in row.locator("td").all_text_contents()]
+            for row in page.locator(f"{selector} tbody tr").all()]
+
+
+def test_admin_page_shows_the_counts_and_invites_an_annotator(served):
+    url, store, ids = served
+    with store.session() as s:  # one label: a wrong guess at step 1 on the first item a player gets
+        me = accounts.create_account(s, "labeller", "a long password")
+        study = s.get(Study, ids["study"])
+        game = rules.start_round(s, study, me)
+        wrong = next(c for c in ("cat", "dog", "fish") if c != ids["answer"][game.item_id])
+        rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()), guessed_class=wrong, text="stripes")
+        labelled_layer = s.get(Item, game.item_id).layer
+    items = len(ids["items"])
+    with browser_page() as page:
+        log_in(page, url, "chief", "summit-ledger-77", lands_on="/admin")
+        assert "built-in method" not in page.content()
+        numbers = {k: page.text_content(f"#{k}").strip() for k in ("images", "items", "unlabelled", "labels")}
+        assert numbers == {"images": "3", "items": str(items), "unlabelled": str(items - 1), "labels": "1"}
+        assert _table(page, "#distribution") == [["0", str(items - 1)], ["1", "1"]]
+        assert _table(page, "#layers") == [[layer, str(items // 2), "1" if layer == labelled_layer else "0"]
+                                           for layer in ("block1", "block2")]
+        # an invitation link, made on the page, makes an annotator
+        page.select_option("#invite-role", "annotator")
+        page.fill("#invite-days", "2")
+        page.click("#invite-form button[type=submit]")
+        link = page.locator("#invitation-link").input_value()
+        assert link.startswith(f"{url}/invite/")
+        page.click("button.link")  # log out
+        page.wait_for_url(f"{url}/")
+        page.goto(link)
+        assert "invited as an annotator" in page.text_content("h1")
+        page.fill("#username", "invited_ann")
+        page.fill("#password", "a long password")
+        page.click("#invite-form button[type=submit]")
+        page.wait_for_url(f"{url}/studio")
+        nav = page.text_content("header nav")
+        assert "Studio" in nav and "Play" not in nav and "My stats" not in nav
+    with store.session() as s:
+        assert s.scalars(select(Account.role).where(Account.username == "invited_ann")).one() == "annotator"
 
 
 def test_pages_fit_a_phone_screen(served):
@@ -140,6 +184,5 @@ def test_pages_fit_a_phone_screen(served):
             assert overflow(page) <= 0, path
         page.click("button.link")
         page.wait_for_url(f"{url}/")
-        log_in(page, url, "chief", "chief-password")
-        page.goto(f"{url}/admin")
+        log_in(page, url, "chief", "summit-ledger-77", lands_on="/admin")
         assert overflow(page) <= 0

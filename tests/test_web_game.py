@@ -8,7 +8,7 @@ import pytest
 from dbs import TINY_CLASSES, make_tiny_study, store, store_url  # noqa: F401  (fixtures: each test runs on SQLite and PostgreSQL)
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
-from webstudy import Client, counts, study_ids
+from webstudy import PASSWORD, Client, counts, study_ids
 
 from netreveal.errors import NetrevealError
 from netreveal.store import accounts, open_store
@@ -33,7 +33,7 @@ def app(store, ids):
 
 def player(store, name="pl1"):
     with store.session() as s:
-        return accounts.create_account(s, name, "password123")
+        return accounts.create_account(s, name, PASSWORD)
 
 
 def study_of(s, ids):
@@ -324,7 +324,7 @@ def test_sign_up_log_in_and_out_with_forms(store, app):
 
 def test_signup_cannot_choose_admin_and_names_are_unique(store, app):
     c = Client(app)
-    assert c.post("/api/signup", {"username": "boss", "password": "password123", "role": "admin"}).status_code == 422
+    assert c.post("/api/signup", {"username": "boss", "password": PASSWORD, "role": "admin"}).status_code == 403
     assert c.signup("taken").status_code == 201
     d = Client(app)
     r = d.signup("TAKEN")

@@ -73,7 +73,7 @@ class Served:
         """A new visitor (own cookies) signing up, every request carrying ``headers``."""
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
             csrf = http.get("/api/session").json()["csrf_token"]
-            return http.post("/api/signup", json={"username": username, "password": "password123"},
+            return http.post("/api/signup", json={"username": username, "password": "plum-kettle-42"},
                              headers={"X-CSRF-Token": csrf})
 
 

@@ -119,6 +119,17 @@ def raw_get(port: int, raw_path: str) -> int:
     return int(data.split(b" ", 2)[1])
 
 
+PASSWORD = "plum-kettle-42"  # a password the account rules accept (not common, no user name in it)
+
+
+def make_account(store, username: str, role: str = "player", password: str = PASSWORD):
+    """Add an account directly in the store (how annotators and admins come to exist in tests)."""
+    from netreveal.store import accounts
+
+    with store.session() as s:
+        return accounts.create_account(s, username, password, role=role)
+
+
 class Client:
     """A TestClient that keeps the CSRF token of its session and sends it with state-changing calls."""
 
@@ -128,13 +139,13 @@ class Client:
         self.http = TestClient(app)
         self.csrf = self.http.get("/api/session").json()["csrf_token"]
 
-    def signup(self, username: str, password: str = "password123", role: str = "player"):
+    def signup(self, username: str, password: str = PASSWORD, role: str = "player"):
         r = self.post("/api/signup", {"username": username, "password": password, "role": role})
         if r.status_code == 201:
             self.csrf = r.json()["csrf_token"]
         return r
 
-    def login(self, username: str, password: str = "password123"):
+    def login(self, username: str, password: str = PASSWORD):
         r = self.post("/api/login", {"username": username, "password": password})
         if r.status_code == 200:
             self.csrf = r.json()["csrf_token"]

@@ -1,8 +1,12 @@
 """Accounts and logged-in browser sessions: argon2 password hashes, roles, session tokens.
 
 A browser session is a random token held in a cookie; the database keeps only its SHA-256, so a
-leaked database does not log anyone in. Usernames are 3-30 characters of letters, digits, ``_``,
-``.`` and ``-`` (starting with a letter or digit) and unique regardless of case.
+leaked database does not log anyone in. A session ends after ``SESSION_DAYS`` whatever happens, and
+earlier when unused for the idle timeout (``SESSION_IDLE`` unless the app sets another); its last
+activity is written at most once per ``TOUCH_EVERY``, not on every request. Changing or resetting
+a password ends the account's other sessions. Usernames are 3-30 characters of letters, digits,
+``_``, ``.`` and ``-`` (starting with a letter or digit) and unique regardless of case; passwords
+follow :mod:`netreveal.store.passwords`.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from netreveal.errors import NetrevealError
 from netreveal.store.models import ROLES, Account, WebSession
+from netreveal.store.passwords import PASSWORD_MAX, password_problem
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,29}")
-PASSWORD_MIN, PASSWORD_MAX = 8, 256
-SESSION_DAYS = 14
+SESSION_DAYS = 14  # absolute lifetime of a browser session
+SESSION_IDLE = timedelta(hours=2)  # a session unused this long is over
+TOUCH_EVERY = timedelta(minutes=1)  # last activity is written at most this often per session
 
 # OWASP's minimum argon2id setting (19 MiB, 2 passes): cheap enough for many sign-ups at once on a
 # small server; at most two hashes run at a time so memory stays bounded under a burst of logins.
@@ -68,10 +75,12 @@ def check_username(username: str) -> str:
     return username
 
 
-def check_password(password: str) -> str:
-    """``password`` when it has 8-256 characters, else AccountError."""
-    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise AccountError(f"password must have {PASSWORD_MIN}-{PASSWORD_MAX} characters")
+def check_password(password: str, username: str | None = None) -> str:
+    """``password`` when :func:`~netreveal.store.passwords.password_problem` finds nothing wrong
+    with it for the account ``username``, else AccountError saying why."""
+    problem = password_problem(password, username)
+    if problem is not None:
+        raise AccountError(problem)
     return password
 
 
@@ -94,7 +103,7 @@ def create_account(session: Session, username: str, password: str, role: str = "
     """Add an account (flushed, not committed). AccountError (409) when the name is taken
     (when another sign-up takes it at the same moment, the session is rolled back)."""
     check_username(username)
-    check_password(password)
+    check_password(password, username)
     check_role(role)
     if background is not None and background not in ("novice", "expert"):
         raise AccountError("background must be novice or expert")
@@ -143,32 +152,83 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def start_session(session: Session, account: Account, days: float = SESSION_DAYS) -> tuple[str, WebSession]:
-    """A new browser session for ``account``: (cookie token, stored row). Expired rows are pruned."""
+def start_session(session: Session, account: Account, days: float = SESSION_DAYS,
+                  idle: timedelta = SESSION_IDLE) -> tuple[str, WebSession]:
+    """A new browser session for ``account``: (cookie token, stored row). Expired and idle rows
+    are pruned."""
     now = datetime.now(timezone.utc)
-    session.execute(delete(WebSession).where(WebSession.expires_at < now))
+    idle_since = now - idle
+    session.execute(delete(WebSession).where(or_(
+        WebSession.expires_at < now, WebSession.last_seen_at < idle_since,
+        WebSession.last_seen_at.is_(None) & (WebSession.created_at < idle_since))))
     token = secrets.token_urlsafe(32)
     row = WebSession(token_hash=token_hash(token), account_id=account.id, csrf_token=secrets.token_urlsafe(32),
-                     created_at=now, expires_at=now + timedelta(days=days))
+                     created_at=now, expires_at=now + timedelta(days=days), last_seen_at=now)
     session.add(row)
     session.flush()
     return token, row
 
 
-def session_account(session: Session, token: str | None) -> tuple[Account, WebSession] | None:
-    """The account and session row behind a cookie token, or None (unknown, malformed or expired)."""
+def session_account(session: Session, token: str | None,
+                    idle: timedelta = SESSION_IDLE) -> tuple[Account, WebSession] | None:
+    """The account and session row behind a cookie token, or None (unknown, malformed, expired or
+    unused for longer than ``idle``). Records the activity when the last record is older than
+    ``TOUCH_EVERY`` (an UPDATE in ``session``'s transaction)."""
     if not token or len(token) > 128:
         return None
     found = session.execute(
         select(Account, WebSession).join(WebSession, WebSession.account_id == Account.id)
         .where(WebSession.token_hash == token_hash(token))
     ).first()
-    if found is None or _utc(found[1].expires_at) <= datetime.now(timezone.utc):
+    if found is None:
         return None
-    return found[0], found[1]
+    account, row = found
+    now = datetime.now(timezone.utc)
+    last_seen = _utc(row.last_seen_at or row.created_at)
+    if _utc(row.expires_at) <= now or now - last_seen > idle:
+        return None
+    if now - last_seen > TOUCH_EVERY:
+        session.execute(
+            update(WebSession).where(WebSession.token_hash == row.token_hash,
+                                     or_(WebSession.last_seen_at.is_(None), WebSession.last_seen_at < now - TOUCH_EVERY))
+            .values(last_seen_at=now).execution_options(synchronize_session=False))
+        set_committed_value(row, "last_seen_at", now)
+    return account, row
 
 
 def end_session(session: Session, token: str | None) -> None:
     """Forget the browser session behind ``token`` (log out)."""
     if token and len(token) <= 128:
         session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
+
+
+def end_all_sessions(session: Session, account: Account) -> int:
+    """Forget every browser session of ``account`` (log out everywhere); how many there were."""
+    result = session.execute(delete(WebSession).where(WebSession.account_id == account.id))
+    return result.rowcount or 0
+
+
+def change_password(session: Session, account: Account, current: str, new: str) -> int:
+    """Set the password of the logged-in ``account`` after checking its ``current`` one (AccountError
+    403 when wrong) and end all its sessions (the caller starts a new one for the browser that
+    asked); the number of sessions ended."""
+    if not isinstance(current, str) or len(current) > PASSWORD_MAX or not verify_password(account.password_hash, current):
+        raise AccountError("the current password is wrong", status=403)
+    check_password(new, account.username)
+    if new == current:
+        raise AccountError("the new password is the current one")
+    account.password_hash = hash_password(new)
+    session.flush()
+    return end_all_sessions(session, account)
+
+
+def reset_password(session: Session, username: str, new: str) -> tuple[Account, int]:
+    """An admin's reset: set the password of ``username`` and end all its sessions; (account,
+    sessions ended). AccountError (404) when there is no such account."""
+    account = find_account(session, username)
+    if account is None:
+        raise AccountError(f"no account named {username!r}", status=404)
+    check_password(new, account.username)
+    account.password_hash = hash_password(new)
+    session.flush()
+    return account, end_all_sessions(session, account)

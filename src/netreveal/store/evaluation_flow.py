@@ -20,7 +20,8 @@ Rules
   question again is refused with 409 and changes nothing (not idempotent: the first answer
   stands, whatever the repeat says). So is answering out of order (409) or a question that is
   not the participant's (404).
-* A participant sees the pictures of the current question and of answered ones only.
+* A participant sees the pictures of the current question only (not those of answered or later
+  questions, nor any other picture of the study).
 
 Functions raise :class:`EvalError` (with an HTTP-like ``status``) for refused requests and store
 nothing for them; they flush but do not commit. The userstudy package (and scipy with it) is
@@ -255,11 +256,10 @@ def submit(session: Session, study: Study, participant: EvalParticipant, questio
 
 
 def _visible(session: Session, participant: EvalParticipant, question_id: Any) -> Question:
-    """The participant's question when its pictures may be shown (current or answered); 404 else."""
+    """The participant's question when its pictures may be shown (it is the current one); 404 else."""
     question = _question_of(participant, question_id)
-    done = answered(session, participant)
-    _, current = _current(assigned(participant), done)
-    if question.id not in done and (current is None or current.id != question.id):
+    _, current = _current(assigned(participant), answered(session, participant))
+    if current is None or current.id != question.id:
         raise EvalError("no such picture", status=404)
     return question
 

@@ -410,12 +410,14 @@ def _finished_games(study: Study):
 
 
 def leaderboard(session: Session, study: Study, limit: int = 20) -> list[LeaderRow]:
-    """Players of ``study`` by points (then wins, then name), finished rounds only."""
+    """Players of ``study`` by points (then wins, then name), finished rounds only. Only accounts
+    whose role is player are ranked (an annotator or admin who once played is left out)."""
     points = func.sum(Game.points)
     wins = func.sum(case((Game.outcome == "win", 1), else_=0))
     rows = session.execute(
         select(Account.username, points, wins, func.count(Game.id))
         .join(Game, Game.player_id == Account.id).join(Item, _finished_games(study))
+        .where(Account.role == "player")
         .group_by(Account.id, Account.username)
         .order_by(points.desc(), wins.desc(), Account.username).limit(limit)
     ).all()
@@ -443,12 +445,13 @@ def player_stats(session: Session, study: Study, player: Account, recent: int = 
         select(func.count(Guess.id)).join(Item, Item.id == Guess.item_id)
         .where(Guess.player_id == player.id, Item.study_id == study.id)
     ) or 0
-    totals = (
+    totals = (  # ranked among player accounts, as on the leaderboard
         select(Game.player_id, func.sum(Game.points).label("points"))
-        .join(Item, _finished_games(study)).group_by(Game.player_id).subquery()
+        .join(Item, _finished_games(study)).join(Account, Account.id == Game.player_id)
+        .where(Account.role == "player").group_by(Game.player_id).subquery()
     )
     stats.players = session.scalar(select(func.count()).select_from(totals)) or 0
-    if stats.rounds:
+    if stats.rounds and player.role == "player":
         stats.rank = 1 + (session.scalar(select(func.count()).select_from(totals).where(totals.c.points > stats.points)) or 0)
     stats.recent = [
         {"text": g.text, "guessed_class": g.guessed_class, "correct": g.correct, "step": g.step}

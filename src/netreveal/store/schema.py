@@ -146,6 +146,8 @@ def _stamp_unversioned(conn: Connection) -> None:
     inspector = inspect(conn)
     if not schema_diffs(conn):
         stamp = head_revision()
+    elif "invitations" in ours:
+        stamp = "0006"
     elif "login_throttles" in ours:
         stamp = "0005"
     elif "eval_questions" in ours:

@@ -1,4 +1,6 @@
-"""Admin pages: the study's progress, its export as a zip of CSV and JSON, and account roles."""
+"""Admin pages: the study's progress, its export as a zip of CSV and JSON, and accounts: roles,
+invitations (the only way, besides the ``netreveal account`` command, to make annotators and
+admins) and password resets (which end the account's sessions)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from netreveal.store import accounts
+from netreveal.store import accounts, invitations
 from netreveal.store.accounts import AccountError
 from netreveal.store.db import Store
 from netreveal.store.models import ROLES, Account, Concept, Game, Guess, Item, Study, StudyImage
@@ -30,6 +32,16 @@ ACCOUNTS_SHOWN = 500
 class RoleIn(BaseModel):
     username: str = Field(max_length=40)
     role: str = Field(max_length=16)
+
+
+class InviteIn(BaseModel):
+    role: str = Field(max_length=16)
+    days: float = invitations.INVITE_DAYS
+
+
+class PasswordResetIn(BaseModel):
+    username: str = Field(max_length=40)
+    new_password: str = Field(max_length=256)
 
 
 def progress(session: Session, current: Study) -> dict[str, Any]:
@@ -97,24 +109,50 @@ def _accounts(session: Session) -> list[dict[str, Any]]:
             for a in session.scalars(select(Account).order_by(Account.username).limit(ACCOUNTS_SHOWN))]
 
 
-def _change_role(session: Session, me: Account, username: str, role: str) -> Account:
+def _not_me(session: Session, me: Account, username: str, what: str) -> None:
     target = accounts.find_account(session, username)
     if target is not None and target.id == me.id:
-        raise AccountError("you cannot change your own role (ask another admin)", status=409)
+        raise AccountError(what, status=409)
+
+
+def _change_role(session: Session, me: Account, username: str, role: str) -> Account:
+    _not_me(session, me, username, "you cannot change your own role (ask another admin)")
     return accounts.set_role(session, username, role)
+
+
+def _reset_password(session: Session, me: Account, username: str, new_password: str) -> tuple[Account, int]:
+    _not_me(session, me, username, "change your own password on your account page (/account)")
+    return accounts.reset_password(session, username, new_password)
+
+
+def invitation_link(request: Request, token: str) -> str:
+    """The address of the invitation page for ``token`` on this server."""
+    return f"{str(request.base_url).rstrip('/')}/invite/{token}"
+
+
+_MESSAGES = {"role": "Role changed.", "password": "Password reset; that account's sessions were ended.",
+             "withdrawn": "Invitation withdrawn."}
+
+
+def _admin_page(request: Request, session: Session, current: Study, *, message: str | None = None,
+                error: str | None = None, new_invitation: dict | None = None, status_code: int = 200):
+    return render(request, "admin.html", {
+        "progress": progress(session, current), "accounts": _accounts(session), "roles": ROLES,
+        "message_text": _MESSAGES.get(message or ""), "limit": ACCOUNTS_SHOWN, "error": error,
+        "invitations": invitations.open_invitations(session), "new_invitation": new_invitation,
+        "invite_days": invitations.INVITE_DAYS, "invite_days_max": invitations.INVITE_DAYS_MAX,
+    }, status_code=status_code)
 
 
 @router.get("/admin")
 def admin_page(request: Request, message: str | None = None, session: Session = Depends(db),
                me: Account = Depends(admin), current: Study = Depends(study)):
-    return render(request, "admin.html", {
-        "progress": progress(session, current), "accounts": _accounts(session), "roles": ROLES,
-        "message": message if message in _MESSAGES else None, "message_text": _MESSAGES.get(message or ""),
-        "limit": ACCOUNTS_SHOWN, "error": None,
-    })
+    return _admin_page(request, session, current, message=message)
 
 
-_MESSAGES = {"role": "Role changed."}
+def _refused(request: Request, session: Session, current: Study, exc: AccountError):
+    session.rollback()
+    return _admin_page(request, session, current, error=str(exc), status_code=exc.status)
 
 
 @router.post("/admin/role", dependencies=[Depends(check_csrf)])
@@ -123,12 +161,41 @@ def admin_role_form(request: Request, username: str = Form(max_length=40), role:
     try:
         _change_role(session, me, username, role)
     except AccountError as exc:
-        session.rollback()
-        return render(request, "admin.html", {
-            "progress": progress(session, current), "accounts": _accounts(session), "roles": ROLES,
-            "message": None, "message_text": None, "limit": ACCOUNTS_SHOWN, "error": str(exc),
-        }, status_code=exc.status)
+        return _refused(request, session, current, exc)
     return RedirectResponse("/admin?message=role", status_code=303)
+
+
+@router.post("/admin/password", dependencies=[Depends(check_csrf)])
+def admin_password_form(request: Request, username: str = Form(max_length=40),
+                        new_password: str = Form(max_length=256), session: Session = Depends(db),
+                        me: Account = Depends(admin), current: Study = Depends(study)):
+    try:
+        _reset_password(session, me, username, new_password)
+    except AccountError as exc:
+        return _refused(request, session, current, exc)
+    return RedirectResponse("/admin?message=password", status_code=303)
+
+
+@router.post("/admin/invite", dependencies=[Depends(check_csrf)])
+def admin_invite_form(request: Request, role: str = Form(max_length=16), days: float = Form(invitations.INVITE_DAYS),
+                      session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
+    """A new invitation; its link is shown on this page once (only its hash is stored)."""
+    try:
+        token, row = invitations.create_invitation(session, role, me, days)
+    except AccountError as exc:
+        return _refused(request, session, current, exc)
+    shown = {"link": invitation_link(request, token), "role": row.role, "expires_at": row.expires_at}
+    return _admin_page(request, session, current, new_invitation=shown)
+
+
+@router.post("/admin/invite/{invitation_id:int}/withdraw", dependencies=[Depends(check_csrf)])
+def admin_withdraw_form(request: Request, invitation_id: int, session: Session = Depends(db),
+                        me: Account = Depends(admin), current: Study = Depends(study)):
+    try:
+        invitations.withdraw_invitation(session, invitation_id)
+    except AccountError as exc:
+        return _refused(request, session, current, exc)
+    return RedirectResponse("/admin?message=withdrawn", status_code=303)
 
 
 @router.get("/admin/export.zip")
@@ -147,3 +214,18 @@ def api_progress(session: Session = Depends(db), me: Account = Depends(admin), c
 def api_role(body: RoleIn, session: Session = Depends(db), me: Account = Depends(admin)):
     account = _change_role(session, me, body.username, body.role)
     return {"username": account.username, "role": account.role}
+
+
+@router.post("/api/admin/password", dependencies=[Depends(check_csrf)])
+def api_password(body: PasswordResetIn, session: Session = Depends(db), me: Account = Depends(admin)):
+    """Set another account's password and end its sessions."""
+    account, ended = _reset_password(session, me, body.username, body.new_password)
+    return {"username": account.username, "sessions_ended": ended}
+
+
+@router.post("/api/admin/invitations", status_code=201, dependencies=[Depends(check_csrf)])
+def api_invite(request: Request, body: InviteIn, session: Session = Depends(db), me: Account = Depends(admin)):
+    """A one-time invitation link for ``role``, valid ``days`` (shown only in this answer)."""
+    token, row = invitations.create_invitation(session, body.role, me, body.days)
+    return {"link": invitation_link(request, token), "token": token, "role": row.role,
+            "expires_at": row.expires_at.isoformat()}

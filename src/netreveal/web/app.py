@@ -4,22 +4,26 @@ admins. ``create_app(store)`` builds it; ``netreveal serve`` runs it with uvicor
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import and_, exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netreveal.errors import NetrevealError
+from netreveal.store.accounts import SESSION_IDLE
 from netreveal.store.db import Store
-from netreveal.store.models import Account, Game, Item, Media, RevealFrame, Study, StudyImage
+from netreveal.store.models import Account, Study
 from netreveal.web import admin, auth, game
+from netreveal.web.account import router as account_router
 from netreveal.web.deps import STATIC_DIR, current_account, db, render
 from netreveal.web.evaluation import router as evaluation_router
 from netreveal.web.explanations import router as explanations_router
+from netreveal.web.media import media_visible
 from netreveal.web.ratelimit import Limiter, RateLimit
 from netreveal.web.studio import router as studio_router
 
@@ -133,48 +137,33 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
-def media_visible(session: Session, study_id: int, account: Account | None, media_id: int) -> Media | None:
-    """The media row when ``account`` may see it in the served study, else None.
-
-    Annotators and admins see every picture of the study. A player sees the reveal frames of their
-    rounds up to the round's current step, and an item's whole image once its round is over, so
-    nobody can peek at later steps by guessing ids. Logged-out visitors see nothing."""
-    if account is None:
-        return None
-    media = session.get(Media, media_id)
-    if media is None or media.study_id != study_id:
-        return None
-    if account.role in ("annotator", "admin"):
-        return media
-    frame_seen = exists().where(
-        Game.player_id == account.id, RevealFrame.item_id == Game.item_id, RevealFrame.step <= Game.step,
-        RevealFrame.media_id == media_id)
-    image_seen = exists().where(
-        Game.player_id == account.id, Game.outcome.is_not(None), Item.id == Game.item_id,
-        and_(StudyImage.id == Item.image_id, StudyImage.media_id == media_id))
-    return media if session.scalar(select(frame_seen | image_seen)) else None
-
-
 DEFAULT_LIMITS = RateLimit()  # frozen settings; each app counts per address in its own Limiter
 
 
-def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = DEFAULT_LIMITS) -> FastAPI:
+def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = DEFAULT_LIMITS,
+               session_idle: timedelta = SESSION_IDLE) -> FastAPI:
     """The web app serving ``study`` (default: the newest) from ``store``.
 
     ``rate_limit`` bounds guesses per player, failed log-ins per account, and sign-ups and failed
     log-ins per client address (None: no limits); the first two are counted in the database.
     NetrevealError when the store has no such study.
+    ``session_idle``: a logged-in browser unused this long is logged out (besides the sessions'
+    absolute lifetime of ``SESSION_DAYS``).
     """
+    if session_idle <= timedelta(0):
+        raise NetrevealError("the session idle timeout must be positive")
     served = resolve_study(store, study)
     app = FastAPI(title="netreveal", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.study_id = served.id
     app.state.study_name = served.name
     app.state.limiter = Limiter(rate_limit)
+    app.state.session_idle = session_idle
     app.add_middleware(ConcurrencyLimit, limit=request_limit(store))
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth.router)
+    app.include_router(account_router)
     app.include_router(game.router)
     app.include_router(admin.router)
     app.include_router(studio_router)

@@ -1,4 +1,9 @@
-"""Sign up, log in and log out: HTML forms and their JSON twins under /api."""
+"""Sign up, log in and log out: HTML forms and their JSON twins under /api.
+
+Signing up makes a player (in an evaluation study, a participant). Annotator and admin accounts
+come from an admin: an invitation link (``/invite/<token>``, made on /admin or by
+``netreveal account invite``) or the ``netreveal account`` command.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,19 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from netreveal.store import accounts
+from netreveal.store import accounts, invitations
 from netreveal.store.accounts import AccountError
-from netreveal.store.models import Account
+from netreveal.store.models import Account, Study
 from netreveal.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     check_csrf,
     current_account,
     db,
+    home_for,
     is_https,
     render,
+    session_idle,
     set_csrf_cookie,
 )
 
@@ -33,15 +40,23 @@ class Credentials(BaseModel):
 
 
 class SignUp(Credentials):
-    role: Literal["player", "annotator"] = "player"
+    role: str = Field("player", max_length=16)  # anything but "player" is refused with 403
     background: Literal["novice", "expert"] | None = None
+
+
+class InvitedSignUp(Credentials):
+    background: Literal["novice", "expert"] | None = None
+
+
+SELF_SIGNUP_ONLY_PLAYERS = ("signing up makes a player account; annotator and admin accounts come only "
+                            "from an admin's invitation link")
 
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def safe_next(target: str | None, default: str = "/play") -> str:
+def safe_next(target: str | None, default: str = "") -> str:
     """A local path to go to after logging in (anything else becomes ``default``)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or len(target) > 200:
         return default
@@ -51,7 +66,7 @@ def safe_next(target: str | None, default: str = "/play") -> str:
 def _login(request: Request, session: Session, account: Account, response) -> str:
     """Start a browser session for ``account`` (ending the current one); set its cookie on ``response``."""
     accounts.end_session(session, request.cookies.get(SESSION_COOKIE))
-    token, web_session = accounts.start_session(session, account)
+    token, web_session = accounts.start_session(session, account, idle=session_idle(request))
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=is_https(request),
                         max_age=accounts.SESSION_DAYS * 24 * 3600, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
@@ -62,10 +77,26 @@ def _account_json(account: Account | None) -> dict | None:
     return None if account is None else {"username": account.username, "role": account.role}
 
 
+def home(request: Request, session: Session, account: Account) -> str:
+    """The start page of ``account`` in the served study."""
+    served = session.get(Study, request.app.state.study_id)
+    return home_for(account.role, served.kind if served is not None else None)
+
+
 def _signup(request: Request, session: Session, form: SignUp) -> Account:
+    if form.role != "player":
+        raise AccountError(SELF_SIGNUP_ONLY_PLAYERS, status=403)
     limiter = request.app.state.limiter
     limiter.check("signups", _client(request))
-    account = accounts.create_account(session, form.username, form.password, form.role, form.background)
+    account = accounts.create_account(session, form.username, form.password, "player", form.background)
+    limiter.hit("signups", _client(request))
+    return account
+
+
+def _accept(request: Request, session: Session, token: str, form: InvitedSignUp) -> Account:
+    limiter = request.app.state.limiter
+    limiter.check("signups", _client(request))
+    account = invitations.accept_invitation(session, token, form.username, form.password, form.background)
     limiter.hit("signups", _client(request))
     return account
 
@@ -96,7 +127,7 @@ def login_page(request: Request, next: str | None = None, account: Account | Non
 
 @router.post("/login", dependencies=[Depends(check_csrf)])
 def login_form(request: Request, username: str = Form(max_length=40), password: str = Form(max_length=256),
-               next: str = Form("/play", max_length=200), session: Session = Depends(db)):
+               next: str = Form("", max_length=200), session: Session = Depends(db)):
     try:
         account = _authenticate(request, session, Credentials(username=username, password=password))
     except AccountError as exc:
@@ -104,14 +135,14 @@ def login_form(request: Request, username: str = Form(max_length=40), password: 
                              status_code=exc.status)
         page.headers.update(getattr(exc, "headers", None) or {})  # Retry-After of a throttled account
         return page
-    response = RedirectResponse(safe_next(next), status_code=303)
+    response = RedirectResponse(safe_next(next, home(request, session, account)), status_code=303)
     _login(request, session, account, response)
     return response
 
 
 @router.get("/signup")
 def signup_page(request: Request, account: Account | None = Depends(current_account)):
-    return render(request, "signup.html", {"error": None, "username": "", "role": "player"})
+    return render(request, "signup.html", {"error": None, "username": ""})
 
 
 @router.post("/signup", dependencies=[Depends(check_csrf)])
@@ -119,17 +150,51 @@ def signup_form(request: Request, username: str = Form(max_length=40), password:
                 role: str = Form("player", max_length=16), background: str = Form("", max_length=16),
                 session: Session = Depends(db)):
     try:
-        if role not in ("player", "annotator"):
-            raise AccountError("choose player or annotator")
         if background not in ("", "novice", "expert"):
             raise AccountError("background must be novice or expert")
         form = SignUp.model_construct(username=username, password=password, role=role,
                                       background=background or None)
         account = _signup(request, session, form)
     except AccountError as exc:
-        return render(request, "signup.html", {"error": str(exc), "username": username, "role": role},
+        session.rollback()
+        return render(request, "signup.html", {"error": str(exc), "username": username},
                       status_code=exc.status)
-    response = RedirectResponse("/studio" if account.role == "annotator" else "/play", status_code=303)
+    response = RedirectResponse(home(request, session, account), status_code=303)
+    _login(request, session, account, response)
+    return response
+
+
+def _invitation_or_404(session: Session, token: str):
+    invitation = invitations.find_invitation(session, token)
+    if invitation is None:
+        raise AccountError(invitations.INVALID, status=404)
+    return invitation
+
+
+@router.get("/invite/{token}")
+def invite_page(request: Request, token: str, session: Session = Depends(db),
+                account: Account | None = Depends(current_account)):
+    invitation = _invitation_or_404(session, token)
+    return render(request, "invite.html", {"error": None, "username": "", "role": invitation.role,
+                                           "token": token, "expires_at": invitation.expires_at})
+
+
+@router.post("/invite/{token}", dependencies=[Depends(check_csrf)])
+def invite_form(request: Request, token: str, username: str = Form(max_length=40),
+                password: str = Form(max_length=256), background: str = Form("", max_length=16),
+                session: Session = Depends(db)):
+    invitation = _invitation_or_404(session, token)
+    role, expires_at = invitation.role, invitation.expires_at
+    try:
+        if background not in ("", "novice", "expert"):
+            raise AccountError("background must be novice or expert")
+        form = InvitedSignUp.model_construct(username=username, password=password, background=background or None)
+        account = _accept(request, session, token, form)
+    except AccountError as exc:
+        session.rollback()
+        return render(request, "invite.html", {"error": str(exc), "username": username, "role": role,
+                                               "token": token, "expires_at": expires_at}, status_code=exc.status)
+    response = RedirectResponse(home(request, session, account), status_code=303)
     _login(request, session, account, response)
     return response
 
@@ -161,6 +226,15 @@ def api_session(request: Request, account: Account | None = Depends(current_acco
 @router.post("/api/signup", status_code=201, dependencies=[Depends(check_csrf)])
 def api_signup(request: Request, form: SignUp, session: Session = Depends(db)):
     account = _signup(request, session, form)
+    response = JSONResponse({}, status_code=201)
+    csrf = _login(request, session, account, response)
+    return _with_body(response, {"account": _account_json(account), "csrf_token": csrf})
+
+
+@router.post("/api/invitations/{token}", status_code=201, dependencies=[Depends(check_csrf)])
+def api_accept_invitation(request: Request, token: str, form: InvitedSignUp, session: Session = Depends(db)):
+    """Sign up with an admin's invitation: an account with the invitation's role, logged in."""
+    account = _accept(request, session, token, form)
     response = JSONResponse({}, status_code=201)
     csrf = _login(request, session, account, response)
     return _with_body(response, {"account": _account_json(account), "csrf_token": csrf})

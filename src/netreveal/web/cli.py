@@ -19,9 +19,12 @@ def add_web_parsers(subparsers) -> None:
                        help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
                             "X-Forwarded-Proto headers are trusted ('*': any; default: none, the client is "
                             "the connection's peer address)")
+    serve.add_argument("--idle-minutes", type=float, default=120,
+                       help="log a browser out after this many minutes without activity (default: 120)")
     serve.set_defaults(handler=run_serve)
 
-    account = subparsers.add_parser("account", help="add accounts or change roles (e.g. the first admin)")
+    account = subparsers.add_parser("account", help="add accounts, invite annotators and admins, change roles, "
+                                                    "reset passwords")
     sub = account.add_subparsers(dest="account_command", required=True)
     add = sub.add_parser("add", help="add an account; the password is read from stdin or prompted")
     add.add_argument("username")
@@ -31,6 +34,15 @@ def add_web_parsers(subparsers) -> None:
     role.add_argument("username")
     role.add_argument("role", choices=["player", "annotator", "admin"])
     add_database_arg(role)
+    invite = sub.add_parser("invite", help="print a one-time link that creates an account with a role")
+    invite.add_argument("--role", default="annotator", choices=["player", "annotator", "admin"])
+    invite.add_argument("--days", type=float, default=7, help="days the link stays valid (default 7, at most 30)")
+    invite.add_argument("--url", default="http://127.0.0.1:8000",
+                        help="address people reach the server at (default: http://127.0.0.1:8000)")
+    add_database_arg(invite)
+    reset = sub.add_parser("reset-password", help="set a new password (stdin or prompt) and end the account's sessions")
+    reset.add_argument("username")
+    add_database_arg(reset)
     account.set_defaults(handler=run_account)
 
 
@@ -41,6 +53,6 @@ def run_serve(args) -> int:
 
 
 def run_account(args) -> int:
-    from netreveal.web import server
+    from netreveal.web import account_commands
 
-    return server.run_account(args)
+    return account_commands.run(args)

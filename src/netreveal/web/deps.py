@@ -21,6 +21,7 @@ import hmac
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,14 @@ def study(request: Request, session: Session = Depends(db)) -> Study:
     return found
 
 
+def session_idle(request: Request) -> timedelta:
+    """How long a session may go unused before it ends (``app.state.session_idle``)."""
+    return getattr(request.app.state, "session_idle", None) or accounts.SESSION_IDLE
+
+
 def current_account(request: Request, session: Session = Depends(db)) -> Account | None:
     """The logged-in account (from the session cookie), or None. Sets ``request.state.csrf_token``."""
-    found = accounts.session_account(session, request.cookies.get(SESSION_COOKIE))
+    found = accounts.session_account(session, request.cookies.get(SESSION_COOKIE), idle=session_idle(request))
     if found is None:
         request.state.account = None
         request.state.csrf_token = request.cookies.get(CSRF_COOKIE)
@@ -148,6 +154,31 @@ def require_role(*roles: str):
         return account
 
     return dependency
+
+
+def require_player(refusal: str):
+    """A dependency returning the logged-in account when it is a player (the only role that plays
+    the reveal game, scores and takes part in evaluation studies). Logged out: 401; an annotator or
+    admin: 403 with ``refusal`` as the message."""
+
+    async def dependency(account: Account | None = Depends(current_account)) -> Account:
+        if account is None:
+            raise LoginRequired()
+        if account.role != "player":
+            raise HTTPException(status_code=403, detail=refusal)
+        return account
+
+    return dependency
+
+
+def home_for(role: str, study_kind: str | None = "reveal") -> str:
+    """Where an account of ``role`` starts: players play (or take part in the evaluation study),
+    annotators name concepts, admins see the study's progress."""
+    if role == "admin":
+        return "/study/admin" if study_kind == "evaluation" else "/admin"
+    if role == "annotator":
+        return "/studio"
+    return "/study" if study_kind == "evaluation" else "/play"
 
 
 async def check_csrf(request: Request, account: Account | None = Depends(current_account)) -> None:

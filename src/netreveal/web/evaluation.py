@@ -4,17 +4,18 @@ Pages: ``/study`` (what a visitor sees depends on where they stand: an invitatio
 consent and background form, the questions one at a time, or the thank-you page) and
 ``/study/admin`` (progress, export). JSON under ``/study/api``: the participant's state (the
 current question as :func:`netreveal.userstudy.participant_view` gives it), answers, and the
-pictures of a question, addressed by question id and anonymous letter. Any logged-in account can
-take part; every POST checks the CSRF token. An answered question cannot be answered again: a
-repeat is refused with 409 and the first answer stands. The rules live in
-:mod:`netreveal.store.evaluation_flow`.
+pictures of a question, addressed by question id and anonymous letter (only the current
+question's; the pictures of an evaluation study are never served by ``/media``). Player accounts
+take part (annotators and admins get 403: they do not take part or score); every POST checks the
+CSRF token. An answered question cannot be answered again: a repeat is refused with 409 and the
+first answer stands. The rules live in :mod:`netreveal.store.evaluation_flow`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 from sqlalchemy.orm import Session
@@ -22,10 +23,20 @@ from sqlalchemy.orm import Session
 from netreveal.store import evaluation_flow as flow
 from netreveal.store.evaluation import progress
 from netreveal.store.models import Account, EvalParticipant, Study
-from netreveal.web.deps import check_csrf, current_account, db, render, require_role, study
+from netreveal.web.deps import (
+    check_csrf,
+    current_account,
+    db,
+    render,
+    require_player,
+    require_role,
+    study,
+)
 
 router = APIRouter(prefix="/study", tags=["evaluation"])
-participant_role = require_role()  # any logged-in account can take part
+NOT_A_PARTICIPANT = ("annotator and admin accounts do not take part in evaluation studies: only player "
+                     "accounts (those made by signing up) do; admins follow the study at /study/admin")
+participant_role = require_player(NOT_A_PARTICIPANT)
 admin = require_role("admin")
 PICTURE_HEADERS = {"Cache-Control": "private, max-age=3600"}
 
@@ -63,6 +74,8 @@ def study_page(request: Request, session: Session = Depends(db), account: Accoun
     """The page for where the visitor stands in the study."""
     if account is None:
         return render(request, "study_intro.html")
+    if account.role != "player":
+        raise HTTPException(status_code=403, detail=NOT_A_PARTICIPANT)
     found = flow.find_participant(session, current, account)
     if found is None:
         return render(request, "study_consent.html", {"error": None, "background": account.background or ""})

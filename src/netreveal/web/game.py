@@ -1,5 +1,6 @@
 """The reveal game over HTTP: the play, leaderboard, stats and how-to-play pages, and the JSON calls
-the play page makes. The rules live in :mod:`netreveal.store.game`."""
+the play page makes. Only player accounts play and score (annotators and admins get 403 on every
+game route and never appear on the leaderboard). The rules live in :mod:`netreveal.store.game`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,20 @@ from sqlalchemy.orm import Session
 
 from netreveal.store import game as rules
 from netreveal.store.models import REVEAL_PERCENTS, Account, Study
-from netreveal.web.deps import check_csrf, current_account, db, render, require_role, study
+from netreveal.web.deps import (
+    check_csrf,
+    current_account,
+    db,
+    home_for,
+    render,
+    require_player,
+    study,
+)
 
 router = APIRouter()
-player = require_role()  # any logged-in account can play
+NOT_A_PLAYER = ("annotator and admin accounts do not play the reveal game or score: "
+                "only player accounts (those made by signing up) play")
+player = require_player(NOT_A_PLAYER)
 
 
 def reveal_study(current: Study = Depends(study)) -> Study:
@@ -50,10 +61,11 @@ def _state(session: Session, current: Study, game) -> dict[str, Any]:
 @router.get("/")
 def home(request: Request, session: Session = Depends(db), account: Account | None = Depends(current_account)):
     served = session.get(Study, request.app.state.study_id)
-    if served is not None and served.kind == "evaluation":  # the study takes the game's place
+    kind = served.kind if served is not None else None
+    if account is not None:  # a player's home in an evaluation study is the study
+        return RedirectResponse(home_for(account.role, kind), status_code=303)
+    if kind == "evaluation":  # the study takes the game's place
         return RedirectResponse("/study", status_code=303)
-    if account is not None:
-        return RedirectResponse("/play", status_code=303)
     return render(request, "home.html", {"percents": REVEAL_PERCENTS, "points": rules.POINTS})
 
 

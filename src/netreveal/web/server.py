@@ -1,16 +1,17 @@
-"""``netreveal serve`` (uvicorn on 127.0.0.1:8000 by default) and ``netreveal account add|role``."""
+"""``netreveal serve``: uvicorn on 127.0.0.1:8000 by default."""
 
 from __future__ import annotations
 
 import errno
-import getpass
 import ipaddress
 import os
 import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from netreveal.errors import NetrevealError
+from netreveal.store.accounts import SESSION_DAYS, SESSION_IDLE
 from netreveal.store.db import DEFAULT_PATH, Store, open_store
 
 
@@ -43,6 +44,8 @@ def check_port(host: str, port: int) -> None:
         except OSError as exc:
             reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
             raise NetrevealError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def proxy_options(forwarded_allow_ips: str | None) -> dict:
     """uvicorn's options for trusting reverse proxies: none by default, so a client cannot pick its own
     address (rate limits per address) or scheme with forged X-Forwarded-* headers. Otherwise
@@ -63,6 +66,16 @@ def proxy_options(forwarded_allow_ips: str | None) -> dict:
     return {"proxy_headers": True, "forwarded_allow_ips": value}
 
 
+def idle_timeout(minutes: float | None) -> timedelta:
+    """The sessions' idle timeout from ``--idle-minutes`` (None: the default); NetrevealError unless positive."""
+    if minutes is None:
+        return SESSION_IDLE
+    if not minutes > 0 or minutes > 60 * 24 * SESSION_DAYS:
+        raise NetrevealError(f"--idle-minutes must be more than 0 and at most {60 * 24 * SESSION_DAYS} "
+                             "(the sessions' lifetime)")
+    return timedelta(minutes=minutes)
+
+
 def run(args) -> int:
     """Serve the study ``args.study`` (default: the newest) of the database on ``args.host:args.port``."""
     import uvicorn
@@ -70,47 +83,14 @@ def run(args) -> int:
     from netreveal.web.app import create_app
 
     proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
-    database = _database(args)
-    store = open_existing(database)
+    idle = idle_timeout(getattr(args, "idle_minutes", None))
+    store = open_existing(_database(args))
     try:
-        app = create_app(store, args.study)
+        app = create_app(store, args.study, session_idle=idle)
         check_port(args.host, args.port)
         print(f"netreveal: serving study {app.state.study_name!r} on http://{args.host}:{args.port}/ "
               f"(Ctrl+C to stop)", file=sys.stderr)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **proxies)
-    finally:
-        store.close()
-    return 0
-
-
-def read_password(username: str) -> str:
-    """The new account's password: the first line of stdin when piped, else prompted twice."""
-    if not sys.stdin.isatty():
-        line = sys.stdin.readline()
-        return line.removesuffix("\n")
-    first = getpass.getpass(f"password for {username}: ")
-    if getpass.getpass("again: ") != first:
-        raise NetrevealError("the two passwords differ")
-    return first
-
-
-def run_account(args) -> int:
-    """``account add NAME --role R`` (password from stdin or prompt) and ``account role NAME R``."""
-    from netreveal.store import accounts
-
-    password = None
-    if args.account_command == "add":
-        accounts.check_username(args.username)
-        password = accounts.check_password(read_password(args.username))
-    store = open_store(_database(args))
-    try:
-        with store.session() as session:
-            if args.account_command == "add":
-                account = accounts.create_account(session, args.username, password, args.role)
-                print(f"added {account.role} {account.username}")
-            else:
-                account = accounts.set_role(session, args.username, args.role)
-                print(f"{account.username} is now {account.role}")
     finally:
         store.close()
     return 0
