@@ -225,7 +225,7 @@ def test_migration_0004_upgrades_a_0003_database_with_its_data(store_url):
     opened = open_store(store_url)
     try:
         with opened.engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0004"
+            assert current_revision(conn) == head_revision()  # 0004 and whatever came after
             assert schema_diffs(conn) == []
             for name, n in counts.items():
                 assert conn.execute(text(f'SELECT COUNT(*) FROM "{name}"')).scalar() == n, name
@@ -243,7 +243,7 @@ def test_migration_0004_upgrades_a_0003_database_with_its_data(store_url):
             assert conn.execute(text("SELECT COUNT(*) FROM items")).scalar() == 1
         upgrade_schema(opened)
         with opened.engine.connect() as conn:
-            assert current_revision(conn) == "0004" and schema_diffs(conn) == []
+            assert current_revision(conn) == head_revision() and schema_diffs(conn) == []
     finally:
         opened.close()
 
