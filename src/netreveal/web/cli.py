@@ -15,6 +15,8 @@ def add_web_parsers(subparsers) -> None:
     serve.add_argument("--study", help="study to serve (default: the newest in the database)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-body-kb", type=int, default=64,
+                       help="largest request body accepted, in KiB (default: 64; larger ones get 413)")
     serve.set_defaults(handler=run_serve)
 
     account = subparsers.add_parser("account", help="add accounts or change roles (e.g. the first admin)")
