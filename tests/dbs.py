@@ -17,13 +17,17 @@ Use in a test file::
 - ``store``: ``open_store(store_url)`` (schema at head), closed after the test.
 - ``make_tiny_study(store, ...)``: inserts a study of synthetic images and maps with its items and
   reveal frames (fast: no model, no INV) and returns its id.
+- ``write_lock(store_url)``: another connection holds a write lock meanwhile (``with`` block).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -104,11 +108,12 @@ def make_tiny_study(
     clusters: int = 2,
     size: int = 32,
     seed: int = 0,
+    chunk: int = 256,
 ) -> int:
     """Insert a study of ``n_images`` random ``size`` px images; per image and layer ``clusters``
     items whose low-resolution map (side ``size / 2**(depth+1)``) is a bright blob at a seeded
     place, with reveal frames. Image i is predicted as ``classes[i % len(classes)]``. Returns the
-    study id."""
+    study id. ``chunk``: images or items stored per transaction."""
     from netreveal.store.studies import ItemSpec, StudyBuilder
 
     gen = torch.Generator().manual_seed(seed)
@@ -129,7 +134,7 @@ def make_tiny_study(
                     specs.append(ItemSpec(image=index, picture=picture, layer=layer, cluster=c,
                                           weight=60.0 / (c + 1), channels=[c, c + clusters], map=full, low=low))
             builder.add_items(specs)
-        return builder.write(store)
+        return builder.write(store, chunk=chunk)
 
 
 def _blob(side: int, gen: torch.Generator) -> torch.Tensor:
@@ -158,3 +163,32 @@ def row_counts(where: Store | str | Session) -> dict[str, int]:
     finally:
         if opened is not where:
             opened.close()
+
+
+@contextmanager
+def write_lock(store_url: str, release_after: float = 20.0):
+    """Another connection holding a write lock on the accounts (released after ``release_after`` s
+    at the latest, so a server that waits without limit still ends)."""
+    if store_url.startswith("sqlite"):
+        conn = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("BEGIN IMMEDIATE")  # SQLite's one write lock, for the whole database
+        release = conn.rollback
+    else:
+        from sqlalchemy import create_engine, pool, text
+
+        engine = create_engine(store_url, poolclass=pool.NullPool)
+        conn = engine.connect()
+        conn.begin()
+        conn.execute(text("LOCK TABLE accounts IN EXCLUSIVE MODE"))  # reads pass, writes wait
+
+        def release():
+            conn.rollback()
+    timer = threading.Timer(release_after, release)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        release()
+        conn.close()

@@ -200,7 +200,7 @@ def listing(args) -> int:
         return 0
     header = ["id", "name", "kind", "images", "items", "labels", "created"]
     cells = [header] + [
-        [str(r["id"]), r["name"], r["kind"], str(r["images"]), str(r["items"]), str(r["labels"]),
+        [str(r["id"]), r["name"], r["kind"] if r["ready"] else f"{r['kind']} (incomplete)", str(r["images"]), str(r["items"]), str(r["labels"]),
          r["created"].strftime("%Y-%m-%d %H:%M") if r["created"] else ""]
         for r in rows
     ]

@@ -2,6 +2,10 @@
 
 ``open_store(url)`` returns a :class:`Store` whose ``session()`` is a context manager that commits
 on success and rolls back on error. The schema is brought to the current version on open.
+
+Engines never put SQL parameters into error messages (``hide_parameters``): a logged error must
+not show what people typed, nor a password hash. :func:`unavailable_reason` tells the errors that
+mean "the database cannot serve this now" (busy, read-only, full, unreachable) from real bugs.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from netreveal.errors import NetrevealError
 
 DEFAULT_PATH = "netreveal.db"
+SQLITE_BUSY_TIMEOUT = 10.0  # seconds an SQLite connection waits for another one's write lock
 
 
 def database_url(url_or_path: str | os.PathLike | None = None) -> str:
@@ -36,17 +42,57 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
     cursor.close()
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite connections get WAL, foreign keys and a busy timeout."""
+    """An engine for ``url``; SQLite connections get WAL, foreign keys and a busy timeout. Error
+    messages never carry the statement's parameters."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT},
+                               hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+
+
+# SQLite result codes and PostgreSQL SQLSTATEs (or their two-character classes) meaning the
+# database cannot serve the request now, whatever the request: a retry later may work.
+_SQLITE_UNAVAILABLE = {
+    "SQLITE_BUSY": "busy", "SQLITE_LOCKED": "busy", "SQLITE_READONLY": "read-only", "SQLITE_FULL": "full",
+    "SQLITE_IOERR": "unavailable", "SQLITE_CANTOPEN": "unavailable", "SQLITE_PROTOCOL": "busy",
+}
+_SQLITE_MESSAGES = {"database is locked": "busy", "database table is locked": "busy",
+                    "readonly database": "read-only", "database or disk is full": "full",
+                    "disk i/o error": "unavailable", "unable to open database": "unavailable"}
+_PG_UNAVAILABLE = {
+    "08": "unavailable", "53100": "full", "53": "unavailable", "57": "unavailable", "58": "unavailable",
+    "25006": "read-only", "55P03": "busy", "40001": "busy", "40P01": "busy",
+}
+
+
+def unavailable_reason(error: BaseException) -> str | None:
+    """``"busy"``, ``"read-only"``, ``"full"`` or ``"unavailable"`` when ``error`` says the database
+    cannot serve the request now (locked, read-only, out of space, unreachable, no connection
+    free); None for any other error (a bug, a constraint, bad SQL)."""
+    if isinstance(error, sa_exc.TimeoutError):  # every pooled connection in use
+        return "busy"
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    if error.connection_invalidated:
+        return "unavailable"
+    original = error.orig
+    name = getattr(original, "sqlite_errorname", None)
+    if name is not None:  # e.g. SQLITE_IOERR_WRITE: its primary code is SQLITE_IOERR
+        return _SQLITE_UNAVAILABLE.get("_".join(name.split("_")[:2]))
+    state = getattr(original, "sqlstate", None)
+    if state:
+        return _PG_UNAVAILABLE.get(state) or _PG_UNAVAILABLE.get(state[:2])
+    if isinstance(error, sa_exc.OperationalError):  # an SQLite error without a result code
+        text = str(original).lower()
+        return next((reason for words, reason in _SQLITE_MESSAGES.items() if words in text), None)
+    return None
 
 
 class Store:
@@ -55,6 +101,27 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.lock_wait: float | None = None
+        """Seconds a statement waits for a lock another connection holds before it fails (None: the
+        backend's default, 10 s on SQLite and no limit on PostgreSQL). Applies to connections as
+        they are next taken from the pool."""
+        if engine.dialect.name in ("sqlite", "postgresql"):
+            event.listen(engine, "checkout", self._apply_lock_wait)
+
+    def _apply_lock_wait(self, dbapi_connection, record, _proxy) -> None:
+        sqlite = self.engine.dialect.name == "sqlite"
+        default = int(SQLITE_BUSY_TIMEOUT * 1000) if sqlite else 0
+        wanted = default if self.lock_wait is None else max(1, int(self.lock_wait * 1000))
+        if record.info.get("lock_wait_ms", default) == wanted:
+            return
+        cursor = dbapi_connection.cursor()
+        if sqlite:
+            cursor.execute(f"PRAGMA busy_timeout={wanted}")
+        else:  # a session setting, kept once committed
+            cursor.execute(f"SET lock_timeout = {wanted}")
+            dbapi_connection.commit()
+        cursor.close()
+        record.info["lock_wait_ms"] = wanted
 
     @property
     def url(self) -> str:

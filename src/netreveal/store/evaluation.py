@@ -5,7 +5,7 @@ An evaluation study (``Study.kind == "evaluation"``) asks people to rate explana
 predict the model's output with and without them (:mod:`netreveal.userstudy`). Creating one runs
 every method on every image, renders each explanation as a PNG overlay, builds the question
 template with :func:`netreveal.userstudy.make_design` and stores images, questions and pictures in
-one transaction; the design's seed and the methods go to ``Study.params``. Explanations are
+batches of short transactions (:mod:`netreveal.store.building`); the design's seed and the methods go to ``Study.params``. Explanations are
 stored per question under the template's anonymous letters (``eval_pictures``), never by method
 name. Participants take the study through :mod:`netreveal.store.evaluation_flow`.
 
@@ -24,13 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from netreveal.csvtable import write_table
 from netreveal.errors import NetrevealError
 from netreveal.fileio import STUDY_EXPORT, check_output_folder, staged_folder
+from netreveal.store.building import check_ready, study_in_batches
 from netreveal.store.db import Store
 from netreveal.store.models import (
     Account,
@@ -66,7 +66,7 @@ def get_evaluation(session: Session, name: str) -> Study:
         raise NetrevealError(f"unknown study {name!r}{hint}")
     if study.kind != KIND:
         raise NetrevealError(f"study {name!r} is a {study.kind} study, not an evaluation study")
-    return study
+    return check_ready(study)
 
 
 def load_design(session: Session, study: Study) -> list[Question]:
@@ -124,8 +124,11 @@ def write_evaluation_study(
     seed: int,
     images: Sequence[EvalImage],
     params: Mapping[str, Any] | None = None,
+    chunk: int = 64,
 ) -> int:
-    """Store an evaluation study in one transaction; returns its id.
+    """Store an evaluation study, ``chunk`` images or questions (with their pictures) per
+    transaction; returns its id. The study is unfinished (not served or exported) until the last
+    batch; any error removes it again.
 
     ``design`` is a question template (:func:`netreveal.userstudy.make_design`) over the keys of
     ``images``; every method a rating or forward question shows needs an explanation picture of
@@ -138,39 +141,40 @@ def write_evaluation_study(
     validate_study_name(name)
     methods = [str(m) for m in methods]
     _check_study_inputs(classes, methods, design, images)
+    if chunk < 1:
+        raise NetrevealError(f"chunk must be at least 1, got {chunk}")
     by_key = {image.key: image for image in images}
     stored = dict(params or {})
     stored.update({"seed": int(seed), "methods": methods})
     stored.setdefault("counts", {"images": len(images), "questions": len(design)})
-    try:
-        with store.session() as session:
-            if session.scalars(select(Study.id).where(Study.name == name)).first() is not None:
-                raise NetrevealError(f"study {name!r} already exists")
-            study = Study(name=name, kind=KIND, model=str(model), classes=[str(c) for c in classes], layers=[],
-                          params=json_safe(stored))
-            session.add(study)
-            session.flush()
-            image_rows = _write_images(session, study.id, images)
-            for position, q in enumerate(design):
-                row = EvalQuestion(study_id=study.id, question=q.id, position=position, kind=q.kind, image=q.image,
-                                   image_id=image_rows[q.image].id if q.image else None, methods=dict(q.methods),
-                                   answer=q.answer, prompt=q.prompt, options=list(q.options))
-                session.add(row)
-                session.flush()
-                if q.kind in ("rating", "forward"):
-                    pictures = [Media(study_id=study.id, png=by_key[q.image].explanations[m]) for m in q.methods.values()]
-                    session.add_all(pictures)
-                    session.flush()
-                    session.add_all(EvalPicture(question_id=row.id, letter=letter, media_id=media.id)
-                                    for letter, media in zip(q.methods, pictures))
-            session.flush()
-            return int(study.id)
-    except sa_exc.IntegrityError as err:
-        from netreveal.store.studies import study_exists
+    study = Study(name=name, kind=KIND, model=str(model), classes=[str(c) for c in classes], layers=[],
+                  params=json_safe(stored))
+    with study_in_batches(store, study) as writer:
+        image_ids: dict[str, int] = {}
+        for start in range(0, len(images), chunk):
+            with writer.batch() as session:
+                image_ids.update(_write_images(session, writer.study_id, images[start : start + chunk]))
+        for start in range(0, len(design), chunk):
+            with writer.batch() as session:
+                _write_questions(session, writer.study_id, design, start, start + chunk, image_ids, by_key)
+        return writer.study_id
 
-        if study_exists(store, name):
-            raise NetrevealError(f"study {name!r} already exists") from err
-        raise
+
+def _write_questions(session: Session, study_id: int, design: Sequence[Question], start: int, stop: int,
+                     image_ids: Mapping[str, int], by_key: Mapping[str, EvalImage]) -> None:
+    for position in range(start, min(stop, len(design))):
+        q = design[position]
+        row = EvalQuestion(study_id=study_id, question=q.id, position=position, kind=q.kind, image=q.image,
+                           image_id=image_ids[q.image] if q.image else None, methods=dict(q.methods),
+                           answer=q.answer, prompt=q.prompt, options=list(q.options))
+        session.add(row)
+        session.flush()
+        if q.kind in ("rating", "forward"):
+            pictures = [Media(study_id=study_id, png=by_key[q.image].explanations[m]) for m in q.methods.values()]
+            session.add_all(pictures)
+            session.flush()
+            session.add_all(EvalPicture(question_id=row.id, letter=letter, media_id=media.id)
+                            for letter, media in zip(q.methods, pictures))
 
 
 def _check_study_inputs(classes: Sequence[str], methods: list[str], design: Sequence[Question],
@@ -217,7 +221,7 @@ def _check_study_inputs(classes: Sequence[str], methods: list[str], design: Sequ
             raise NetrevealError(f"question {q.id!r}: the answer is longer than {MAX_CLASS} characters")
 
 
-def _write_images(session: Session, study_id: int, images: Sequence[EvalImage]) -> dict[str, StudyImage]:
+def _write_images(session: Session, study_id: int, images: Sequence[EvalImage]) -> dict[str, int]:
     media = [Media(study_id=study_id, png=image.png) for image in images]
     session.add_all(media)
     session.flush()
@@ -226,7 +230,7 @@ def _write_images(session: Session, study_id: int, images: Sequence[EvalImage]) 
                                   media_id=m.id) for image, m in zip(images, media)}
     session.add_all(rows.values())
     session.flush()
-    return rows
+    return {key: int(row.id) for key, row in rows.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,7 +103,14 @@ class Study(Base):
     layers: Mapped[list[Any]] = mapped_column(JSON)  # layer names, shallow -> deep
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # INV config, seed, provenance
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # while the study is being written (in batches): when the last batch was stored; None once complete
+    building_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     images: Mapped[list[StudyImage]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+    @property
+    def ready(self) -> bool:
+        """True once every row of the study is stored (only then is it served, exported or analysed)."""
+        return self.building_at is None
 
 
 class Media(Base):

@@ -2,9 +2,10 @@
 labels into it, read its labels back, and cache label embeddings in the database.
 
 Creating a study runs INV chunk by chunk and spools every picture (input image, cluster map, six
-reveal frames per item) as PNG to a temporary file; only then does one transaction insert the
-study, so a failure anywhere leaves nothing behind and SQLite's write lock is held for the inserts
-only, not for the model's work.
+reveal frames per item) as PNG to a temporary file; only then is the study inserted, in batches of
+short transactions (:mod:`netreveal.store.building`), so SQLite's write lock is held neither for
+the model's work nor for the whole insert, and a live game on the same database keeps going. The
+study counts as unfinished until its last batch is in; a failure anywhere removes it again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
@@ -34,6 +34,7 @@ from netreveal.csvtable import unescape_cell, write_table
 from netreveal.errors import NetrevealError
 from netreveal.fileio import STUDY_EXPORT, staged_folder
 from netreveal.labels.records import LabelRecord
+from netreveal.store.building import StudyWriter, check_ready, name_in_use, study_in_batches
 from netreveal.store.db import Store
 from netreveal.store.models import (
     Account,
@@ -72,23 +73,25 @@ def validate_study_name(name: str) -> str:
 
 
 def get_study(session: Session, name: str) -> Study:
-    """The study called ``name``; an unknown name raises an error listing the known ones."""
+    """The complete study called ``name``; an unknown name raises an error listing the known ones,
+    a study still being written one saying so."""
     study = session.scalars(select(Study).where(Study.name == name)).first()
     if study is None:
         known = session.scalars(select(Study.name).order_by(Study.name).limit(20)).all()
         hint = f"; studies: {', '.join(known)}" if known else "; the database has no study"
         raise NetrevealError(f"unknown study {name!r}{hint}")
-    return study
+    return check_ready(study)
 
 
 def study_exists(store: Store, name: str) -> bool:
-    """True when ``store`` holds a study called ``name``."""
+    """True when ``store`` holds a study called ``name`` (complete, or being created)."""
     with store.session() as session:
-        return session.scalars(select(Study.id).where(Study.name == name)).first() is not None
+        return name_in_use(session, name)
 
 
 def list_studies(store: Store) -> list[dict[str, Any]]:
-    """One summary per study, oldest first: id, name, kind, created, images, items, labels."""
+    """One summary per study, oldest first: id, name, kind, created, ready (False while being
+    written), images, items, labels."""
     with store.session() as session:
         images = dict(session.execute(select(StudyImage.study_id, func.count()).group_by(StudyImage.study_id)).all())
         items = dict(session.execute(select(Item.study_id, func.count()).group_by(Item.study_id)).all())
@@ -106,6 +109,7 @@ def list_studies(store: Store) -> list[dict[str, Any]]:
                 "name": s.name,
                 "kind": s.kind,
                 "created": s.created_at,
+                "ready": s.ready,
                 "images": images.get(s.id, 0),
                 "items": items.get(s.id, 0),
                 "labels": labels.get(s.id, 0),
@@ -215,7 +219,7 @@ class _ItemRecord:
 
 
 class StudyBuilder:
-    """Collects a study's images and items, then writes it in one transaction.
+    """Collects a study's images and items, then writes it in batches (one transaction each).
 
         with StudyBuilder("pets", model=..., classes=[...], layers=[...]) as builder:
             i = builder.add_image("cat-1", picture, "cat", 0.9, true_class="cat")
@@ -331,7 +335,10 @@ class StudyBuilder:
                     )
 
     def write(self, store: Store, *, progress: bool = False, chunk: int = 256) -> int:
-        """Insert the study in one transaction; returns its id. An existing name changes nothing."""
+        """Insert the study, ``chunk`` images or items (with their pictures) per transaction; returns
+        its id. Other writers wait at most one batch. The study is unfinished (not served, exported
+        or analysed) until the last batch; any error removes it again. An existing name changes
+        nothing."""
         if not self.images:
             raise NetrevealError(f"study {self.name!r} has no image")
         params = dict(self.params)
@@ -341,64 +348,63 @@ class StudyBuilder:
         reveal.setdefault("map_sizes", self.map_sizes)
         params["reveal"] = reveal
         params.setdefault("counts", {"images": len(self.images), "items": len(self.items)})
-        try:
-            with store.session() as session:
-                if session.scalars(select(Study.id).where(Study.name == self.name)).first() is not None:
-                    raise NetrevealError(f"study {self.name!r} already exists")
-                study = Study(name=self.name, kind=self.kind, model=self.model, classes=self.classes,
-                              layers=self.layers, params=json_safe(params))
-                session.add(study)
-                session.flush()
-                image_ids = self._write_images(session, study.id, chunk)
-                self._write_items(session, study.id, image_ids, chunk, progress)
-                return int(study.id)
-        except sa_exc.IntegrityError as err:
-            if study_exists(store, self.name):
-                raise NetrevealError(f"study {self.name!r} already exists") from err
-            raise
+        if chunk < 1:
+            raise NetrevealError(f"chunk must be at least 1, got {chunk}")
+        study = Study(name=self.name, kind=self.kind, model=self.model, classes=self.classes, layers=self.layers,
+                      params=json_safe(params))
+        with study_in_batches(store, study) as writer:
+            image_ids = self._write_images(writer, chunk)
+            self._write_items(writer, image_ids, chunk, progress)
+            return writer.study_id
 
-    def _write_images(self, session: Session, study_id: int, chunk: int) -> list[int]:
+    def _write_images(self, writer: StudyWriter, chunk: int) -> list[int]:
         ids: list[int] = []
+        study_id = writer.study_id
         for start in range(0, len(self.images), chunk):
             records = self.images[start : start + chunk]
-            media = [Media(study_id=study_id, png=self._spool.get(r.png)) for r in records]
-            session.add_all(media)
-            session.flush()
-            rows = [
-                StudyImage(study_id=study_id, key=r.key, true_class=r.true_class, predicted_class=r.predicted_class,
-                           probability=r.probability, media_id=m.id)
-                for r, m in zip(records, media)
-            ]
-            session.add_all(rows)
-            session.flush()
-            ids.extend(int(row.id) for row in rows)
+            with writer.batch() as session:
+                media = [Media(study_id=study_id, png=self._spool.get(r.png)) for r in records]
+                session.add_all(media)
+                session.flush()
+                rows = [
+                    StudyImage(study_id=study_id, key=r.key, true_class=r.true_class,
+                               predicted_class=r.predicted_class, probability=r.probability, media_id=m.id)
+                    for r, m in zip(records, media)
+                ]
+                session.add_all(rows)
+                session.flush()
+                ids.extend(int(row.id) for row in rows)
         return ids
 
-    def _write_items(self, session: Session, study_id: int, image_ids: list[int], chunk: int, progress: bool) -> None:
+    def _write_items(self, writer: StudyWriter, image_ids: list[int], chunk: int, progress: bool) -> None:
+        study_id = writer.study_id
         bar = tqdm(total=len(self.items), desc="storing items", unit="item", disable=not progress)
         for start in range(0, len(self.items), chunk):
             records = self.items[start : start + chunk]
-            maps = [Media(study_id=study_id, png=self._spool.get(r.png)) for r in records]
-            frames = [[Media(study_id=study_id, png=self._spool.get(f)) for f in r.frames] for r in records]
-            session.add_all(maps)
-            session.add_all([m for row in frames for m in row])
-            session.flush()
-            items = [
-                Item(study_id=study_id, image_id=image_ids[r.image], layer=r.layer, depth=r.depth, cluster=r.cluster,
-                     weight=r.weight, channels=r.channels, map_media_id=m.id, label_count=0)
-                for r, m in zip(records, maps)
-            ]
-            session.add_all(items)
-            session.flush()
-            session.add_all(
-                RevealFrame(item_id=item.id, step=step, percent=float(self.percents[step - 1]), media_id=m.id)
-                for item, row in zip(items, frames)
-                for step, m in enumerate(row, start=1)
-            )
-            session.flush()
-            session.expunge_all()  # keep memory flat on large studies
+            with writer.batch() as session:
+                self._write_item_batch(session, study_id, image_ids, records)
             bar.update(len(records))
         bar.close()
+
+    def _write_item_batch(self, session: Session, study_id: int, image_ids: list[int],
+                          records: list[_ItemRecord]) -> None:
+        maps = [Media(study_id=study_id, png=self._spool.get(r.png)) for r in records]
+        frames = [[Media(study_id=study_id, png=self._spool.get(f)) for f in r.frames] for r in records]
+        session.add_all(maps)
+        session.add_all([m for row in frames for m in row])
+        session.flush()
+        items = [
+            Item(study_id=study_id, image_id=image_ids[r.image], layer=r.layer, depth=r.depth, cluster=r.cluster,
+                 weight=r.weight, channels=r.channels, map_media_id=m.id, label_count=0)
+            for r, m in zip(records, maps)
+        ]
+        session.add_all(items)
+        session.flush()
+        session.add_all(
+            RevealFrame(item_id=item.id, step=step, percent=float(self.percents[step - 1]), media_id=m.id)
+            for item, row in zip(items, frames)
+            for step, m in enumerate(row, start=1)
+        )
 
 
 def _unique_key(key: str, taken: set[str]) -> str:

@@ -23,6 +23,7 @@ from netreveal.store.accounts import AccountError
 from netreveal.store.db import Store
 from netreveal.store.models import ROLES, Account, Concept, Game, Guess, Item, Study, StudyImage
 from netreveal.web.deps import check_csrf, db, get_store, render, require_role, study
+from netreveal.web.params import DbId
 
 router = APIRouter()
 admin = require_role("admin")
@@ -189,7 +190,7 @@ def admin_invite_form(request: Request, role: str = Form(max_length=16), days: f
 
 
 @router.post("/admin/invite/{invitation_id:int}/withdraw", dependencies=[Depends(check_csrf)])
-def admin_withdraw_form(request: Request, invitation_id: int, session: Session = Depends(db),
+def admin_withdraw_form(request: Request, invitation_id: DbId, session: Session = Depends(db),
                         me: Account = Depends(admin), current: Study = Depends(study)):
     try:
         invitations.withdraw_invitation(session, invitation_id)

@@ -3,20 +3,22 @@ admins. ``create_app(store)`` builds it; ``netreveal serve`` runs it with uvicor
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from datetime import timedelta
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netreveal.errors import NetrevealError
 from netreveal.store.accounts import SESSION_IDLE
-from netreveal.store.db import Store
+from netreveal.store.building import check_ready
+from netreveal.store.db import Store, unavailable_reason
 from netreveal.store.models import Account, Study
 from netreveal.web import admin, auth, game
 from netreveal.web.account import router as account_router
@@ -24,18 +26,26 @@ from netreveal.web.deps import STATIC_DIR, current_account, db, render
 from netreveal.web.evaluation import router as evaluation_router
 from netreveal.web.explanations import router as explanations_router
 from netreveal.web.media import media_visible
+from netreveal.web.middleware import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BODY,
+    BodyLimit,
+    ConcurrencyLimit,
+    OriginCheck,
+    SecurityHeaders,
+)
+from netreveal.web.params import DbId
 from netreveal.web.ratelimit import Limiter, RateLimit
 from netreveal.web.studio import router as studio_router
 
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-    # scripts and styles come from /static only: pages put their code in static files, never inline
-    (b"content-security-policy", (b"default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
-                                  b"style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                                  b"frame-ancestors 'none'")),
-]
+log = logging.getLogger("netreveal.web")
+LOCK_WAIT = 3.0  # seconds a request waits for another writer's lock before it is answered 503
+UNAVAILABLE = {  # what a visitor is told, and after how many seconds to retry
+    "busy": ("the database is busy: try again in a few seconds", 5),
+    "read-only": ("the database is read-only at the moment: nothing can be saved; try again later", 60),
+    "full": ("the database's disk is full: nothing can be saved; try again later", 60),
+    "unavailable": ("the database cannot be reached at the moment: try again later", 30),
+}
 
 
 def database_label(store: Store) -> str:
@@ -47,60 +57,20 @@ def database_label(store: Store) -> str:
 
 
 def resolve_study(store: Store, name: str | None = None) -> Study:
-    """The study called ``name``, or the newest one. NetrevealError when there is none."""
+    """The study called ``name``, or the newest complete one. NetrevealError when there is none, or
+    when the study named is still being written."""
     with store.session() as session:
         if name is not None:
             found = session.scalars(select(Study).where(Study.name == name)).first()
             if found is None:
                 known = ", ".join(session.scalars(select(Study.name).order_by(Study.name)).all()) or "none"
                 raise NetrevealError(f"no study named {name!r} in {database_label(store)} (studies: {known})")
-            return found
-        found = session.scalars(select(Study).order_by(Study.created_at.desc(), Study.id.desc()).limit(1)).first()
+            return check_ready(found)
+        found = session.scalars(select(Study).where(Study.building_at.is_(None))
+                                .order_by(Study.created_at.desc(), Study.id.desc()).limit(1)).first()
         if found is None:
             raise NetrevealError(f"no study in {database_label(store)}: run `netreveal demo` or `netreveal study create`")
         return found
-
-
-class SecurityHeaders:
-    """Adds the security headers to every HTTP response (pure ASGI: no per-request task overhead)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                headers.extend((k, v) for k, v in SECURITY_HEADERS if k not in present)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class ConcurrencyLimit:
-    """At most ``limit`` requests past this point at once (static files excepted); the rest wait here.
-
-    Each request holds one database connection from its first query to its commit, and sync routes
-    run on a bounded thread pool: without a bound, a burst of requests can take every connection
-    while the requests holding them wait for a thread. Waiting here costs neither."""
-
-    def __init__(self, app, limit: int):
-        self.app = app
-        self.limit = limit
-        self._semaphore: asyncio.Semaphore | None = None
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith("/static/"):
-            return await self.app(scope, receive, send)
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.limit)
-        async with self._semaphore:
-            await self.app(scope, receive, send)
 
 
 def request_limit(store: Store) -> int:
@@ -141,11 +111,15 @@ DEFAULT_LIMITS = RateLimit()  # frozen settings; each app counts per address in 
 
 
 def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = DEFAULT_LIMITS,
-               session_idle: timedelta = SESSION_IDLE) -> FastAPI:
-    """The web app serving ``study`` (default: the newest) from ``store``.
+               session_idle: timedelta = SESSION_IDLE, max_body: int = DEFAULT_MAX_BODY,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT, lock_wait: float = LOCK_WAIT) -> FastAPI:
+    """The web app serving ``study`` (default: the newest complete one) from ``store``.
 
     ``rate_limit`` bounds guesses per player, failed log-ins per account, and sign-ups and failed
     log-ins per client address (None: no limits); the first two are counted in the database.
+    Request bodies are read before anything else, at most ``max_body`` bytes within ``body_timeout``
+    seconds (else 413 or 408). The store's connections wait at most ``lock_wait`` seconds for
+    another writer's lock (then the request is answered 503 with Retry-After).
     NetrevealError when the store has no such study.
     ``session_idle``: a logged-in browser unused this long is logged out (besides the sessions'
     absolute lifetime of ``SESSION_DAYS``).
@@ -153,13 +127,16 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
     if session_idle <= timedelta(0):
         raise NetrevealError("the session idle timeout must be positive")
     served = resolve_study(store, study)
+    store.lock_wait = lock_wait
     app = FastAPI(title="netreveal", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.study_id = served.id
     app.state.study_name = served.name
     app.state.limiter = Limiter(rate_limit)
     app.state.session_idle = session_idle
-    app.add_middleware(ConcurrencyLimit, limit=request_limit(store))
+    app.add_middleware(ConcurrencyLimit, limit=request_limit(store))  # the last added runs first
+    app.add_middleware(BodyLimit, max_bytes=max_body, timeout=body_timeout)
+    app.add_middleware(OriginCheck)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth.router)
@@ -171,7 +148,7 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
     app.include_router(evaluation_router)
 
     @app.get("/media/{media_id:int}.png")
-    def media(media_id: int, request: Request, session: Session = Depends(db),
+    def media(media_id: DbId, request: Request, session: Session = Depends(db),
               account: Account | None = Depends(current_account)):
         found = media_visible(session, request.app.state.study_id, account, media_id)
         if found is None:
@@ -185,6 +162,22 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
     @app.exception_handler(NetrevealError)
     async def input_error(request: Request, exc: NetrevealError):
         return _error(request, getattr(exc, "status", 400), str(exc), getattr(exc, "headers", None))
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def storage_error(request: Request, exc: Exception):
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise exc  # a bug: logged (without SQL parameters) and answered 500
+        message, retry = UNAVAILABLE[reason]
+        cause = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
+        log.warning("answered 503 to %s %s: database %s (%s)", request.method, request.url.path, reason,
+                    cause[0] if cause else reason)
+        headers = {"Retry-After": str(retry)}
+        try:
+            return _error(request, 503, message, headers)
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError):  # the error page itself needs the database
+            return PlainTextResponse(message, status_code=503, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

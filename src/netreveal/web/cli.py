@@ -21,6 +21,8 @@ def add_web_parsers(subparsers) -> None:
                             "the connection's peer address)")
     serve.add_argument("--idle-minutes", type=float, default=120,
                        help="log a browser out after this many minutes without activity (default: 120)")
+    serve.add_argument("--max-body-kb", type=int, default=64,
+                       help="largest request body accepted, in KiB (default: 64; larger ones get 413)")
     serve.set_defaults(handler=run_serve)
 
     account = subparsers.add_parser("account", help="add accounts, invite annotators and admins, change roles, "

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse
 from netreveal.errors import NetrevealError
 from netreveal.store.models import Account, Study
 from netreveal.web.deps import get_store, render, require_role, study
+from netreveal.web.params import DbId
 
 annotator = require_role("annotator")
 router = APIRouter(prefix="/explanations", tags=["explanations"], dependencies=[Depends(annotator)])
@@ -100,7 +101,7 @@ def global_page(request: Request, who: Account = Depends(annotator), current: St
 
 
 @router.get("/images/{image_id}", response_class=HTMLResponse, include_in_schema=False)
-def image_page(image_id: int, request: Request, who: Account = Depends(annotator),
+def image_page(image_id: DbId, request: Request, who: Account = Depends(annotator),
                current: Study = Depends(study)):
     """One image: per layer its cluster maps with their best labels and weights."""
     analysis, message = current_analysis(request, current)

@@ -23,6 +23,7 @@ from netreveal.web.deps import (
     require_player,
     study,
 )
+from netreveal.web.params import DbId
 
 router = APIRouter()
 NOT_A_PLAYER = ("annotator and admin accounts do not play the reveal game or score: "
@@ -104,13 +105,13 @@ def api_start_round(session: Session = Depends(db), account: Account = Depends(p
 
 
 @router.get("/api/rounds/{game_id:int}")
-def api_round(game_id: int, session: Session = Depends(db), account: Account = Depends(player),
+def api_round(game_id: DbId, session: Session = Depends(db), account: Account = Depends(player),
               current: Study = Depends(reveal_study)):
     return _state(session, current, rules.get_game(session, current, account, game_id))
 
 
 @router.post("/api/rounds/{game_id:int}/guesses", dependencies=[Depends(check_csrf)])
-def api_guess(request: Request, game_id: int, body: GuessIn, session: Session = Depends(db),
+def api_guess(request: Request, game_id: DbId, body: GuessIn, session: Session = Depends(db),
               account: Account = Depends(player), current: Study = Depends(reveal_study)):
     """Store a guess (idempotent by ``request_id``): the acknowledgement, the same on every retry."""
     ack, replayed = rules.submit_guess(
@@ -121,7 +122,7 @@ def api_guess(request: Request, game_id: int, body: GuessIn, session: Session = 
 
 
 @router.post("/api/rounds/{game_id:int}/reveal", dependencies=[Depends(check_csrf)])
-def api_reveal(game_id: int, body: RevealIn | None = None, session: Session = Depends(db),
+def api_reveal(game_id: DbId, body: RevealIn | None = None, session: Session = Depends(db),
                account: Account = Depends(player), current: Study = Depends(reveal_study)):
     """Show more: the next reveal step (``from_step`` makes a retry harmless). Not rate limited:
     the rules allow at most five per round."""
@@ -131,7 +132,7 @@ def api_reveal(game_id: int, body: RevealIn | None = None, session: Session = De
 
 
 @router.post("/api/rounds/{game_id:int}/resign", dependencies=[Depends(check_csrf)])
-def api_resign(game_id: int, session: Session = Depends(db), account: Account = Depends(player),
+def api_resign(game_id: DbId, session: Session = Depends(db), account: Account = Depends(player),
                current: Study = Depends(reveal_study)):
     game = rules.resign(session, rules.get_game(session, current, account, game_id))
     return _state(session, current, game)

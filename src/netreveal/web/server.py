@@ -14,6 +14,10 @@ from netreveal.errors import NetrevealError
 from netreveal.store.accounts import SESSION_DAYS, SESSION_IDLE
 from netreveal.store.db import DEFAULT_PATH, Store, open_store
 
+HEADER_MAX_BYTES = 16 * 1024  # a request line with its headers larger than this is refused (400)
+KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this long
+MAX_BODY_KB_LIMIT = 1024 * 1024  # --max-body-kb at most 1 GiB
+
 
 def _database(args) -> str:
     return args.database_url or os.environ.get("NETREVEAL_DATABASE_URL") or DEFAULT_PATH
@@ -76,21 +80,35 @@ def idle_timeout(minutes: float | None) -> timedelta:
     return timedelta(minutes=minutes)
 
 
+def max_body_bytes(kib: int) -> int:
+    """``--max-body-kb`` in bytes; NetrevealError outside 1 KiB to 1 GiB."""
+    if not 1 <= kib <= MAX_BODY_KB_LIMIT:
+        raise NetrevealError(f"--max-body-kb must be between 1 and {MAX_BODY_KB_LIMIT}, got {kib}")
+    return kib * 1024
+
+
 def run(args) -> int:
-    """Serve the study ``args.study`` (default: the newest) of the database on ``args.host:args.port``."""
+    """Serve the study ``args.study`` (default: the newest) of the database on ``args.host:args.port``.
+
+    The HTTP parser is h11, which refuses request headers over :data:`HEADER_MAX_BYTES`; idle
+    connections close after :data:`KEEP_ALIVE_SECONDS`; bodies are bounded by the app
+    (``--max-body-kb``, read within a time limit)."""
     import uvicorn
 
     from netreveal.web.app import create_app
 
     proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
     idle = idle_timeout(getattr(args, "idle_minutes", None))
+    max_body = max_body_bytes(getattr(args, "max_body_kb", 64))
     store = open_existing(_database(args))
     try:
-        app = create_app(store, args.study, session_idle=idle)
+        app = create_app(store, args.study, session_idle=idle, max_body=max_body)
         check_port(args.host, args.port)
         print(f"netreveal: serving study {app.state.study_name!r} on http://{args.host}:{args.port}/ "
               f"(Ctrl+C to stop)", file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **proxies)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http="h11",
+                    h11_max_incomplete_event_size=HEADER_MAX_BYTES, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                    **proxies)
     finally:
         store.close()
     return 0

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from netreveal.store import concepts
 from netreveal.store.models import Account, Study
 from netreveal.web.deps import check_csrf, db, render, require_role, study
+from netreveal.web.params import DB_ID_MAX, DbId
 
 annotator = require_role("annotator")
 router = APIRouter(prefix="/studio", tags=["studio"], dependencies=[Depends(annotator)])
@@ -27,7 +28,7 @@ Scope = Literal["mine", "all"]
 
 
 class ItemsBody(BaseModel):
-    items: list[int] = Field(max_length=concepts.SELECTION_MAX)
+    items: list[DbId] = Field(max_length=concepts.SELECTION_MAX)
     move: bool = False
 
 
@@ -40,12 +41,12 @@ class RenameBody(BaseModel):
 
 
 class MergeBody(BaseModel):
-    concepts: list[int] = Field(max_length=1000)
+    concepts: list[DbId] = Field(max_length=1000)
     name: str | None = Field(default=None, max_length=NAME_INPUT_MAX)
 
 
 class SplitBody(BaseModel):
-    items: list[int] = Field(max_length=concepts.SELECTION_MAX)
+    items: list[DbId] = Field(max_length=concepts.SELECTION_MAX)
     name: str = Field(max_length=NAME_INPUT_MAX)
 
 
@@ -102,10 +103,10 @@ def api_filters(session: Session = Depends(db), current: Study = Depends(study))
 def api_gallery(
     layer: str | None = Query(None, max_length=200),
     cls: str | None = Query(None, max_length=80, alias="class"),
-    image: int | None = None,
+    image: DbId | None = None,
     unassigned: bool = False,
     min_weight: float = Query(0.0, ge=0),
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=DB_ID_MAX),
     per_page: int = Query(concepts.PER_PAGE_DEFAULT, ge=1, le=concepts.PER_PAGE_MAX),
     session: Session = Depends(db),
     who: Account = Depends(annotator),
@@ -117,7 +118,7 @@ def api_gallery(
 
 
 @router.get("/api/images/{image_id}/explanation")
-def api_explanation(image_id: int, scope: Scope = "mine", top: int = Query(5, ge=1, le=50),
+def api_explanation(image_id: DbId, scope: Scope = "mine", top: int = Query(5, ge=1, le=50),
                     session: Session = Depends(db), who: Account = Depends(annotator),
                     current: Study = Depends(study)):
     """An image's classification as a few named concepts with weights."""
@@ -156,49 +157,49 @@ def api_merge(body: MergeBody, session: Session = Depends(db), who: Account = De
 
 
 @router.get("/api/concepts/{concept_id}")
-def api_concept(concept_id: int, session: Session = Depends(db), who: Account = Depends(annotator),
+def api_concept(concept_id: DbId, session: Session = Depends(db), who: Account = Depends(annotator),
                 current: Study = Depends(study)):
     """One of my concepts with its maps."""
     return _run(session, concepts.get_concept, current, who, concept_id)
 
 
 @router.get("/api/concepts/{concept_id}/history")
-def api_history(concept_id: int, session: Session = Depends(db), who: Account = Depends(annotator),
+def api_history(concept_id: DbId, session: Session = Depends(db), who: Account = Depends(annotator),
                 current: Study = Depends(study)):
     """The changes made to one of my concepts, oldest first."""
     return _run(session, concepts.concept_history, current, who, concept_id)
 
 
 @router.patch("/api/concepts/{concept_id}", dependencies=[Depends(check_csrf)])
-def api_rename(concept_id: int, body: RenameBody, session: Session = Depends(db),
+def api_rename(concept_id: DbId, body: RenameBody, session: Session = Depends(db),
                who: Account = Depends(annotator), current: Study = Depends(study)):
     """Rename one of my concepts."""
     return _run(session, concepts.rename_concept, current, who, concept_id, body.name)
 
 
 @router.delete("/api/concepts/{concept_id}", dependencies=[Depends(check_csrf)])
-def api_remove(concept_id: int, session: Session = Depends(db), who: Account = Depends(annotator),
+def api_remove(concept_id: DbId, session: Session = Depends(db), who: Account = Depends(annotator),
                current: Study = Depends(study)):
     """Remove one of my concepts; its maps become free (the concept's history is kept)."""
     return _run(session, concepts.remove_concept, current, who, concept_id)
 
 
 @router.post("/api/concepts/{concept_id}/items", dependencies=[Depends(check_csrf)])
-def api_add(concept_id: int, body: ItemsBody, session: Session = Depends(db),
+def api_add(concept_id: DbId, body: ItemsBody, session: Session = Depends(db),
             who: Account = Depends(annotator), current: Study = Depends(study)):
     """Add maps to one of my concepts (``move``: take them out of my other concepts)."""
     return _run(session, concepts.add_items, current, who, concept_id, body.items, move=body.move)
 
 
 @router.post("/api/concepts/{concept_id}/items/drop", dependencies=[Depends(check_csrf)])
-def api_drop(concept_id: int, body: ItemsBody, session: Session = Depends(db),
+def api_drop(concept_id: DbId, body: ItemsBody, session: Session = Depends(db),
              who: Account = Depends(annotator), current: Study = Depends(study)):
     """Take maps out of one of my concepts."""
     return _run(session, concepts.remove_items, current, who, concept_id, body.items)
 
 
 @router.post("/api/concepts/{concept_id}/split", status_code=201, dependencies=[Depends(check_csrf)])
-def api_split(concept_id: int, body: SplitBody, session: Session = Depends(db),
+def api_split(concept_id: DbId, body: SplitBody, session: Session = Depends(db),
               who: Account = Depends(annotator), current: Study = Depends(study)):
     """Move some maps of one of my concepts to a new concept; answers with the new concept."""
     return _run(session, concepts.split_concept, current, who, concept_id, body.items, body.name)
