@@ -18,7 +18,12 @@ DEMO_METHODS = "gradcam,inv,igos,igos++,sag,infodisent,xnn"
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="demo, a torchvision name, timm:NAME or module:factory (default: demo)")
-    p.add_argument("--weights", help="local .safetensors/.pt state dict, or a torchvision weight name (needs internet)")
+    p.add_argument("--weights", help="local .safetensors/.pt state dict, a torchvision weight name or 'pretrained' "
+                                     "(the last two download; without --weights the model has random weights)")
+    p.add_argument("--weights-map", action="append", metavar="RULE",
+                   help="rename the --weights file's keys (repeatable, in order): strip:PREFIX, rename:OLD=NEW "
+                        "(prefix), regex:PATTERN=NEW (re.sub), @FILE (rules, one per line), or by-order alone "
+                        "(pair tensors in saved order, checking shapes; prints the mapping)")
     p.add_argument("--class-names", help="text file (one name per line) or JSON list of class names")
     p.add_argument("--input-size", type=int, help="input side in pixels (default: the model's)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -120,10 +125,13 @@ def _mask_sizes(text: str) -> list[int]:
 
 
 def _adapter(args):
-    from netreveal.model.adapter import load_model
+    from netreveal.model.adapter import load_model, loading_notes
 
-    return load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
-                      device=args.device)
+    adapter = load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
+                         device=args.device, weights_map=args.weights_map)
+    for line in loading_notes(adapter):
+        print(line, file=sys.stderr)
+    return adapter
 
 
 def _check_out(args) -> None:

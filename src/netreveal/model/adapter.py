@@ -10,8 +10,12 @@ Model specs understood by :func:`load_model`:
 - ``timm:NAME`` (when timm is installed);
 - ``package.module:factory`` (a callable returning an ``nn.Module``).
 Weights come from ``weights=``: a local ``.safetensors`` / state-dict file (read with
-``weights_only=True``), or a torchvision weight enum name such as ``IMAGENET1K_V2`` / ``DEFAULT``
-(which downloads, so needs internet). Without weights the model is randomly initialised.
+``weights_only=True``; ``weights_map=`` renames its keys, see :mod:`netreveal.model.keymap`), a
+torchvision weight enum name such as ``IMAGENET1K_V2`` / ``DEFAULT``, or ``pretrained`` (the
+library's default weights, torchvision or timm; these download, so need internet). Without
+weights a torchvision or timm model is randomly initialised and says so (``info["warning"]``).
+Preprocessing and ImageNet class names come with torchvision and timm models
+(:mod:`netreveal.model.imagenet`); explicit arguments override them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +32,18 @@ from PIL import Image
 from torch import nn
 
 from netreveal.errors import NetrevealError
-from netreveal.model.checkpoint import load_into, read_state_dict
+from netreveal.model.checkpoint import load_checkpoint
+from netreveal.model.imagenet import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocessing,
+    timm_defaults,
+    torchvision_defaults,
+)
+from netreveal.model.keymap import BY_ORDER, describe_mapping, parse_rules
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+CHECKPOINT_SUFFIXES = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
+PRETRAINED = "pretrained"
 
 
 class NormalizedModel(nn.Module):
@@ -58,6 +71,9 @@ class ModelAdapter:
     std: tuple[float, ...] = IMAGENET_STD
     resize_ratio: float = 1.0
     info: dict = field(default_factory=dict)
+    interpolation: str = "bilinear"
+    crop_mode: str = "center"
+    key_mapping: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -66,12 +82,27 @@ class ModelAdapter:
         return model_device(self.model)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """A PIL image to a (3, S, S) tensor in [0, 1]: resize the short side, centre crop."""
+        """A PIL image to a (3, S, S) tensor in [0, 1]: resize to ``S / resize_ratio`` (the short
+        side; both sides for ``crop_mode="squash"``; the long side, padded with the mean colour,
+        for ``"border"``), then centre crop S x S."""
+        from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as TF
 
         image = image.convert("RGB")
-        short = round(self.input_size / self.resize_ratio)
-        image = TF.resize(image, short, antialias=True)
+        scale = round(self.input_size / self.resize_ratio)
+        mode = InterpolationMode(self.interpolation)
+        if self.crop_mode == "squash":
+            image = TF.resize(image, [scale, scale], interpolation=mode, antialias=True)
+        elif self.crop_mode == "border":
+            width, height = image.size
+            factor = scale / max(width, height)
+            image = TF.resize(image, [max(1, round(height * factor)), max(1, round(width * factor))],
+                              interpolation=mode, antialias=True)
+            pad_w, pad_h = max(0, self.input_size - image.size[0]), max(0, self.input_size - image.size[1])
+            fill = tuple(round(255 * v) for v in self.mean) if len(self.mean) == 3 else 0
+            image = TF.pad(image, [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=fill)
+        else:
+            image = TF.resize(image, scale, interpolation=mode, antialias=True)
         image = TF.center_crop(image, [self.input_size, self.input_size])
         return TF.to_tensor(image)
 
@@ -127,6 +158,7 @@ def load_model(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     device: str | torch.device = "cpu",
+    weights_map: str | Sequence[str] | None = None,
 ) -> ModelAdapter:
     """Build the model named by ``spec`` with its weights, preprocessing and class names."""
     device = check_device(device)
@@ -135,6 +167,8 @@ def load_model(
 
         if weights is not None:
             raise NetrevealError("the demo model ships its own weights; do not pass --weights")
+        if weights_map:
+            raise NetrevealError("--weights-map renames the keys of a --weights file; the demo model takes none")
         model, meta = load_demo_model()
         adapter = ModelAdapter(
             model=model,
@@ -151,71 +185,118 @@ def load_model(
     if num_classes is None and names:
         num_classes = len(names)
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    enum_weights = None
-    state = None
-    if weights is not None and Path(weights).suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}:
-        state = read_state_dict(weights)
-    elif weights is not None and not Path(weights).exists():
-        enum_weights = str(weights)
-    elif weights is not None:
-        state = read_state_dict(weights)
+    weights_file = _weights_file(weights)
+    rules = parse_rules(weights_map)
+    if rules and weights_file is None:
+        raise NetrevealError(f"--weights-map renames the keys of a checkpoint file; --weights {weights} is not a file")
 
+    named = None if weights is None or weights_file is not None else str(weights)
     arch = spec.split(":", 1)[1] if spec.startswith(("torchvision:", "timm:")) else spec
+    factory = ":" in spec and not spec.startswith(("torchvision:", "timm:"))
     if spec.startswith("timm:"):
-        try:
-            import timm
-        except ImportError as exc:
-            raise NetrevealError("timm is not installed: pip install 'netreveal[timm]'") from exc
-        try:
-            net = timm.create_model(arch, pretrained=False, **kwargs)
-        except RuntimeError as exc:
-            raise NetrevealError(f"unknown timm model {arch!r}") from exc
-        cfg = getattr(net, "pretrained_cfg", {}) or {}
-        default_size = int(cfg.get("input_size", (3, 224, 224))[-1])
-        default_mean, default_std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
-        ratio = float(cfg.get("crop_pct", 0.875))
-    elif ":" in spec and not spec.startswith("torchvision:"):
+        net, prep, known_names = _build_timm(arch, kwargs, named)
+    elif factory:
+        if named is not None:
+            raise NetrevealError(f"weights file not found: {weights}")
         net = _factory(spec)(**kwargs)
         if not isinstance(net, nn.Module):
             raise NetrevealError(f"{spec} did not return a torch.nn.Module")
-        default_size, default_mean, default_std, ratio = 224, IMAGENET_MEAN, IMAGENET_STD, 0.875
+        prep, known_names = Preprocessing(), None
     else:
-        builder = _torchvision_builder(arch)
-        if builder is None:
-            raise NetrevealError(
-                f"unknown model {spec!r}: not a torchvision model name, 'timm:NAME', 'demo' or 'module:factory'"
-            )
-        if enum_weights is not None:
-            net, names = _torchvision_pretrained(arch, enum_weights, names)
-        else:
-            try:
-                net = builder(weights=None, **kwargs)
-            except (TypeError, ValueError) as exc:
-                raise NetrevealError(f"cannot build {arch}: {exc}") from exc
-        default_size, default_mean, default_std, ratio = 224, IMAGENET_MEAN, IMAGENET_STD, 0.875
-    if enum_weights is not None and not (spec in {arch, f"torchvision:{arch}"}):
-        raise NetrevealError(f"weights file not found: {weights}")
-    if state is not None:
-        load_into(net, state, arch, weights)
-    n_out = _count_outputs(net, input_size or default_size)
+        net, prep, known_names = _build_torchvision(spec, arch, kwargs, named)
+    mapping = load_checkpoint(net, weights_file, arch, weights_map) if weights_file is not None else {}
+    n_out = _count_outputs(net, input_size or prep.input_size)
     if names is None:
-        names = [f"class_{i}" for i in range(n_out)]
+        names = known_names if known_names and len(known_names) == n_out else [f"class_{i}" for i in range(n_out)]
     elif len(names) != n_out:
         raise NetrevealError(f"{len(names)} class names given but the model has {n_out} outputs")
+    info: dict = {"weights": str(weights) if weights is not None else None}
+    if rules:
+        info["weights_map"] = rules if isinstance(rules, str) else [str(rule) for rule in rules]
+    if weights is None and not factory:
+        info["warning"] = random_weights_warning(spec)
     adapter = ModelAdapter(
-        model=NormalizedModel(net, mean or default_mean, std or default_std),
+        model=NormalizedModel(net, mean or prep.mean, std or prep.std),
         name=spec,
-        input_size=int(input_size or default_size),
+        input_size=int(input_size or prep.input_size),
         class_names=list(names),
-        mean=tuple(mean or default_mean),
-        std=tuple(std or default_std),
-        resize_ratio=ratio,
-        info={"weights": str(weights) if weights is not None else None},
+        mean=tuple(mean or prep.mean),
+        std=tuple(std or prep.std),
+        resize_ratio=prep.resize_ratio,
+        info=info,
+        interpolation=prep.interpolation,
+        crop_mode=prep.crop_mode,
+        key_mapping=mapping,
     )
     return _finish(adapter, device)
 
 
-def _torchvision_pretrained(arch: str, enum_name: str, names):
+def random_weights_warning(spec: str) -> str:
+    """The one-line warning for a model that runs with random weights."""
+    return (f"{spec} runs with random weights (no --weights given): its predictions and explanations mean nothing;"
+            f" pass a checkpoint file or --weights {PRETRAINED}")
+
+
+def loading_notes(adapter: ModelAdapter) -> list[str]:
+    """Lines for the command line's stderr: the random-weights warning, and the key mapping that
+    ``by-order`` chose (every file key -> model key)."""
+    lines = []
+    if adapter.info.get("warning"):
+        lines.append(f"netreveal: warning: {adapter.info['warning']}")
+    if adapter.info.get("weights_map") == BY_ORDER:
+        lines.append(f"netreveal: --weights-map by-order matched {len(adapter.key_mapping)} tensors (file key -> model key):")
+        lines.extend(f"  {line}" for line in describe_mapping(adapter.key_mapping))
+    return lines
+
+
+def _weights_file(weights: str | os.PathLike | None) -> Path | None:
+    """``weights`` as a checkpoint path, or None when it names library weights (or is None)."""
+    if weights is None:
+        return None
+    path = Path(weights)
+    if path.suffix in CHECKPOINT_SUFFIXES or path.exists():
+        return path
+    return None
+
+
+def _build_timm(arch: str, kwargs: dict, named: str | None):
+    try:
+        import timm
+    except ImportError as exc:
+        raise NetrevealError("timm is not installed: pip install 'netreveal[timm]'") from exc
+    if not timm.is_model(arch):
+        raise NetrevealError(f"unknown timm model {arch!r}")
+    if named is not None and named != PRETRAINED:
+        raise NetrevealError(f"weights file not found: {named} (timm models take a checkpoint file or '{PRETRAINED}')")
+    try:
+        net = timm.create_model(arch, pretrained=named == PRETRAINED, **kwargs)
+    except RuntimeError as exc:
+        raise NetrevealError(f"cannot build timm model {arch!r}: {exc}".splitlines()[0]) from exc
+    except Exception as exc:  # hub and network errors come in many types
+        raise NetrevealError(f"cannot download timm weights of {arch} (no internet?): {type(exc).__name__}") from exc
+    prep, names = timm_defaults(net)
+    return net, prep, names
+
+
+def _build_torchvision(spec: str, arch: str, kwargs: dict, named: str | None):
+    builder = _torchvision_builder(arch)
+    if builder is None:
+        raise NetrevealError(
+            f"unknown model {spec!r}: not a torchvision model name, 'timm:NAME', 'demo' or 'module:factory'"
+        )
+    enum_name = "DEFAULT" if named == PRETRAINED else named
+    if enum_name is not None:
+        net = _torchvision_pretrained(arch, enum_name)
+    else:
+        try:
+            net = builder(weights=None, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise NetrevealError(f"cannot build {arch}: {exc}") from exc
+    prep, names = torchvision_defaults(arch, enum_name, net)
+    return net, prep, names
+
+
+def _torchvision_pretrained(arch: str, enum_name: str) -> nn.Module:
     import torchvision
 
     try:
@@ -225,10 +306,9 @@ def _torchvision_pretrained(arch: str, enum_name: str, names):
     except (KeyError, ValueError) as exc:
         raise NetrevealError(f"weights not found: {enum_name!r} is neither a file nor a weight name of {arch}") from exc
     try:
-        net = torchvision.models.get_model(arch, weights=weights)
+        return torchvision.models.get_model(arch, weights=weights)
     except Exception as exc:  # network errors come in many types
         raise NetrevealError(f"cannot download {arch} weights {enum_name} (no internet?): {type(exc).__name__}") from exc
-    return net, names or list(weights.meta.get("categories", []) or []) or None
 
 
 @torch.no_grad()
