@@ -6,6 +6,8 @@ activation, as the closed form assumes); LayerCAM against ReLU(g) * A summed ove
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -54,7 +56,7 @@ def test_gradcam_plus_plus_is_the_papers_formula_for_an_exponential_score():
         (dy,) = torch.autograd.grad(y, a, create_graph=True)
         d2 = torch.zeros_like(a)
         d3 = torch.zeros_like(a)
-        for idx in torch.ndindex(*a.shape):  # diagonal second and third derivatives, one element at a time
+        for idx in itertools.product(*map(range, a.shape)):  # diagonal second and third derivatives, one element at a time
             (h,) = torch.autograd.grad(dy[idx], a, create_graph=True)
             (t,) = torch.autograd.grad(h[idx], a, retain_graph=True)
             d2[idx], d3[idx] = h[idx].detach(), t[idx]
@@ -69,7 +71,7 @@ def test_gradcam_plus_plus_is_the_papers_formula_for_an_exponential_score():
     assert "exp(logit)" in result.params["weights"]
 
 
-def test_gradcam_plus_plus_first_order_form_and_zero_gradients():
+def test_gradcam_plus_plus_first_order_form():
     model = deep_head_net()
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     targets = torch.tensor([1, 0, 2])
@@ -82,7 +84,16 @@ def test_gradcam_plus_plus_first_order_form_and_zero_gradients():
         alpha = torch.where(denominator != 0, g ** 2 / denominator, torch.zeros_like(g))
         w = (alpha * g.clamp_min(0)).sum(dim=(2, 3), keepdim=True)
         torch.testing.assert_close(result.raw[i], (w * a).sum(dim=1)[0], rtol=1e-4, atol=1e-6)
-        assert bool((g == 0).any())  # dead ReLU positions: alpha is 0 there, not NaN
+
+
+def test_gradcam_plus_plus_alpha_is_zero_where_its_denominator_vanishes():
+    from netreveal.methods.gradcampp import GradCAMPlusPlus
+
+    a = torch.tensor([[[[1.0, 1.0], [0.0, 2.0]]]])  # sum 4
+    g = torch.tensor([[[[0.0, -0.5, 1.0, 2.0]]]]).reshape(1, 1, 2, 2)  # g = 0, and 2g^2 + 4g^3 = 0 at g = -0.5
+    w = GradCAMPlusPlus().weights(a, g)
+    # alpha: 0, 0, 1 / (2 + 4) at g = 1, 4 / (8 + 32) at g = 2; weight: sum alpha * ReLU(g)
+    torch.testing.assert_close(w, torch.tensor([[[[1 / 6 * 1.0 + 4 / 40 * 2.0]]]]))
 
 
 def test_layercam_weighs_each_position_by_its_positive_gradient():

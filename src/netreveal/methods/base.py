@@ -107,6 +107,11 @@ class Method:
         """One map per image (B, H, W) in [0, 1] for deletion/insertion and the pointing game."""
         return result.maps
 
+    def batch_invariants(self, result: Explanation) -> dict[str, Any]:
+        """What must not change with ``options.batch_size`` (the method contract checks it): by
+        default the maps, targets and target probabilities."""
+        return {"maps": result.maps, "targets": result.targets, "target_probs": result.target_probs}
+
     def map_from_raw(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Maps (B, H, W) in [0, 1] from a raw attribution like ``result.raw`` (smoothable methods)."""
         raise NotImplementedError(f"{self.name} has no raw attribution to smooth")

@@ -41,6 +41,14 @@ class InvMethod(Method):
                            batch_size=min(options.batch_size, MAX_BATCH), seed=options.seed,
                            progress=options.progress)
 
+    def batch_invariants(self, result) -> dict:
+        """Everything before the clustering: which maps each layer keeps and their weights. The
+        clusters and maps are not: a batched forward pass may round differently in the last bit for
+        another batch size, and t-SNE amplifies that into another, equally good embedding."""
+        layers = [[{"n_maps": layer.n_maps, "kept": layer.kept, "weights": layer.weights} for layer in image.layers]
+                  for image in result.images]
+        return {"targets": result.targets, "target_probs": result.target_probs, "layers": layers}
+
     def extra_evaluations(self, evaluation: Evaluation, result, seconds: float, options: InvOptions) -> list[Table]:
         from netreveal.metrics.inv_layers import evaluate_inv_layers
 

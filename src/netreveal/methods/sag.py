@@ -21,6 +21,7 @@ class SagOptions(MethodOptions):
     grid: int = option(7, "SAG patch grid side", minimum=1)
     baseline: str = baseline_option()
     sag_saliency_iterations: int = option(5, "iGOS++ iterations of the map that orders SAG's patches", minimum=1)
+    sag_saliency_steps: int = option(10, "iGOS++ path steps of the map that orders SAG's patches", minimum=1)
 
 
 @register_method
@@ -41,12 +42,18 @@ class SagMethod(Method):
             structured_attention_graph(adapter.model, images[i], int(targets[i]), grid=options.grid,
                                        baseline=options.baseline, batch_size=options.perturbed_batch,
                                        seed=options.seed,
-                                       saliency_options={"iterations": options.sag_saliency_iterations})
+                                       saliency_options={"iterations": options.sag_saliency_iterations,
+                                                         "ig_steps": options.sag_saliency_steps})
             for i in tqdm(range(len(images)), desc="SAG", unit="img", disable=not options.progress)
         ]
         params = {"grid": options.grid, "baseline": options.baseline,
-                  "saliency_iterations": options.sag_saliency_iterations}
+                  "saliency": {"iterations": options.sag_saliency_iterations, "ig_steps": options.sag_saliency_steps}}
         return SagBatch(graphs=graphs, params=params, provenance=provenance(seed=options.seed, method="sag"))
+
+    def batch_invariants(self, result: SagBatch) -> dict:
+        return {"targets": result.targets, "target_probs": result.target_probs,
+                "roots": [g.roots for g in result.graphs], "root_probs": [g.root_probs for g in result.graphs],
+                "nodes": [[(n.patches, n.prob) for n in g.nodes] for g in result.graphs]}
 
     def extra_evaluations(self, evaluation: Evaluation, result: SagBatch, seconds: float,
                           options: SagOptions) -> list[Table]:
