@@ -51,7 +51,7 @@ def test_gradcam_plus_plus_is_the_papers_formula_for_an_exponential_score():
     targets = torch.tensor([0, 2])
     result = run("gradcam++", model, x, targets)
     for i, cls in enumerate(targets.tolist()):
-        a, s, g = tap(model, x[i:i + 1], cls)
+        a, s, _ = tap(model, x[i:i + 1], cls)
         y = torch.exp(s)
         (dy,) = torch.autograd.grad(y, a, create_graph=True)
         d2 = torch.zeros_like(a)

@@ -136,7 +136,7 @@ def test_evaluation_collects_the_tables_methods_add(tmp_path):
 
     inputs = partsworld_inputs(adapter, 2)
     runs = [MethodRun(_Counting(), MethodOptions(progress=False)), METHODS["gradcam"].configure(progress=False)]
-    header, rows, done = pipeline.evaluate(adapter, inputs, runs, MethodOptions(progress=False), steps=3)
+    _, rows, done = pipeline.evaluate(adapter, inputs, runs, MethodOptions(progress=False), steps=3)
     assert [row[0] for row in rows] == ["counting", "gradcam"]
     tables = pipeline.extra_evaluations(adapter, inputs, done.values(), steps=3)
     assert [(t.title, t.rows) for t in tables] == [("counted", [[2, 3]])]
