@@ -1,5 +1,5 @@
-"""SmoothGrad over any method with a raw attribution (``--smooth-base gradient``, ``ig``,
-``gradcam``, ``gradcam++``, ``layercam``): the mean over noisy copies of each image."""
+"""SmoothGrad over any method with a raw attribution (``--smooth-base``: the methods that declare
+``smoothable``, such as ``gradient``, ``ig`` and the CAMs): the mean over noisy copies of each image."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from netreveal.results import AttributionResult
 
 @dataclasses.dataclass
 class SmoothGradOptions(MethodOptions):
-    smooth_base: str = option("gradient", "method SmoothGrad averages over noisy copies (one with a raw "
-                              "attribution: gradient, ig, gradcam, gradcam++, layercam)")
+    smooth_base: str = option("gradient", "method SmoothGrad averages over noisy copies: any gradient method "
+                              "(gradient, ig, the CAMs)")
     smooth_samples: int = option(25, "noisy copies per image for SmoothGrad", minimum=1)
     smooth_noise: float = option(0.15, "SmoothGrad noise sd as a share of each image's value range", minimum=0)
     base_options: MethodOptions | None = option(  # noqa: RUF009 (option() returns a dataclasses.field)
