@@ -78,6 +78,9 @@ class Method:
       copies; :meth:`map_from_raw` turns such an average into maps.
     - A field of ``Options`` marked ``sweep`` (I-GOS's mask size) can take several values in
       ``evaluate``; :meth:`variant` names each run.
+    - :meth:`extra_evaluations`: tables the method adds to ``evaluate`` (SAG, INV).
+    - :meth:`batch_invariants`: what the batch size must not change (checked for every method by
+      ``tests/test_method_contract.py``).
     """
 
     name: ClassVar[str] = ""
