@@ -177,9 +177,9 @@ def test_ground_truth_comes_from_the_loader_the_caller_chooses(parts_folder):
     adapter = load_model("demo")
     parts = pipeline.read_folder(adapter, parts_folder, limit=2)
     assert all(m is not None for m in parts.masks) and all(p.shape[0] > 0 for p in parts.part_masks)
-    none = pipeline.read_folder(adapter, parts_folder, limit=2, truth="none")
+    none = pipeline.read_folder(adapter, parts_folder, limit=2, ground_truth="none")
     assert none.masks == [None, None] and none.part_masks == [None, None]
-    marked = pipeline.read_folder(adapter, parts_folder, limit=2, truth=_Marked())
+    marked = pipeline.read_folder(adapter, parts_folder, limit=2, ground_truth=_Marked())
     assert bool(marked.masks[0][:32, :32].all()) and not bool(marked.masks[0][32:].any())
     with pytest.raises(NetrevealError, match="unknown ground truth 'coco'"):
         ground_truth_loader("coco")

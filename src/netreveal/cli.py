@@ -178,7 +178,7 @@ def cmd_explain(args) -> int:
     runs, common, _ = _plan(args)
     adapter = _adapter(args)
     target = pipeline.parse_target(args.target, adapter)
-    inputs = pipeline.read_folder(adapter, args.images, args.limit, truth=args.ground_truth)
+    inputs = pipeline.read_folder(adapter, args.images, args.limit, ground_truth=args.ground_truth)
     _check_ready(adapter, runs, inputs)
     index = pipeline.explain(adapter, inputs, runs, common, args.out, target=target, steps=args.steps,
                              baseline=args.baseline)
@@ -192,7 +192,7 @@ def cmd_evaluate(args) -> int:
     runs, common, sweeps = _plan(args)
     adapter = _adapter(args)
     if args.images:
-        inputs = pipeline.read_folder(adapter, args.images, args.limit, truth=args.ground_truth)
+        inputs = pipeline.read_folder(adapter, args.images, args.limit, ground_truth=args.ground_truth)
     elif args.model == "demo":
         from netreveal.data.partsworld_truth import partsworld_inputs
 

@@ -44,11 +44,11 @@ class Outcome(NamedTuple):
 
 
 def read_folder(adapter: ModelAdapter, root: str | os.PathLike, limit: int | None = None,
-                truth: str | GroundTruth = DEFAULT_LOADER) -> Inputs:
+                ground_truth: str | GroundTruth = DEFAULT_LOADER) -> Inputs:
     """Load and check every image under ``root`` (all are read before any work starts), with the
-    ground truth ``truth`` finds beside each (a loader or its name, see
+    ground truth the ``ground_truth`` loader finds beside each (a loader or its name, see
     :mod:`netreveal.data.groundtruth`)."""
-    loader = ground_truth_loader(truth)
+    loader = ground_truth_loader(ground_truth)
     records = image_records(root)
     if limit is not None:
         records = records[:limit]
