@@ -3,7 +3,6 @@
 import torch
 from torch import nn
 
-import netreveal.attribution.baseline_methods  # noqa: F401  (registers the methods)
 from netreveal import pipeline
 from netreveal import results as result_io
 from netreveal.attribution.captum_baselines import (
@@ -14,7 +13,7 @@ from netreveal.attribution.captum_baselines import (
     occlusion,
     superpixels,
 )
-from netreveal.methods import Options, get_methods
+from netreveal.methods import MethodOptions, get_methods
 from netreveal.model.adapter import ModelAdapter
 
 SIZE = 32
@@ -188,18 +187,19 @@ def test_registered_methods_run_through_the_pipeline(tmp_path):
     images = block_images(2, seed=3)
     region = model.region.bool()
     inputs = pipeline.Inputs(["a", "b"], images, [0, 0], ["region"] * 2, [region, region])
-    opts = Options(batch_size=8, seed=0, progress=False)  # blur baseline
-    probs, targets, done = pipeline.run_methods(adapter, inputs, methods, opts, None)
+    opts = MethodOptions(batch_size=8, seed=0, progress=False)
+    runs = [method.configure(opts.__dict__) for method in methods]  # blur baseline
+    probs, targets, done = pipeline.run_methods(adapter, inputs, runs, opts, None)
     assert targets.tolist() == [0, 0] and bool((probs[:, 0] > 0.9).all())
     for method in methods:
-        result, _ = done[method.name]
+        result = done[method.name].result
         maps = method.heatmaps(result)
         assert maps.shape == (2, SIZE, SIZE), method.name
         assert float(maps.min()) == 0.0 and float(maps.max()) == 1.0, method.name
         for i in range(2):
             assert bool(region.flatten()[maps[i].flatten().argmax()]), method.name
-    assert done["lime"][0].params["segments"] == 16 and done["lime"][0].params["n_samples"] == 256
-    index = pipeline.explain(adapter, inputs, methods, opts, tmp_path / "report", steps=8)
+    assert done["lime"].result.params["segments"] == 16 and done["lime"].result.params["n_samples"] == 256
+    index = pipeline.explain(adapter, inputs, runs, opts, tmp_path / "report", steps=8)
     html = index.read_text()
     assert "KernelSHAP" in html and "256 samples over 16 SLIC superpixels" in html and "4x4 px window" in html
 

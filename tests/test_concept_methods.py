@@ -17,24 +17,31 @@ from netreveal.concepts import (
     signed_pool,
 )
 from netreveal.concepts.cli import add_train_head_parser, cmd_train_head
+from netreveal.concepts.components import component_maps
 from netreveal.concepts.demo_assets import demo_weights_sha256, load_demo_infodisent, load_demo_xnn
 from netreveal.concepts.infodisent import extractor_for
-from netreveal.concepts.methods import (
-    TrainingImages,
-    component_maps,
-    draw_box,
-    run_infodisent,
-    run_xnn,
-    weights_svg,
-)
+from netreveal.concepts.training_images import TrainingImages
 from netreveal.concepts.xnn import _activations
 from netreveal.data.partsworld import PART_TYPES, PartsWorld
+from netreveal.data.partsworld_truth import partsworld_inputs
 from netreveal.errors import NetrevealError
-from netreveal.methods import METHODS, Options
+from netreveal.methods import METHODS, MethodOptions
 from netreveal.model.adapter import ModelAdapter, load_model
+from netreveal.report.render import draw_box
+from netreveal.report.sections.infodisent import weights_svg
 from netreveal.results import load
 
-OPTS = Options(progress=False, batch_size=16)
+OPTS = {"progress": False, "batch_size": 16}
+
+
+def run_infodisent(adapter, images, targets, options):
+    method = METHODS["infodisent"]
+    return method.run(adapter, images, targets, method.options(options))
+
+
+def run_xnn(adapter, images, targets, options):
+    method = METHODS["xnn"]
+    return method.run(adapter, images, targets, method.options(options))
 
 
 @pytest.fixture(autouse=True)
@@ -52,14 +59,14 @@ def demo():
 
 @pytest.fixture(scope="module")
 def inputs(demo):
-    return pipeline.partsworld_inputs(demo, 24)
+    return partsworld_inputs(demo, 24)
 
 
 @pytest.fixture(scope="module")
 def explained(demo, inputs):
     targets = torch.tensor(inputs.labels)
     return {
-        name: METHODS[name].run(demo, inputs.images, targets, OPTS)
+        name: METHODS[name].run(demo, inputs.images, targets, METHODS[name].options(OPTS))
         for name in ("infodisent", "xnn")
     }
 
@@ -143,11 +150,16 @@ def test_demo_assets_regenerate_their_training_images(demo):
 
 
 def test_report_sections_end_to_end(tmp_path, demo):
-    inputs = pipeline.partsworld_inputs(demo, 3)
+    inputs = partsworld_inputs(demo, 3)
     out = tmp_path / "report"
-    opts = Options(progress=False, batch_size=8)
+    opts = {"progress": False, "batch_size": 8}
     index = pipeline.explain(
-        demo, inputs, [METHODS["infodisent"], METHODS["xnn"]], opts, out, steps=5
+        demo,
+        inputs,
+        [METHODS["infodisent"].configure(opts), METHODS["xnn"].configure(opts)],
+        MethodOptions.from_values(opts),
+        out,
+        steps=5,
     )
     page = index.read_text()
     assert page.count("<h3>InfoDisent</h3>") == 3 and page.count("<h3>XNN</h3>") == 3
@@ -181,12 +193,12 @@ def test_draw_box_outlines_exactly():
 
 
 def test_thumbnails_of_large_images_are_shrunk():
-    from netreveal.concepts.methods import _shrink
+    from netreveal.report.render import shrink
 
     big = torch.randint(0, 255, (448, 300, 3), dtype=torch.uint8).numpy()
-    assert _shrink(big, 192).shape == (287, 192, 3)
+    assert shrink(big, 192).shape == (287, 192, 3)
     small = big[:100, :100]
-    assert _shrink(small, 192) is small
+    assert shrink(small, 192) is small
 
 
 def test_weights_svg_escapes_and_shades():
@@ -276,16 +288,13 @@ def test_train_head_xnn_and_explain_with_a_file(tmp_path, tiny_folder, demo, cap
     other = ModelAdapter(
         model=demo.model, name="custom", input_size=64, class_names=demo.class_names
     )
-    images = pipeline.partsworld_inputs(demo, 2).images
+    images = partsworld_inputs(demo, 2).images
     result = run_xnn(other, images, torch.tensor([0, 1]), _with(xnn=str(out)))
     assert result.xfeatures.shape == (2, 3) and result.extras["xnn"] == str(out)
 
 
 def _with(**fields):
-    opts = Options(progress=False)
-    for k, v in fields.items():
-        setattr(opts, k, v)
-    return opts
+    return {"progress": False, **fields}
 
 
 def test_head_with_own_classes_explains_its_prediction_and_escapes(tmp_path, tiny_folder, demo):
@@ -306,13 +315,14 @@ def test_head_with_own_classes_explains_its_prediction_and_escapes(tmp_path, tin
     other = ModelAdapter(
         model=demo.model, name="custom", input_size=64, class_names=demo.class_names
     )
-    inputs = pipeline.partsworld_inputs(demo, 2)
+    inputs = partsworld_inputs(demo, 2)
     report_dir = tmp_path / "rep"
+    opts = _with(head=str(out), batch_size=4)
     pipeline.explain(
         other,
         inputs,
-        [METHODS["infodisent"]],
-        _with(head=str(out), batch_size=4),
+        [METHODS["infodisent"].configure(opts)],
+        MethodOptions.from_values(opts),
         report_dir,
         steps=4,
     )
@@ -338,9 +348,9 @@ def test_bad_input_is_one_line_error(tmp_path, tiny_folder, demo):
     with pytest.raises(
         NetrevealError, match="--head is required for infodisent with a non-demo model"
     ):
-        run_infodisent(other, images, torch.tensor([0]), Options(progress=False))
+        run_infodisent(other, images, torch.tensor([0]), _with())
     with pytest.raises(NetrevealError, match="--xnn is required for xnn with a non-demo model"):
-        run_xnn(other, images, torch.tensor([0]), Options(progress=False))
+        run_xnn(other, images, torch.tensor([0]), _with())
     import torchvision
 
     from netreveal.concepts.demo_assets import DEMO_INFODISENT, DEMO_XNN

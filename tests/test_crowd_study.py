@@ -25,11 +25,12 @@ def demo_inv():
     """Two held-out parts-world images as ``netreveal demo`` names them, INV on the demo model's
     last two conv layers (explaining the predicted class): (adapter, inputs, INV result, probs)."""
     from netreveal import pipeline
+    from netreveal.data.partsworld_truth import partsworld_inputs
     from netreveal.inv import explain_inv
     from netreveal.model.adapter import load_model
 
     adapter = load_model("demo")
-    inputs = pipeline.partsworld_inputs(adapter, 2)
+    inputs = partsworld_inputs(adapter, 2)
     result = explain_inv(adapter.model, inputs.images, "last:2", seed=0)
     probs = pipeline.predict(adapter, inputs.images, 8)
     return adapter, inputs, result, probs

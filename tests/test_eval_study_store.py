@@ -106,7 +106,7 @@ def demo_inputs(tmp_path_factory):
 
 def test_creation_shows_each_methods_heatmap_under_its_letter_and_stores_the_design(tmp_path, demo_inputs):
     from netreveal.attribution.gradcam import gradcam
-    from netreveal.methods import Options, get_methods
+    from netreveal.methods import get_methods
     from netreveal.pipeline import predict
 
     adapter, inputs = demo_inputs
@@ -118,8 +118,8 @@ def test_creation_shows_each_methods_heatmap_under_its_letter_and_stores_the_des
         targets = probs.argmax(dim=1)
         expected_maps = {
             "gradcam": gradcam(adapter.model, inputs.images, "last:1", targets).maps,
-            "inv": get_methods("inv")[0].heatmaps(get_methods("inv")[0].run(
-                adapter, inputs.images, targets, Options(layers="last:3", batch_size=8, seed=7, progress=False))),
+            "inv": get_methods("inv")[0].heatmaps(get_methods("inv")[0].configure(
+                layers="last:3", batch_size=8, seed=7, progress=False).run(adapter, inputs.images, targets)),
         }
         ranked = probs.argsort(dim=1, descending=True)[:, :3]
         predictions = {k: [adapter.class_name(int(c)) for c in ranked[i]] for i, k in enumerate(inputs.keys)}

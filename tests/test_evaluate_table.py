@@ -5,16 +5,18 @@ from types import SimpleNamespace
 import pytest
 
 from netreveal.cli import main
-from netreveal.methods import Options, get_methods
-from netreveal.pipeline import _variants, sag_statistics
+from netreveal.methods import get_methods
+from netreveal.pipeline import _variants
+from netreveal.sag.statistics import sag_statistics
 
 
 def test_mask_methods_get_one_run_per_size_and_full_resolution_is_clipped():
     igos_pp, gradcam = get_methods("igos++,gradcam")
-    runs = _variants(igos_pp, Options(mask_size=28), [7, 28, 224], (64, 64))
-    assert [label for label, _ in runs] == ["igos++ 7x7", "igos++ 28x28", "igos++ 64x64 (full)"]
-    assert [o.mask_size for _, o in runs] == [7, 28, 64]
-    assert _variants(gradcam, Options(), [7, 28], (64, 64)) == [("gradcam", Options())]
+    runs = _variants(igos_pp.configure(mask_size=28), {"mask_size": [7, 28, 224]}, (64, 64))
+    assert [run.label for run in runs] == ["igos++ 7x7", "igos++ 28x28", "igos++ 64x64 (full)"]
+    assert [run.options.mask_size for run in runs] == [7, 28, 64]
+    plain = gradcam.configure()
+    assert _variants(plain, {"mask_size": [7, 28]}, (64, 64)) == [plain]
 
 
 def test_sag_statistics_against_hand_counts():

@@ -3,11 +3,10 @@
 import torch
 from torch import nn
 
-import netreveal.attribution.baseline_methods  # noqa: F401  (registers the methods)
 from netreveal import pipeline
 from netreveal import results as result_io
 from netreveal.attribution.rise import rise, rise_masks, rise_plan, rise_reference
-from netreveal.methods import Options, get_methods
+from netreveal.methods import MethodOptions, get_methods
 from netreveal.model.adapter import ModelAdapter
 
 SIZE = 32
@@ -130,10 +129,11 @@ def test_registered_rise_runs_through_the_pipeline(tmp_path):
     assert method.title == "RISE" and method.heatmaps is not None
     adapter = ModelAdapter(RegionModel(), "toy", SIZE, ["region", "other"])
     inputs = _toy_inputs()
-    opts = Options(batch_size=16, seed=0, progress=False)
-    probs, targets, done = pipeline.run_methods(adapter, inputs, [method], opts, None)
+    opts = MethodOptions(batch_size=16, seed=0, progress=False)
+    runs = [method.configure(opts.__dict__)]
+    probs, targets, done = pipeline.run_methods(adapter, inputs, runs, opts, None)
     assert targets.tolist() == [0, 0] and bool((probs[:, 0] > 0.9).all())
-    result, _ = done["rise"]
+    result = done["rise"].result
     maps = method.heatmaps(result)
     assert maps.shape == (2, SIZE, SIZE)
     assert float(maps.min()) == 0.0 and float(maps.max()) == 1.0
@@ -141,7 +141,7 @@ def test_registered_rise_runs_through_the_pipeline(tmp_path):
     region = inputs.masks[0]
     for i in range(2):
         assert bool(region.flatten()[maps[i].flatten().argmax()])
-    index = pipeline.explain(adapter, inputs, [method], opts, tmp_path / "report", steps=8)
+    index = pipeline.explain(adapter, inputs, runs, opts, tmp_path / "report", steps=8)
     html = index.read_text()
     assert "RISE" in html and "4000 masks, 7x7 grid" in html
     saved = result_io.load(tmp_path / "report" / "results" / "rise.pt")

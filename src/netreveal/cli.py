@@ -35,27 +35,44 @@ def _add_force_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
+    """The flags of a command that runs methods; the method options are added on first use of the
+    command (see :class:`_Parser`), so other commands do not import the methods."""
     p.add_argument("--method", "--methods", dest="methods", default=default_methods,
-                   help=f"comma-separated methods (default: {default_methods})")
-    p.add_argument("--layer", default="last:1", help="layer for Grad-CAM: dotted name or selector (default: last:1)")
-    p.add_argument("--layers", default="last:9", help="layers for layer-wise methods (default: last:9)")
-    p.add_argument("--batch-size", type=int, default=16)
+                   help=f"comma-separated methods (default: {default_methods}); see the list below")
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default: 50)")
-    p.add_argument("--baseline", default="blur", choices=["blur", "black", "mean"],
-                   help="'nothing here' image for deletion/insertion and SAG (default: blur)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mask-size", default="28",
-                   help="I-GOS/iGOS++ mask side (7, 14, 28, 224 = full; default: 28); evaluate takes a list, e.g. 7,14,28,224")
-    p.add_argument("--grid", type=int, default=7, help="SAG patch grid side (default: 7)")
-    p.add_argument("--head", help="InfoDisent head file from 'netreveal train-head infodisent' (demo: shipped)")
-    p.add_argument("--xnn", help="XNN file from 'netreveal train-head xnn' (demo: shipped)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.runs_methods = True
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that gives a method-running command its method flags (generated from the
+    registered methods' options) when the command is parsed or its help shown."""
+
+    runs_methods = False
+    _method_flags = False
+
+    def _ensure_method_flags(self) -> None:
+        if self.runs_methods and not self._method_flags:
+            from netreveal.methods import METHODS
+            from netreveal.methods.flags import add_method_flags
+
+            self._method_flags = True
+            add_method_flags(self)
+            self.epilog = "methods: " + ", ".join(f"{name} ({m.title})" for name, m in METHODS.items())
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._ensure_method_flags()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._ensure_method_flags()
+        return super().format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netreveal", description="Explain image classifiers from pixels up to named concepts.")
+    parser = _Parser(prog="netreveal", description="Explain image classifiers from pixels up to named concepts.")
     parser.add_argument("--version", action="version", version=f"netreveal {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="explain parts-world images with the built-in demo model; write an HTML report")
     demo.add_argument("--out", default="netreveal-report", help="report folder (default: ./netreveal-report)")
@@ -72,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force_arg(explain)
     explain.add_argument("--target", help="class index or name to explain (default: the predicted class)")
     explain.add_argument("--limit", type=int, help="use at most this many images")
+    _add_ground_truth_arg(explain)
     _add_run_args(explain, "gradcam")
 
     evaluate = sub.add_parser("evaluate", help="deletion, insertion and pointing game per method; prints a table, writes CSV")
@@ -80,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=100, help="parts-world images when --images is not given (default: 100)")
     evaluate.add_argument("--csv", default="netreveal-evaluation.csv", help="CSV output (default: ./netreveal-evaluation.csv)")
     evaluate.add_argument("--limit", type=int, help="use at most this many images")
+    _add_ground_truth_arg(evaluate)
     _add_run_args(evaluate, "gradcam")
 
     from netreveal.concepts.cli import add_train_head_parser
@@ -95,33 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args):
-    from netreveal.methods import Options
+def _add_ground_truth_arg(p: argparse.ArgumentParser) -> None:
+    from netreveal.data.groundtruth import DEFAULT_LOADER, LOADERS
 
-    if args.batch_size < 1:
-        raise NetrevealError("--batch-size must be at least 1")
+    p.add_argument("--ground-truth", choices=list(LOADERS), default=DEFAULT_LOADER,
+                   help=f"where the images' ground-truth masks come from (default: {DEFAULT_LOADER}: the masks "
+                        "a parts-world folder keeps beside each image)")
+
+
+def _plan(args):
+    """The method runs, the pipeline's own settings and the sweeps the flags ask for (all checked,
+    before any model is loaded)."""
+    from netreveal.methods import MethodOptions, get_methods
+    from netreveal.methods.flags import method_values
+
     if args.steps < 1:
         raise NetrevealError("--steps must be at least 1")
-    sizes = _mask_sizes(args.mask_size)
-    if args.command != "evaluate" and len(sizes) > 1:
-        raise NetrevealError("--mask-size takes one size here (a list only with evaluate)")
-    if args.grid < 1:
-        raise NetrevealError("--grid must be at least 1")
     if getattr(args, "limit", None) is not None and args.limit < 1:
         raise NetrevealError(f"--limit must be at least 1, got {args.limit}")
-    return Options(layer=args.layer, layers=args.layers, batch_size=args.batch_size, seed=args.seed,
-                   progress=not args.quiet, mask_size=sizes[0], grid=args.grid, baseline=args.baseline,
-                   head=args.head, xnn=args.xnn)
-
-
-def _mask_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise NetrevealError(f"--mask-size must be whole numbers separated by commas, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise NetrevealError(f"--mask-size must be at least 1, got {text!r}")
-    return sizes
+    values, sweeps = method_values(args, lists=args.command == "evaluate")
+    values["progress"] = not args.quiet
+    runs = [method.configure(values) for method in get_methods(args.methods)]
+    return runs, MethodOptions.from_values(values), sweeps
 
 
 def _adapter(args):
@@ -141,33 +155,32 @@ def _check_out(args) -> None:
     check_output_folder(args.out, EXPLANATION_REPORT, force=args.force)
 
 
-def _check_ready(adapter, opts, inputs, methods) -> None:
+def _check_ready(adapter, runs, inputs) -> None:
     """Check layers and method inputs before any work, so a typo fails fast and writes nothing."""
-    from netreveal.methods import check_methods
+    from netreveal import pipeline
 
-    check_methods(methods, adapter, inputs.images[:1], opts)
+    pipeline.check_runs(runs, adapter, inputs.images[:1])
 
 
 def cmd_demo(args) -> int:
     from netreveal import pipeline
-    from netreveal.methods import get_methods
+    from netreveal.data.partsworld_truth import partsworld_inputs
     from netreveal.model.adapter import load_model
 
-    opts = _options(args)
-    methods = get_methods(args.methods)
+    runs, common, _ = _plan(args)
     _check_out(args)
     adapter = load_model("demo")
-    inputs = pipeline.partsworld_inputs(adapter, args.images)
-    _check_ready(adapter, opts, inputs, methods)
-    index = pipeline.explain(adapter, inputs, methods, opts, args.out, steps=args.steps, baseline=args.baseline,
+    inputs = partsworld_inputs(adapter, args.images)
+    _check_ready(adapter, runs, inputs)
+    index = pipeline.explain(adapter, inputs, runs, common, args.out, steps=args.steps, baseline=args.baseline,
                              title="netreveal demo: parts world", force=args.force)
     print(index.resolve())
-    if "inv" in args.methods and not args.no_study:
-        _demo_study(adapter, inputs, index.parent / "results" / "inv.pt", args, opts)
+    if any(run.name == "inv" for run in runs) and not args.no_study:
+        _demo_study(adapter, inputs, index.parent / "results" / "inv.pt", args, common)
     return 0
 
 
-def _demo_study(adapter, inputs, inv_path: Path, args, opts) -> None:
+def _demo_study(adapter, inputs, inv_path: Path, args, common) -> None:
     """Store the demo's INV items as a study (demo, demo-2, ...) for ``netreveal serve``."""
     from netreveal import pipeline
     from netreveal import results as result_io
@@ -177,8 +190,8 @@ def _demo_study(adapter, inputs, inv_path: Path, args, opts) -> None:
     store = open_store(args.database_url)
     try:
         name = next(n for n in ["demo"] + [f"demo-{i}" for i in range(2, 1000)] if not study_exists(store, n))
-        probs = pipeline.predict(adapter, inputs.images, opts.batch_size)
-        create_study_from_inv(store, name, adapter, inputs, result_io.load(inv_path), probs, progress=opts.progress)
+        probs = pipeline.predict(adapter, inputs.images, common.batch_size)
+        create_study_from_inv(store, name, adapter, inputs, result_io.load(inv_path), probs, progress=common.progress)
         print(f"study {name!r} stored in {store.url}; play and name concepts with: netreveal serve")
     finally:
         store.close()
@@ -186,16 +199,14 @@ def _demo_study(adapter, inputs, inv_path: Path, args, opts) -> None:
 
 def cmd_explain(args) -> int:
     from netreveal import pipeline
-    from netreveal.methods import get_methods
 
-    opts = _options(args)
-    methods = get_methods(args.methods)
+    runs, common, _ = _plan(args)
     _check_out(args)
     adapter = _adapter(args)
     target = pipeline.parse_target(args.target, adapter)
-    inputs = pipeline.read_folder(adapter, args.images, args.limit)
-    _check_ready(adapter, opts, inputs, methods)
-    index = pipeline.explain(adapter, inputs, methods, opts, args.out, target=target, steps=args.steps,
+    inputs = pipeline.read_folder(adapter, args.images, args.limit, ground_truth=args.ground_truth)
+    _check_ready(adapter, runs, inputs)
+    index = pipeline.explain(adapter, inputs, runs, common, args.out, target=target, steps=args.steps,
                              baseline=args.baseline, force=args.force)
     print(index.resolve())
     return 0
@@ -203,37 +214,30 @@ def cmd_explain(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from netreveal import pipeline
-    from netreveal.methods import get_methods
 
-    opts = _options(args)
-    methods = get_methods(args.methods)
+    runs, common, sweeps = _plan(args)
     adapter = _adapter(args)
     if args.images:
-        inputs = pipeline.read_folder(adapter, args.images, args.limit)
+        inputs = pipeline.read_folder(adapter, args.images, args.limit, ground_truth=args.ground_truth)
     elif args.model == "demo":
-        inputs = pipeline.partsworld_inputs(adapter, args.n)
+        from netreveal.data.partsworld_truth import partsworld_inputs
+
+        inputs = partsworld_inputs(adapter, args.n)
     else:
         raise NetrevealError("--images is required unless --model is demo")
-    _check_ready(adapter, opts, inputs, methods)
-    header, rows, done = pipeline.evaluate(adapter, inputs, methods, opts, steps=args.steps, baseline=args.baseline,
-                                           mask_sizes=_mask_sizes(args.mask_size),
+    _check_ready(adapter, runs, inputs)
+    header, rows, done = pipeline.evaluate(adapter, inputs, runs, common, steps=args.steps, baseline=args.baseline,
+                                           sweeps=sweeps,
                                            on_row=lambda row: print("done:", *row, file=sys.stderr, flush=True))
     print(pipeline.format_table(header, rows))
     path = pipeline.write_csv(args.csv, header, rows)
     print(f"wrote {path}")
-    if "sag" in done:
-        header, rows = pipeline.sag_statistics(*done["sag"])
-        print(f"\nStructured Attention Graphs ({args.grid}x{args.grid} patches, {args.baseline} baseline)")
-        print(pipeline.format_table(header, rows))
-        path = pipeline.write_csv(Path(args.csv).with_name(Path(args.csv).stem + "-sag.csv"), header, rows)
-        print(f"wrote {path}")
-    if "inv" in done and inputs.part_masks:
-        header, rows = pipeline.evaluate_inv_layers(adapter, inputs, done["inv"][0], steps=args.steps,
-                                                    baseline=args.baseline, batch_size=opts.batch_size * 4,
-                                                    progress=opts.progress)
-        print("\nINV per layer: cluster maps vs ground-truth parts (top 5% region), and combined map vs Grad-CAM")
-        print(pipeline.format_table(header, rows))
-        path = pipeline.write_csv(Path(args.csv).with_name(Path(args.csv).stem + "-inv-layers.csv"), header, rows)
+    for table in pipeline.extra_evaluations(adapter, inputs, done.values(), common, steps=args.steps,
+                                            baseline=args.baseline):
+        print(f"\n{table.title}")
+        print(pipeline.format_table(table.header, table.rows))
+        path = pipeline.write_csv(Path(args.csv).with_name(f"{Path(args.csv).stem}-{table.name}.csv"), table.header,
+                                  table.rows)
         print(f"wrote {path}")
     return 0
 

@@ -12,9 +12,21 @@ import csv
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+
+@dataclass
+class Table:
+    """A titled table (e.g. one a method adds to an evaluation); ``name`` ends its CSV file name."""
+
+    title: str
+    header: list[str]
+    rows: list[list]
+    name: str
+
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

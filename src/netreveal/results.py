@@ -57,6 +57,7 @@ def _encode(value: Any) -> Any:
 # Modules that define result types; imported on demand so ``load`` works in a fresh process.
 _RESULT_MODULES = (
     "netreveal.metrics.perturbation",
+    "netreveal.attribution.igos",
     "netreveal.inv.result",
     "netreveal.sag.result",
     "netreveal.concepts.infodisent",

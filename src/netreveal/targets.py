@@ -21,6 +21,21 @@ def slice_targets(target: Target, start: int, stop: int) -> Target:
     return list(target)[start:stop]
 
 
+def check_count(target: Target, n: int) -> None:
+    """Raise when ``target`` lists classes for another number of images than ``n``."""
+    listed = isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.dim() > 0)
+    if listed and len(target) != n:
+        raise NetrevealError(f"got {len(target)} targets for a batch of {n} images")
+
+
+def class_indices(target: Target, logits: torch.Tensor, method: str) -> torch.Tensor:
+    """:func:`resolve_targets` for methods that explain a class index (a callable is an error)."""
+    idx = resolve_targets(target, logits)
+    if bool((idx < 0).any()):
+        raise NetrevealError(f"{method} explains class indices; a callable target is not supported")
+    return idx
+
+
 def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
     """Class indices (B,) for ``target``: None = predicted class, an int for all, or one per image.
 

@@ -16,43 +16,50 @@ from netreveal.imaging import make_baseline, minmax
 from netreveal.model.hooks import frozen
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
+from netreveal.targets import Target, check_count, class_indices, slice_targets
+
+
+def map_from_attribution(raw: torch.Tensor) -> torch.Tensor:
+    """Heatmaps (B, H, W): the sum over colour channels of |attribution| (B, 3, H, W), min-max."""
+    return minmax(raw.abs().sum(dim=1))
 
 
 def integrated_gradients(
     model: nn.Module,
     images: torch.Tensor,
-    targets: torch.Tensor,
+    target: Target = None,
     *,
     steps: int = 50,
     baseline: str = "black",
     batch_size: int = 8,
     progress: bool = False,
 ) -> AttributionResult:
-    """Integrated-gradients heatmaps (B, H, W) for class ``targets`` (B,) of ``images`` in [0, 1]."""
+    """Integrated-gradients heatmaps (B, H, W) of ``images`` in [0, 1] for ``target`` (None: the
+    predicted class, an int for all, or one class per image)."""
     from captum.attr import IntegratedGradients
 
     if steps < 1:
         raise NetrevealError("integrated gradients needs at least one step")
-    targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
-    if targets.numel() != images.shape[0]:
-        raise NetrevealError(f"got {targets.numel()} targets for a batch of {images.shape[0]} images")
-    raws, deltas, probs = [], [], []
+    check_count(target, len(images))
+    raws, deltas, probs, targets = [], [], [], []
     with frozen(model):
         ig = IntegratedGradients(model)
         for start in tqdm(range(0, len(images), batch_size), desc="integrated gradients", disable=not progress):
             x = images[start:start + batch_size]
-            t = targets[start:start + batch_size]
+            with torch.no_grad():
+                logits = model(x)
+            t = class_indices(slice_targets(target, start, start + len(x)), logits, "integrated gradients")
             attr, delta = ig.attribute(x, baselines=make_baseline(x, baseline), target=t, n_steps=steps,
                                        internal_batch_size=max(batch_size * 4, 16), return_convergence_delta=True)
             raws.append(attr.detach())
             deltas.append(delta.detach())
-            with torch.no_grad():
-                probs.append(model(x).softmax(1).gather(1, t[:, None]).squeeze(1))
+            targets.append(t)
+            probs.append(logits.softmax(1).gather(1, t[:, None]).squeeze(1))
     raw = torch.cat(raws)
     return AttributionResult(
         method="ig",
-        maps=minmax(raw.abs().sum(dim=1)),
-        targets=targets,
+        maps=map_from_attribution(raw),
+        targets=torch.cat(targets),
         target_probs=torch.cat(probs),
         params={"steps": steps, "baseline": baseline, "map": "sum over channels of |attribution|, min-max"},
         provenance=provenance(),

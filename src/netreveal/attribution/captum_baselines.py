@@ -26,18 +26,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from netreveal.attribution.perturb import (
-    check_targets,
-    conv_layout,
-    probabilities,
-    seeded,
-    target_probs,
-)
+from netreveal.attribution.perturb import class_targets, conv_layout, probabilities, seeded
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline, minmax
 from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
+from netreveal.targets import Target
 
 LIME_KERNEL_WIDTH = 0.25
 LIME_RIDGE_ALPHA = 1.0
@@ -120,7 +115,7 @@ def _baseline_name(baseline) -> str:
 def occlusion(
     model: nn.Module,
     images: torch.Tensor,
-    targets,
+    target: Target = None,
     *,
     window: int | tuple[int, int] | None = None,
     stride: int | tuple[int, int] | None = None,
@@ -128,7 +123,8 @@ def occlusion(
     batch_size: int = 64,
     progress: bool = False,
 ) -> AttributionResult:
-    """Occlusion heatmaps (B, H, W) for class ``targets`` of ``images`` (B, 3, H, W) in [0, 1].
+    """Occlusion heatmaps (B, H, W) for ``target`` (None: the predicted class, an int for all, or one
+    class per image) of ``images`` (B, 3, H, W) in [0, 1].
 
     ``window`` / ``stride`` default to :func:`default_window` of the shorter side. ``raw`` is the mean
     drop in target probability when a window covering the pixel shows the baseline instead.
@@ -138,7 +134,6 @@ def occlusion(
     _check(images, batch_size)
     device = model_device(model)
     images = images.to(device)
-    targets = check_targets(targets, len(images), device)
     h, w = images.shape[-2:]
     auto_window, auto_stride = default_window(min(h, w))
     window = _pair(auto_window if window is None else window, "window")
@@ -146,8 +141,9 @@ def occlusion(
     if window[0] > h or window[1] > w:
         raise NetrevealError(f"occlusion window {window} is larger than the images ({h}x{w})")
     layout = conv_layout(model)
-    raws, probs = [], []
+    raws = []
     with frozen(model), torch.no_grad():
+        targets, probs = class_targets(model, images, target, batch_size, layout, "occlusion")
         attributor = Occlusion(lambda z: probabilities(model, z, layout))
         for i in tqdm(range(len(images)), desc="occlusion", unit="img", disable=not progress):
             x, t = images[i:i + 1], targets[i:i + 1]
@@ -155,13 +151,12 @@ def occlusion(
                                         baselines=make_baseline(x, baseline), target=int(t),
                                         perturbations_per_eval=batch_size)
             raws.append(attr[:, 0])
-            probs.append(target_probs(model, x, t, layout))
     raw = torch.cat(raws).float()
     return AttributionResult(
         method="occlusion",
         maps=minmax(raw),
         targets=targets.cpu(),
-        target_probs=torch.cat(probs).cpu(),
+        target_probs=probs.cpu(),
         params={"window": list(window), "stride": list(stride), "baseline": _baseline_name(baseline),
                 "score": "softmax probability", "map": "mean probability drop over covering windows, min-max"},
         provenance=provenance(),
@@ -177,7 +172,7 @@ def _lime_similarity(original, perturbed, interpretable: torch.Tensor, **kwargs)
     return torch.exp(-(distance ** 2) / (2 * LIME_KERNEL_WIDTH ** 2)).reshape(1)
 
 
-def _surrogate(method: str, model: nn.Module, images: torch.Tensor, targets, *, n_samples: int | None,
+def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Target, *, n_samples: int | None,
                segments: int | None, seed: int, baseline, batch_size: int, progress: bool) -> AttributionResult:
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import KernelShap, Lime
@@ -185,7 +180,6 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, targets, *, 
     _check(images, batch_size)
     device = model_device(model)
     images = images.to(device)
-    targets = check_targets(targets, len(images), device)
     h, w = images.shape[-2:]
     segments = default_segments(h, w) if segments is None else int(segments)
     n_samples = default_samples(segments) if n_samples is None else int(n_samples)
@@ -193,8 +187,10 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, targets, *, 
         raise NetrevealError(f"{method} needs at least 2 samples, got {n_samples}")
     labels, fallbacks = superpixels(images, segments)
     layout = conv_layout(model)
-    raws, coefs, probs = [], [], []
+    raws, coefs = [], []
     with frozen(model), torch.no_grad():
+        targets, probs = class_targets(model, images, target, batch_size, layout, method)
+
         def forward(z: torch.Tensor) -> torch.Tensor:
             return probabilities(model, z, layout)
 
@@ -212,7 +208,6 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, targets, *, 
             coef = coef.reshape(-1).float().to(device)
             coefs.append(coef.cpu())
             raws.append(coef[seg])
-            probs.append(target_probs(model, x, t, layout))
     raw = torch.stack(raws)
     surrogate = (f"weighted ridge (alpha {LIME_RIDGE_ALPHA}), exponential kernel width {LIME_KERNEL_WIDTH} "
                  "on cosine distance" if method == "lime" else "Shapley-kernel sampling, linear regression")
@@ -220,7 +215,7 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, targets, *, 
         method=method,
         maps=minmax(raw),
         targets=targets.cpu(),
-        target_probs=torch.cat(probs).cpu(),
+        target_probs=probs.cpu(),
         params={"n_samples": n_samples, "segments": segments, "seed": seed, "baseline": _baseline_name(baseline),
                 "segmentation": {"algorithm": "slic", "n_segments": segments, "compactness": SLIC_COMPACTNESS,
                                  "sigma": default_slic_sigma(h, w), "grid_fallbacks": fallbacks},
@@ -235,7 +230,7 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, targets, *, 
 def lime(
     model: nn.Module,
     images: torch.Tensor,
-    targets,
+    target: Target = None,
     *,
     n_samples: int | None = None,
     segments: int | None = None,
@@ -244,20 +239,21 @@ def lime(
     batch_size: int = 64,
     progress: bool = False,
 ) -> AttributionResult:
-    """LIME heatmaps (B, H, W) over SLIC superpixels for class ``targets`` of ``images`` in [0, 1].
+    """LIME heatmaps (B, H, W) over SLIC superpixels for ``target`` (None: the predicted class, an int
+    for all, or one class per image) of ``images`` in [0, 1].
 
     ``segments`` defaults to :func:`default_segments`, ``n_samples`` to :func:`default_samples`.
     ``raw`` is each pixel's superpixel coefficient; ``extras`` keeps the superpixel labels (B, H, W)
     and each image's coefficients.
     """
-    return _surrogate("lime", model, images, targets, n_samples=n_samples, segments=segments, seed=seed,
+    return _surrogate("lime", model, images, target, n_samples=n_samples, segments=segments, seed=seed,
                       baseline=baseline, batch_size=batch_size, progress=progress)
 
 
 def kernel_shap(
     model: nn.Module,
     images: torch.Tensor,
-    targets,
+    target: Target = None,
     *,
     n_samples: int | None = None,
     segments: int | None = None,
@@ -268,5 +264,5 @@ def kernel_shap(
 ) -> AttributionResult:
     """KernelSHAP heatmaps (B, H, W) over SLIC superpixels; arguments and result as :func:`lime`.
     The coefficients estimate each superpixel's Shapley value for the target probability."""
-    return _surrogate("kernelshap", model, images, targets, n_samples=n_samples, segments=segments, seed=seed,
+    return _surrogate("kernelshap", model, images, target, n_samples=n_samples, segments=segments, seed=seed,
                       baseline=baseline, batch_size=batch_size, progress=progress)

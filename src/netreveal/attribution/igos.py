@@ -20,6 +20,8 @@ does not depend on the batch it is in.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -31,13 +33,20 @@ from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline
 from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
-from netreveal.results import AttributionResult
+from netreveal.results import AttributionResult, register
 from netreveal.targets import Target, resolve_targets
 
 METHODS = ("igos", "igos++")
 OPTIMIZERS = ("line_search", "nesterov")
 REFERENCE_CELLS = 28 * 28  # alpha0 defaults are set for a 28x28 mask and scaled with the cell count
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@register
+@dataclasses.dataclass
+class IgosResult(AttributionResult):
+    """I-GOS / iGOS++ heatmaps: an :class:`AttributionResult` whose ``raw`` is the optimised mask and
+    whose ``extras`` hold the optimisation record (losses, deletion/insertion scores, steps...)."""
 
 
 def noise_scale(model: nn.Module, channels: int, device: torch.device) -> torch.Tensor:
@@ -104,7 +113,7 @@ def igos(
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = False,
-) -> AttributionResult:
+) -> IgosResult:
     """I-GOS (``method="igos"``) or iGOS++ (``"igos++"``) heatmaps for ``images`` (B, 3, H, W).
 
     - ``target``: None (predicted class), an int, or one class per image.
@@ -128,7 +137,7 @@ def igos(
       its deletion score has not moved from the full-image probability (by 1e-3, 1e-2).
     - ``batch_size``: model inputs per forward pass (each is one image x term x path step).
 
-    Returns an :class:`AttributionResult`: ``maps`` = 1 - upsampled output mask (high =
+    Returns an :class:`IgosResult`: ``maps`` = 1 - upsampled output mask (high =
     important), ``raw`` = the output mask (B, h, w), ``extras``: ``losses`` (B, iterations)
     objective after each iteration, ``deletion_scores`` (iGOS++ also ``insertion_scores``)
     (B, iterations) target probability with the output mask applied, ``steps`` (B, iterations)
@@ -237,7 +246,7 @@ def igos(
         "seed": seed,
         "score": "prob",
     }
-    return AttributionResult(
+    return IgosResult(
         method=method,
         maps=1 - upsampler.up(out),
         targets=targets,

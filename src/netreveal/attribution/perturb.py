@@ -1,4 +1,4 @@
-"""What the perturbation methods (occlusion, LIME, KernelSHAP, RISE) share: target checks, a seeded
+"""What the perturbation methods (occlusion, LIME, KernelSHAP, RISE) share: their targets, a seeded
 scope for samplers that draw from torch's global generator, and class probabilities of many
 perturbed copies of an image, computed in the memory layout convolutions run fastest in on CPU."""
 
@@ -10,17 +10,24 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from netreveal.errors import NetrevealError
+from netreveal.targets import Target, check_count, class_indices, slice_targets
 
 
-def check_targets(targets, n: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Targets as a long tensor (n,) on ``device``; one class index is used for every image."""
-    targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
-    if targets.numel() == 1 and n > 1:
-        targets = targets.expand(n)
-    if targets.numel() != n:
-        raise NetrevealError(f"got {targets.numel()} targets for a batch of {n} images")
-    return targets.to(device) if device is not None else targets
+@torch.no_grad()
+def class_targets(model: nn.Module, images: torch.Tensor, target: Target, batch_size: int,
+                  layout: torch.memory_format, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class each image is explained for (B,), from ``target`` as
+    :func:`netreveal.targets.resolve_targets` reads it (None: the predicted class), and its
+    softmax probability (B,). Images go through the model ``batch_size`` at a time."""
+    check_count(target, len(images))
+    indices, probs = [], []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        logits = model(x.contiguous(memory_format=layout)).float()
+        t = class_indices(slice_targets(target, start, start + len(x)), logits, method)
+        indices.append(t)
+        probs.append(logits.softmax(dim=1).gather(1, t[:, None]).squeeze(1))
+    return torch.cat(indices), torch.cat(probs)
 
 
 def conv_layout(model: nn.Module) -> torch.memory_format:

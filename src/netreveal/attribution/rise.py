@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from netreveal.attribution.perturb import check_targets, conv_layout, target_probs
+from netreveal.attribution.perturb import class_targets, conv_layout, target_probs
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline, minmax
 from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
+from netreveal.targets import Target
 
 
 def rise_plan(n_masks: int, cell: int, p: float, size: tuple[int, int], seed: int = 0):
@@ -84,7 +85,7 @@ def _result(raw: torch.Tensor, targets: torch.Tensor, probs: torch.Tensor, n_mas
 def rise(
     model: nn.Module,
     images: torch.Tensor,
-    targets,
+    target: Target = None,
     *,
     n_masks: int = 4000,
     cell: int = 7,
@@ -94,7 +95,8 @@ def rise(
     seed: int = 0,
     progress: bool = False,
 ) -> AttributionResult:
-    """RISE saliency maps (B, H, W) for class ``targets`` (B,) of ``images`` (B, 3, H, W) in [0, 1].
+    """RISE saliency maps (B, H, W) for ``target`` (None: the predicted class, an int for all, or one
+    class per image) of ``images`` (B, 3, H, W) in [0, 1].
 
     ``batch_size`` bounds the masked images per forward pass: images go in groups of at most
     ``batch_size``, and each group meets ``batch_size // group`` masks per pass. ``raw`` holds the
@@ -103,20 +105,18 @@ def rise(
     _check(images, n_masks, cell, p, batch_size)
     device = model_device(model)
     images = images.to(device)
-    targets = check_targets(targets, len(images), device)
     b, _, h, w = images.shape
     grids, shifts, cell_px = rise_plan(n_masks, cell, p, (h, w), seed)
     layout = conv_layout(model)
     saliency = torch.zeros(b, h, w, device=device)
-    probs = torch.empty(b, device=device)
     bar = tqdm(total=b * n_masks, desc="RISE", unit="eval", unit_scale=True, disable=not progress)
     try:
         with frozen(model), torch.no_grad():
+            targets, probs = class_targets(model, images, target, batch_size, layout, "RISE")
             for start in range(0, b, batch_size):
                 x, t = images[start:start + batch_size], targets[start:start + batch_size]
                 g = len(x)
                 base = make_baseline(x, baseline)
-                probs[start:start + g] = target_probs(model, x, t, layout)
                 chunk = max(1, batch_size // g)
                 for m0 in range(0, n_masks, chunk):
                     masks = rise_masks(grids[m0:m0 + chunk].to(device), shifts[m0:m0 + chunk].to(device),
@@ -134,7 +134,7 @@ def rise(
 def rise_reference(
     model: nn.Module,
     images: torch.Tensor,
-    targets,
+    target: Target = None,
     *,
     n_masks: int = 4000,
     cell: int = 7,
@@ -149,18 +149,16 @@ def rise_reference(
     _check(images, n_masks, cell, p, 1)
     device = model_device(model)
     images = images.to(device)
-    targets = check_targets(targets, len(images), device)
     b, _, h, w = images.shape
     grids, shifts, cell_px = rise_plan(n_masks, cell, p, (h, w), seed)
     layout = conv_layout(model)
     up_size = ((cell + 1) * cell_px[0], (cell + 1) * cell_px[1])
     saliency = torch.zeros(b, h, w, device=device)
-    probs = torch.empty(b, device=device)
     with frozen(model), torch.no_grad():
+        targets, probs = class_targets(model, images, target, 1, layout, "RISE")
         for i in tqdm(range(b), desc="RISE (one mask at a time)", disable=not progress):
             x, t = images[i:i + 1], targets[i:i + 1]
             base = make_baseline(x, baseline)
-            probs[i] = target_probs(model, x, t, layout)[0]
             for k in range(n_masks):
                 up = F.interpolate(grids[k].to(device)[None, None], size=up_size, mode="bilinear",
                                    align_corners=False)[0, 0]

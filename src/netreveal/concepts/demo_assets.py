@@ -3,7 +3,7 @@
 Both were trained by ``scripts/train_demo_heads.py`` on parts-world images and are loaded here;
 nothing is trained at run time. Each records in ``info["source"]`` where its training images come
 from (the parts-world settings, split and index range), so its prototypes / top-activating images
-can be rendered again (:func:`netreveal.concepts.methods.training_images`), and in
+can be rendered again (:class:`netreveal.concepts.training_images.TrainingImages`), and in
 ``info["backbone"]`` the SHA-256 of the demo weights it was trained on: loading fails with a clear
 message if the shipped demo model has changed since.
 """

@@ -118,3 +118,16 @@ class InvResult:
 
     def __getitem__(self, index: int) -> InvImage:
         return self.images[index]
+
+    @property
+    def maps(self) -> torch.Tensor:
+        """The deepest layer's combined map per image (B, H, W): INV's one-map summary for scoring."""
+        return torch.stack([img.layers[-1].combined.float() for img in self.images])
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return torch.tensor([img.target for img in self.images], dtype=torch.long)
+
+    @property
+    def target_probs(self) -> torch.Tensor:
+        return torch.tensor([img.target_prob for img in self.images])

@@ -54,3 +54,32 @@ def to_pil(array: np.ndarray | torch.Tensor, min_size: int = 192) -> Image.Image
         scale = min_size / min(image.size)
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
     return image
+
+
+BOX_COLOUR = (0, 229, 255)
+
+
+def draw_box(picture: np.ndarray, box, colour=BOX_COLOUR) -> np.ndarray:
+    """A rectangle outline (x0, y0, x1, y1; exclusive ends) drawn on an (H, W, 3) uint8 picture,
+    about 1/64 of the image side thick."""
+    out = picture.copy()
+    h, w = out.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0 = max(0, min(x0, w - 1)), max(0, min(y0, h - 1))
+    x1, y1 = max(x0 + 1, min(x1, w)), max(y0 + 1, min(y1, h))
+    t = max(1, min(h, w) // 64)
+    out[y0 : min(y0 + t, y1), x0:x1] = colour
+    out[max(y1 - t, y0) : y1, x0:x1] = colour
+    out[y0:y1, x0 : min(x0 + t, x1)] = colour
+    out[y0:y1, max(x1 - t, x0) : x1] = colour
+    return out
+
+
+def shrink(picture: np.ndarray, side: int) -> np.ndarray:
+    """A picture whose short side exceeds ``side`` scaled down to it (thumbnails stay small)."""
+    h, w = picture.shape[:2]
+    if min(h, w) <= side:
+        return picture
+    scale = side / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(picture).resize(size, Image.BILINEAR))

@@ -70,3 +70,32 @@ class SagResult:
     @property
     def shown_roots(self) -> list[list[int]]:
         return [self.roots[i] for i in self.shown]
+
+
+@register
+@dataclasses.dataclass
+class SagBatch:
+    """Structured Attention Graphs of a batch of images, one :class:`SagResult` per image.
+
+    SAG gives several minimal explanations per image, not one map: ``maps`` is None.
+    """
+
+    graphs: list[SagResult]
+    params: dict
+    provenance: dict
+
+    maps = None
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return torch.tensor([g.target for g in self.graphs], dtype=torch.long)
+
+    @property
+    def target_probs(self) -> torch.Tensor:
+        return torch.tensor([g.full_prob for g in self.graphs])
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, index: int) -> SagResult:
+        return self.graphs[index]

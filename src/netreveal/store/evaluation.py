@@ -266,8 +266,8 @@ def create_evaluation_study(
     """
     import torch
 
-    from netreveal.methods import Options, check_methods, get_methods
-    from netreveal.pipeline import predict
+    from netreveal.methods import get_methods
+    from netreveal.pipeline import check_runs, predict
     from netreveal.provenance import provenance
     from netreveal.store.studies import json_safe, study_exists, validate_study_name
     from netreveal.userstudy.design import make_design
@@ -297,15 +297,16 @@ def create_evaluation_study(
     if study_exists(store, name):
         raise NetrevealError(f"study {name!r} already exists")
 
-    opts = Options(layers=layers, batch_size=batch_size, seed=seed, progress=progress)
+    runs = [m.configure({"layers": layers, "batch_size": batch_size, "seed": seed, "progress": progress})
+            for m in chosen]
     images = inputs.images.to(adapter.device)
-    check_methods(chosen, adapter, images[:1], opts)
+    check_runs(runs, adapter, images[:1])
     probs = predict(adapter, images, batch_size).float().cpu()
     targets = probs.argmax(dim=1)
     heatmaps: dict[str, torch.Tensor] = {}
-    for method in chosen:
-        result = method.run(adapter, images, targets.to(adapter.device), opts)
-        heatmaps[method.name] = display_maps(method.heatmaps(result), tuple(images.shape[-2:]))
+    for run in runs:
+        result = run.run(adapter, images, targets.to(adapter.device))
+        heatmaps[run.name] = display_maps(run.method.heatmaps(result), tuple(images.shape[-2:]))
 
     keys = [str(k) for k in inputs.keys]
     ranked = probs.argsort(dim=1, descending=True)[:, :max(2, n_options)]

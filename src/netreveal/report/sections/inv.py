@@ -7,8 +7,10 @@ import html
 
 import torch
 
+from netreveal.inv.result import InvResult
 from netreveal.report.html import Report
 from netreveal.report.render import overlay
+from netreveal.report.sections import renders
 
 THUMB_PX = 112
 
@@ -37,3 +39,10 @@ def inv_story_html(report: Report, key: str, image: torch.Tensor, explained) -> 
         rows.append("<tr>" + "".join(cells) + "</tr>")
     header = "<tr><th>layer</th><th>combined</th>" + "".join(f"<th>cluster {i + 1}</th>" for i in range(widest)) + "</tr>"
     return f'<div class="scroll"><table class="inv-story">{header}{"".join(rows)}</table></div>'
+
+
+@renders(InvResult)
+def inv_sections(report: Report, keys: list[str], images: torch.Tensor, result: InvResult, title: str) -> None:
+    for i, key in enumerate(keys):
+        report.add_section(key, "INV: layer-wise feature maps (shallow to deep)",
+                           inv_story_html(report, key, images[i], result.images[i]))

@@ -1,0 +1,61 @@
+"""INV: for each of ``--layers`` (default ``last:9``) the layer's feature maps weighted by a guided
+Grad-CAM, clustered and merged into weighted cluster maps, shallow to deep. ``evaluate`` adds a
+per-layer table: alignment of cluster maps with ground-truth parts, and each layer's combined map
+against Grad-CAM at the same layer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from netreveal.csvtable import Table
+from netreveal.methods.base import Evaluation, Method
+from netreveal.methods.options import MethodOptions, layers_option
+from netreveal.methods.registry import register_method
+from netreveal.model.adapter import ModelAdapter
+
+MAX_BATCH = 8  # images per INV batch (each batch runs one batched t-SNE per layer)
+
+
+@dataclasses.dataclass
+class InvOptions(MethodOptions):
+    layers: str = layers_option()
+
+
+@register_method
+class InvMethod(Method):
+    name = "inv"
+    title = "INV"
+    Options = InvOptions
+
+    def check(self, adapter: ModelAdapter, example: torch.Tensor, options: InvOptions) -> None:
+        from netreveal.model.layers import check_feature_maps
+
+        check_feature_maps(adapter.model, options.layers, example, "INV")
+
+    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: InvOptions):
+        from netreveal.inv import explain_inv
+
+        return explain_inv(adapter.model, images, options.layers, targets,
+                           batch_size=min(options.batch_size, MAX_BATCH), seed=options.seed,
+                           progress=options.progress)
+
+    def batch_invariants(self, result) -> dict:
+        """Everything before the clustering: which maps each layer keeps and their weights. The
+        clusters and maps are not: a batched forward pass may round differently in the last bit for
+        another batch size, and t-SNE amplifies that into another, equally good embedding."""
+        layers = [[{"n_maps": layer.n_maps, "kept": layer.kept, "weights": layer.weights} for layer in image.layers]
+                  for image in result.images]
+        return {"targets": result.targets, "target_probs": result.target_probs, "layers": layers}
+
+    def extra_evaluations(self, evaluation: Evaluation, result, seconds: float, options: InvOptions) -> list[Table]:
+        from netreveal.metrics.inv_layers import evaluate_inv_layers
+
+        if not evaluation.inputs.part_masks:
+            return []
+        header, rows = evaluate_inv_layers(evaluation.adapter, evaluation.inputs, result, steps=evaluation.steps,
+                                           baseline=evaluation.baseline, batch_size=evaluation.batch_size,
+                                           progress=evaluation.progress)
+        title = "INV per layer: cluster maps vs ground-truth parts (top 5% region), and combined map vs Grad-CAM"
+        return [Table(title, header, rows, "inv-layers")]

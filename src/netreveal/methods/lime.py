@@ -1,0 +1,40 @@
+"""LIME (captum) on seeded SLIC superpixels: a weighted ridge regression on random on/off samples."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from netreveal.methods.base import Method
+from netreveal.methods.options import (
+    MethodOptions,
+    baseline_option,
+    samples_option,
+    segments_option,
+)
+from netreveal.methods.registry import register_method
+from netreveal.model.adapter import ModelAdapter
+from netreveal.results import AttributionResult
+
+
+@dataclasses.dataclass
+class LimeOptions(MethodOptions):
+    baseline: str = baseline_option()
+    samples: int | None = samples_option()
+    segments: int | None = segments_option()
+
+
+@register_method
+class LimeMethod(Method):
+    name = "lime"
+    title = "LIME"
+    Options = LimeOptions
+
+    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
+            options: LimeOptions) -> AttributionResult:
+        from netreveal.attribution.captum_baselines import lime
+
+        return lime(adapter.model, images, targets, n_samples=options.samples, segments=options.segments,
+                    seed=options.seed, baseline=options.baseline, batch_size=options.perturbed_batch,
+                    progress=options.progress)

@@ -1,0 +1,153 @@
+"""InfoDisent: per image the components ranked by their contribution W[c, k] * v_k to the explained
+class, each as its heatmap on the image with the argmax-cell box, beside its prototypes (the
+training images where that component fires most, with their boxes and heatmaps); on the first image
+a global view of every class's weights over the components (also as a summary table)."""
+
+from __future__ import annotations
+
+import html
+
+import torch
+
+from netreveal.concepts.infodisent import InfoDisentExplanation
+from netreveal.concepts.selection import origin_model
+from netreveal.concepts.training_images import TrainingImages
+from netreveal.imaging import minmax
+from netreveal.report.html import Report
+from netreveal.report.render import draw_box, overlay
+from netreveal.report.sections import renders
+from netreveal.report.sections.thumbs import PROTOTYPE_PX, Thumbs, figure, fmt, missing, part_under
+
+
+def weights_svg(weights: torch.Tensor, class_names: list[str], per_class: int = 3) -> str:
+    """Inline SVG: every class (row) against the components its ``per_class`` largest weights use
+    (columns, grouped by the class that weighs them most); cell darkness = weight."""
+    w = weights.detach().float().cpu().clamp_min(0)
+    c, d = w.shape
+    picked = w.topk(min(per_class, d), dim=1).indices.unique().tolist()
+    picked = [k for k in picked if float(w[:, k].max()) > 0]
+    if not picked:
+        return ""
+    picked.sort(key=lambda k: (int(w[:, k].argmax()), -float(w[:, k].max())))
+    top = float(w[:, picked].max())
+    cell_w, cell_h, left, head = 30, 22, 10 + 8 * max(len(str(n)) for n in class_names), 30
+    width, height = left + cell_w * len(picked) + 4, head + cell_h * c + 4
+    parts = [
+        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+         f'class="chart"><title>class weights over components</title>')
+    ]
+    for j, k in enumerate(picked):
+        x = left + j * cell_w + cell_w / 2
+        parts.append(f'<text x="{x:.1f}" y="{head - 8}" font-size="11" text-anchor="middle">#{k}</text>')
+    for r, name in enumerate(class_names):
+        y = head + r * cell_h
+        parts.append(
+            f'<text x="{left - 6}" y="{y + cell_h * 0.68:.1f}" font-size="13" text-anchor="end">'
+            f"{html.escape(str(name))}</text>"
+        )
+        for j, k in enumerate(picked):
+            value = float(w[r, k])
+            shade = value / top if top > 0 else 0.0
+            parts.append(
+                f'<rect x="{left + j * cell_w}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" '
+                f'fill="#7a2c8f" fill-opacity="{0.05 + 0.95 * shade:.3f}" stroke="#dde2ea">'
+                f"<title>{html.escape(str(name))} · component #{k}: {value:.3f}</title></rect>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def class_weight_rows(weights: torch.Tensor, class_names: list[str], per_class: int = 5) -> list[list]:
+    """Summary-table rows: class, its strongest components with weights, its non-zero count."""
+    w = weights.detach().float().cpu()
+    rows = []
+    for c, name in enumerate(class_names):
+        vals, idx = w[c].topk(min(per_class, w.shape[1]))
+        listed = ", ".join(f"#{int(k)} {float(v):.2f}" for k, v in zip(idx, vals) if float(v) > 0)
+        rows.append([str(name), listed or "–", int((w[c] > 0).sum())])
+    return rows
+
+
+@renders(InfoDisentExplanation)
+def infodisent_sections(report: Report, keys: list[str], images: torch.Tensor, result: InfoDisentExplanation,
+                        title: str) -> None:
+    """Per image the ranked components beside their prototypes; a global view on the first image."""
+    head = origin_model("infodisent", result.extras.get("head", "demo"))
+    protos = head.prototypes
+    thumbs = Thumbs(report, TrainingImages.of(head), "proto")
+    names = list(result.class_names)
+    report.add_table(f"{title}: each class's strongest components", ["class", "components (weight)", "non-zero weights"],
+                     class_weight_rows(result.class_weights, names))
+    for i, key in enumerate(keys):
+        if i == 0:
+            svg = weights_svg(result.class_weights, names)
+            report.add_section(
+                key,
+                f"{title}: what each class weighs (all images)",
+                f'<div><div class="metrics">weights W[c, k] ≥ 0 of each class over the components '
+                f"its three largest weights use (darkest: {float(result.class_weights.max()):.2f}; "
+                f"hover for values); a class logit is the sum of W[c, k]·v_k over components</div>"
+                f'<div class="scroll">{svg}</div></div>',
+            )
+        report.add_section(key, title, _fragment(report, key, images[i], result, i, protos, thumbs),
+                           _metrics(result, i))
+
+
+def _metrics(result: InfoDisentExplanation, i: int) -> dict:
+    names = result.class_names
+    target = int(result.targets[i])
+    pred = int(result.logits[i].argmax())
+    out = {
+        "explained class": names[target],
+        "head predicts": names[pred],
+        "head p(class)": float(result.target_probs[i]),
+        "explanation size": int(result.sizes[i]),
+    }
+    if result.backbone_logits is not None and result.backbone_logits.shape[1] == len(names):
+        out["agrees with model"] = "yes" if int(result.backbone_logits[i].argmax()) == pred else "no"
+    return out
+
+
+def _fragment(report: Report, key: str, image: torch.Tensor, result: InfoDisentExplanation, i: int, protos,
+              thumbs: Thumbs) -> str:
+    target = int(result.targets[i])
+    logit = float(result.logits[i, target])
+    rows = []
+    for t in range(result.components.shape[1]):
+        k = int(result.components[i, t])
+        side = int(result.sides[i, t])
+        contrib = float(result.contributions[i, t])
+        value = float(result.values[i, t])
+        if contrib <= 0 and t > 0:
+            break
+        pic = draw_box(overlay(image, minmax(result.heatmaps[i, t].float()[None])[0]), result.boxes[i, t])
+        src = report.save_picture(pic, f"{key}-infodisent-c{k}")
+        sign = "+" if side == 0 else "−"
+        caption = (
+            f"<b>component #{k} {sign}</b><br>W·v = {fmt(contrib)} "
+            f"({100 * contrib / logit:.0f}% of the logit {fmt(logit)})<br>v = {fmt(value)}"
+            if abs(logit) > 1e-12
+            else f"<b>component #{k} {sign}</b><br>W·v = {fmt(contrib)}<br>v = {fmt(value)}"
+        )
+        cells = [figure(src, f"component {k} on the image", caption)]
+        if protos is not None:
+            for rank in range(protos.m):
+                index = int(protos.indices[side, k, rank])
+                if index < 0:
+                    continue
+                box = protos.boxes[side, k, rank].tolist()
+                src_p, sample = thumbs.picture((k, side, rank), index, protos.heatmap(k, rank, side), box)
+                part = part_under(sample, box)
+                label = html.escape(thumbs.images.name(index)) + (f"<br>{html.escape(part)}" if part else "")
+                cells.append(
+                    figure(src_p, f"prototype {rank + 1} of component {k}", label, PROTOTYPE_PX)
+                    if src_p
+                    else missing(PROTOTYPE_PX, label)
+                )
+        rows.append(f'<div class="row" style="margin:6px 0">{"".join(cells)}</div>')
+    lead = (
+        f'<div class="metrics">components ranked by their contribution W[c, k]·v_k to '
+        f"<b>{html.escape(result.class_names[target])}</b>; box: strongest cell; right: prototypes "
+        f"(training images where the component fires most, {'its ' if protos else ''}box and map)</div>"
+    )
+    return f"<div>{lead}{''.join(rows)}</div>"
