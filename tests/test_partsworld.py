@@ -198,11 +198,13 @@ def _digest(world: PartsWorld, indices, split: str) -> str:
 # them must never change (any change to shapes, random streams, colours or clutter shows here).
 PINNED = [
     # the demo model's settings (size 64, seed 0): training and held-out images, all 12 part types
-    (dict(size=64, seed=0), range(24), "train"),
-    (dict(size=64, seed=0), [0, 5, 99, 1234], "test"),
+    ({"size": 64, "seed": 0}, range(24), "train"),
+    ({"size": 64, "seed": 0}, [0, 5, 99, 1234], "test"),
     # other sizes and settings, custom classes
-    (dict(size=96, seed=3, max_distractors=1, scale=(0.1, 0.2), clutter=0.5), range(6), "val"),
-    (dict(size=48, seed=11, clutter=0.0, classes={"a": ("frame", "arrow"), "b": ("dots", "arrow")}),
+    ({"size": 96, "seed": 3, "max_distractors": 1, "scale": (0.1, 0.2), "clutter": 0.5},
+     range(6), "val"),
+    ({"size": 48, "seed": 11, "clutter": 0.0,
+      "classes": {"a": ("frame", "arrow"), "b": ("dots", "arrow")}},
      range(4), "train"),
 ]
 PINNED_DIGESTS = [
