@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -12,7 +10,12 @@ from netreveal.errors import NetrevealError
 BASELINES = ("blur", "black", "mean")
 
 
-def gaussian_kernel1d(kernel_size: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
+def gaussian_kernel1d(
+    kernel_size: int,
+    sigma: float,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Normalised 1-D Gaussian of odd length ``kernel_size``."""
     half = kernel_size // 2
     x = torch.arange(-half, half + 1, device=device, dtype=dtype)
@@ -81,9 +84,3 @@ def minmax(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     span = hi - lo
     out = torch.where(span > eps, (flat - lo) / span.clamp_min(eps), torch.zeros_like(flat))
     return out.view_as(maps)
-
-
-def grid_size(n: int) -> tuple[int, int]:
-    """Rows and columns of a near-square grid holding ``n`` cells."""
-    cols = max(1, math.ceil(math.sqrt(n)))
-    return math.ceil(n / cols), cols

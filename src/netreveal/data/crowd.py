@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ import torch
 from netreveal.data.partsworld import CLASSES, PART_TYPES, PartsWorld, Sample
 from netreveal.errors import NetrevealError
 from netreveal.labels.records import LabelRecord
+
+if TYPE_CHECKING:
+    from netreveal.inv import InvResult
 
 REVEAL_FRACTIONS = (0.02, 0.045, 0.08, 0.13, 0.20, 0.30)  # the game's six reveal steps
 BACKGROUND_WORDS = ("background", "clutter", "texture", "noise", "smudge", "scribble", "blur")
@@ -79,6 +83,7 @@ class CrowdConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        """Raise ``NetrevealError`` if a setting is out of range."""
         lo, hi = self.labels_per_item
         if not 1 <= lo <= hi:
             raise NetrevealError(f"labels_per_item must satisfy 1 <= lo <= hi, got {self.labels_per_item}")
@@ -232,7 +237,7 @@ def image_key(sample: Sample) -> str:
     return f"{sample.class_name}/{sample.split}_{sample.index:07d}"
 
 
-def items_from_inv(result, samples: Sequence[Sample]) -> list[StudyItem]:
+def items_from_inv(result: InvResult, samples: Sequence[Sample]) -> list[StudyItem]:
     """One item per INV cluster map (every image, layer and kept cluster) of ``result``, whose
     images are ``samples`` in order."""
     if len(result.images) != len(samples):
@@ -268,7 +273,7 @@ def partsworld_items(
     size: int | None = None,
     batch_size: int = 16,
     progress: bool = False,
-):
+) -> tuple[list[StudyItem], InvResult, list[Sample]]:
     """Study items from ``n_images`` parts-world images of ``split`` (classes in turn, indices
     ``start..``, ``size`` px, default the demo model's input size): INV (explained class = the
     true class) with the demo model unless ``model`` is given. Returns

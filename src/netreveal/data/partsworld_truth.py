@@ -5,6 +5,7 @@ generated held-out images with their masks."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,6 +14,9 @@ from netreveal.data.images import label_index
 from netreveal.data.inputs import Inputs
 from netreveal.data.partsworld import CLASSES, PartsWorld, load_ground_truth
 from netreveal.errors import NetrevealError
+
+if TYPE_CHECKING:
+    from netreveal.model.adapter import ModelAdapter
 
 
 def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
@@ -29,6 +33,8 @@ class PartsWorldTruth:
     name = "partsworld"
 
     def load(self, path: str | os.PathLike, class_name: str | None, size: int) -> Truth | None:
+        """The masks beside ``path`` at ``size`` px (None when there are none); the evidence is the
+        union of the parts that define ``class_name``."""
         found = load_ground_truth(path)
         if found is None:
             return None
@@ -39,7 +45,7 @@ class PartsWorldTruth:
         return Truth(parts=resize_masks(masks, size), part_names=list(parts), evidence=evidence)
 
 
-def partsworld_inputs(adapter, n: int, seed: int = 0, split: str = "test") -> Inputs:
+def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str = "test") -> Inputs:
     """``n`` held-out parts-world images (classes in turn) with their defining-part masks as ground truth."""
     if n < 1:
         raise NetrevealError("need at least one image")
