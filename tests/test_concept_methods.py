@@ -27,7 +27,7 @@ from netreveal.concepts.methods import (
     run_xnn,
     weights_svg,
 )
-from netreveal.concepts.xnn import _activations
+from netreveal.concepts.xnn import read_activations
 from netreveal.data.partsworld import PART_TYPES, PartsWorld
 from netreveal.errors import NetrevealError
 from netreveal.methods import METHODS, Options
@@ -136,7 +136,7 @@ def test_demo_assets_regenerate_their_training_images(demo):
     tops = TrainingImages.of(xnn)
     for j in range(xnn.num_features):
         index = int(xnn.top_images[j, 0])
-        f, _ = _activations(demo.model, xnn.layer, tops.get(index)[0][None])
+        f, _ = read_activations(demo.model, xnn.layer, tops.get(index)[0][None])
         with torch.no_grad():
             x = xnn.encode(f)[0, j]
         assert float(x) == pytest.approx(float(xnn.top_scores[j, 0]), abs=1e-4)
