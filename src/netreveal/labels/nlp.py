@@ -226,9 +226,9 @@ def cluster_labels(embeddings, max_k: int = 8, merge_distance: float = 0.5) -> l
     best = cuts[0]
     if len(ks) > 1:
         # every k in one batched pass (the library's per-call checks cost 6x more here)
-        scores = mean_silhouettes(torch.from_numpy(d)[None], torch.from_numpy(cuts)[None])[0]
+        scores = mean_silhouettes(d[None], cuts[None])[0]
         # the fewest clusters among (numerically) equal best scores
-        best = cuts[int(torch.nonzero(scores >= scores.max() - 1e-12)[0])]
+        best = cuts[int(np.flatnonzero(scores >= scores.max() - 1e-12)[0])]
     return _first_seen_order(best)
 
 
