@@ -21,7 +21,7 @@ from netreveal.concepts.components import component_maps
 from netreveal.concepts.demo_assets import demo_weights_sha256, load_demo_infodisent, load_demo_xnn
 from netreveal.concepts.infodisent import extractor_for
 from netreveal.concepts.training_images import TrainingImages
-from netreveal.concepts.xnn import _activations
+from netreveal.concepts.xnn import read_activations
 from netreveal.data.partsworld import PART_TYPES, PartsWorld
 from netreveal.data.partsworld_truth import partsworld_inputs
 from netreveal.errors import NetrevealError
@@ -143,7 +143,7 @@ def test_demo_assets_regenerate_their_training_images(demo):
     tops = TrainingImages.of(xnn)
     for j in range(xnn.num_features):
         index = int(xnn.top_images[j, 0])
-        f, _ = _activations(demo.model, xnn.layer, tops.get(index)[0][None])
+        f, _ = read_activations(demo.model, xnn.layer, tops.get(index)[0][None])
         with torch.no_grad():
             x = xnn.encode(f)[0, j]
         assert float(x) == pytest.approx(float(xnn.top_scores[j, 0]), abs=1e-4)

@@ -19,8 +19,9 @@ from netreveal.concepts import (
     signed_pool,
     train_infodisent,
 )
-from netreveal.concepts.backbone import LayerSpec, cell_boxes
+from netreveal.concepts.backbone import cell_boxes
 from netreveal.concepts.infodisent import explanation_size, gumbel_max
+from netreveal.concepts.layer_reading import LayerSpec
 from netreveal.concepts.prototypes import box_part, part_purity
 from netreveal.concepts.training import fit, read_checkpoint
 from netreveal.errors import NetrevealError

@@ -3,18 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import silhouette_score
 
 from netreveal.errors import NetrevealError
 from netreveal.labels.embed import Embedder, MemoryCache
 from netreveal.labels.nlp import (
     clean_label,
     cluster_labels,
-    cosine_distances,
     damerau_levenshtein,
     lemma,
     representative_word,
-    silhouette,
     spelling_corrections,
     tokenize,
 )
@@ -91,12 +88,47 @@ def test_spelling_corrections_fix_rare_unknown_words_only():
     assert clean_label("Whel!", spelling=fixes) == "wheel"
 
 
-def test_silhouette_matches_scikit_learn():
+def _by_definition(x: np.ndarray, max_k: int = 8) -> list[int]:
+    """cluster_labels written out from the definitions: cosine distance 1 - cos, complete linkage
+    merging the two clusters of smallest largest pairwise distance, silhouette s = (b - a) /
+    max(a, b) per point (0 alone), the k of best mean silhouette, clusters by first appearance."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    d = 1.0 - unit @ unit.T
+    np.fill_diagonal(d, 0.0)
+    n = len(x)
+    clusters, cuts = [[i] for i in range(n)], {}
+    while len(clusters) > 1:
+        cuts[len(clusters)] = [next(c for c, m in enumerate(clusters) if i in m) for i in range(n)]
+        pairs = [(a, b) for a in range(len(clusters)) for b in range(a + 1, len(clusters))]
+        a, b = min(pairs, key=lambda p: max(d[i, j] for i in clusters[p[0]] for j in clusters[p[1]]))
+        clusters[a] += clusters.pop(b)
+
+    def silhouette(labels):
+        total = 0.0
+        for i in range(n):
+            own = [j for j in range(n) if labels[j] == labels[i] and j != i]
+            if not own:
+                continue
+            a = np.mean([d[i, j] for j in own])
+            b = min(
+                np.mean([d[i, j] for j in range(n) if labels[j] == c])
+                for c in set(labels) - {labels[i]}
+            )
+            total += (b - a) / max(a, b)
+        return total / n
+
+    scores = {k: silhouette(cuts[k]) for k in range(2, min(max_k, n - 1) + 1)}
+    best = cuts[max(scores, key=lambda k: (scores[k], -k))]
+    first: dict[int, int] = {}
+    return [first.setdefault(c, len(first)) for c in best]
+
+
+def test_cluster_labels_follow_the_definitions():
     rng = np.random.default_rng(0)
-    for _ in range(10):
-        d = cosine_distances(rng.normal(size=(9, 5)))
-        labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])[rng.permutation(9)]
-        assert silhouette(d, labels) == pytest.approx(silhouette_score(d, labels, metric="precomputed"))
+    for n in (5, 9, 12, 12, 14):
+        x = rng.normal(size=(n, 4))
+        assert cluster_labels(torch.tensor(x)) == _by_definition(x)
+        assert cluster_labels(x, max_k=3) == _by_definition(x, max_k=3)
 
 
 def test_cluster_labels_edge_cases():
@@ -107,6 +139,8 @@ def test_cluster_labels_edge_cases():
     assert cluster_labels(e[[0, 1]]) == [0, 1]  # two unrelated labels
     assert cluster_labels(torch.tensor([[1.0, 0.0], [0.95, 0.05]])) == [0, 0]  # two alike
     assert cluster_labels(e[[1, 0, 1]]) == [0, 1, 0]  # three labels, two distinct
+    # a zero vector is at cosine distance 1 from every other label
+    assert cluster_labels(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.01]])) == [0, 1, 1]
     # three planted groups among noise-free duplicates and near-duplicates
     x = torch.cat([e[0].repeat(4, 1), e[1].repeat(3, 1), e[2].repeat(2, 1)])
     x = x + 0.05 * torch.rand(9, 3, generator=torch.Generator().manual_seed(0))

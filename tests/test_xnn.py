@@ -145,7 +145,7 @@ def test_heatmap_is_the_spatial_projection_for_average_pooled_features():
     xnn = XNN(6, 3, 4, faithful="head", classifier=net.fc)
     with torch.no_grad():
         xnn.scale.uniform_(0.5, 2.0)
-    from netreveal.concepts.backbone import LayerSpec
+    from netreveal.concepts.layer_reading import LayerSpec
 
     xnn.layer = LayerSpec("fc", "input", "vector")
     xnn.map_layer = LayerSpec("pool", "input", "nchw")

@@ -43,19 +43,19 @@ def _check(info: dict, path: Path) -> None:
         )
 
 
+def _load_demo(path: Path, load, what: str):
+    if not path.is_file():
+        raise NetrevealError(f"demo {what} missing: {path}")
+    model = load(path)
+    _check(model.info, path)
+    return model
+
+
 def load_demo_infodisent() -> InfoDisentHead:
     """The shipped InfoDisent head for the demo model (eval mode, with its prototypes)."""
-    if not DEMO_INFODISENT.is_file():
-        raise NetrevealError(f"demo InfoDisent head missing: {DEMO_INFODISENT}")
-    head = load_head(DEMO_INFODISENT)
-    _check(head.info, DEMO_INFODISENT)
-    return head
+    return _load_demo(DEMO_INFODISENT, load_head, "InfoDisent head")
 
 
 def load_demo_xnn() -> XNN:
     """The shipped XNN for the demo model (eval mode, with its top-activating images)."""
-    if not DEMO_XNN.is_file():
-        raise NetrevealError(f"demo XNN missing: {DEMO_XNN}")
-    xnn = load_xnn(DEMO_XNN)
-    _check(xnn.info, DEMO_XNN)
-    return xnn
+    return _load_demo(DEMO_XNN, load_xnn, "XNN")

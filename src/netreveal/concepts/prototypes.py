@@ -23,7 +23,6 @@ from netreveal.errors import NetrevealError
 from netreveal.imaging import upsample
 from netreveal.results import register
 
-SIDES = ("positive", "negative")
 BACKGROUND = "background"
 
 
@@ -53,11 +52,6 @@ class Prototypes:
     def m(self) -> int:
         return int(self.indices.shape[-1])
 
-    def ids(self, component: int, side: int = 0) -> list[int]:
-        """Dataset indices of a component's prototypes (best first), without empty slots."""
-        row = self.indices[side, component]
-        return [int(i) for i in row if int(i) >= 0]
-
     def heatmap(self, component: int, rank: int, side: int = 0) -> torch.Tensor:
         """The component's map on its ``rank``-th prototype image, upsampled to the image (H, W)."""
         return upsample(self.maps[side, component, rank][None].float(), tuple(self.image_size))[0]
@@ -78,14 +72,9 @@ class TopImages:
         self.indices: torch.Tensor | None = None
         self.maps: torch.Tensor | None = None
 
-    def update(self, scores: torch.Tensor, maps: torch.Tensor, offset: int | torch.Tensor) -> None:
+    def update(self, scores: torch.Tensor, maps: torch.Tensor, offset: int) -> None:
         b, s, k = scores.shape
-        if isinstance(offset, torch.Tensor):
-            idx = offset.to(scores.device).long().view(b, 1, 1).expand(b, s, k)
-        else:
-            idx = (
-                (torch.arange(b, device=scores.device) + int(offset)).view(b, 1, 1).expand(b, s, k)
-            )
+        idx = (torch.arange(b, device=scores.device) + offset).view(b, 1, 1).expand(b, s, k)
         new_scores = scores.permute(1, 2, 0)  # (S, K, B)
         new_idx = idx.permute(1, 2, 0)
         new_maps = maps.permute(1, 2, 0, 3, 4)  # (S, K, B, h, w)

@@ -99,7 +99,6 @@ def fit(
     resume: bool = True,
     progress: bool = False,
     after_step: Callable[[], None] | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
     weight_decay: float = 0.0,
 ) -> list[dict]:
     """Train ``module``'s trainable parameters with Adam; return the history (one dict per epoch).
@@ -107,8 +106,7 @@ def fit(
     ``step_loss(indices, noise_generator)`` returns the loss of the training examples ``indices``
     (a shuffled mini-batch); ``validate()`` returns metrics (e.g. ``{"val_accuracy": 0.93}``) and
     is called in eval mode after each epoch. ``after_step()`` runs after every optimizer step (e.g. a
-    projection onto constraints). ``on_epoch(row)`` sees each finished epoch's history row after its
-    checkpoint is written. ``config`` holds the settings a checkpoint must match to be resumed;
+    projection onto constraints). ``config`` holds the settings a checkpoint must match to be resumed;
     ``kind`` names the model type.
     """
     if epochs < 0 or batch_size < 1 or n_train < 1:
@@ -213,8 +211,6 @@ def fit(
         if progress:
             epochs_bar.write(message)
             epochs_bar.set_postfix({k: round(v, 4) for k, v in metrics.items()})
-        if on_epoch is not None:
-            on_epoch(row)
     module.eval()
     return history
 
@@ -239,6 +235,36 @@ def plain(value: Any) -> Any:
     if value is None:
         return None
     return str(value)
+
+
+def first_image(train_data: Dataset, val_data: Dataset) -> torch.Tensor:
+    """The first training image (3, H, W), once both sets are known to hold examples whose images
+    are tensors."""
+    if len(train_data) == 0 or len(val_data) == 0:
+        raise NetrevealError("training and validation sets must not be empty")
+    first = train_data[0][0]
+    if not isinstance(first, torch.Tensor) or first.dim() != 3:
+        raise NetrevealError("dataset images must be (3, H, W) tensors in [0, 1]")
+    return first
+
+
+def run_info(
+    settings: dict,
+    train_data: Dataset,
+    val_data: Dataset,
+    train_seconds: float,
+    cache_seconds: float,
+) -> dict:
+    """What a concept model records about its training run (``model.info``): the ``settings``
+    (seed, learning rate...), the sizes of both sets and the time spent training and computing
+    cached backbone features."""
+    return {
+        **settings,
+        "train_size": len(train_data),
+        "val_size": len(val_data),
+        "train_seconds": train_seconds,
+        "cache_seconds": cache_seconds,
+    }
 
 
 def num_classes_of(data: Dataset, labels: torch.Tensor | None = None) -> int:

@@ -4,12 +4,16 @@ One step moves every point of every set: Student-t similarities of all pairs, th
 repulsive sums, then scikit-learn's gains-and-momentum update. The fused form does it in one pass
 over the pairs (five running sums per point). Implementations of the same step:
 
-- ``aot``: the fused step compiled ahead of time (``torch.export`` + AOTInductor) once per machine,
-  torch version and step source, cached on disk (``$NETREVEAL_CACHE``, else
-  ``$XDG_CACHE_HOME/netreveal`` or ``~/.cache/netreveal``) and loaded by later processes in
-  milliseconds. The first build takes about half a minute.
-- ``compiled``: the same fused step compiled by ``torch.compile`` in every process (seconds).
-- ``eager``: batched matrix products; no compiler needed, several passes over the pairs (slower).
+- ``aot``: the fused step compiled ahead of time with AOTInductor (``torch.export``, then
+  ``torch._inductor.aoti_compile_and_package``) once per machine, torch version and step source,
+  cached on disk (``$NETREVEAL_CACHE``, else ``$XDG_CACHE_HOME/netreveal`` or
+  ``~/.cache/netreveal``) and loaded by later processes with ``aoti_load_package`` (about 0.2 s of
+  CPU once torchvision is imported). The first build costs about 33 s of CPU, 24 s of it in the
+  C++ compiler (about 2 minutes of wall-clock time on a busy 2-core machine).
+- ``compiled``: the same fused step compiled by ``torch.compile`` in every process (about 3 s of
+  CPU with torch's own compile cache warm, 23 s cold).
+- ``eager``: batched matrix products; no compiler needed, several passes over the pairs (INV's
+  t-SNE stage takes 3.5-4.6x as long as with a fused step, ``benchmarks/bench_inv.py``).
 
 ``auto`` takes the first of aot, compiled, eager that works on the CPU (eager on other devices),
 with a warning when it has to fall back.
@@ -18,7 +22,6 @@ with a warning when it has to fall back.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import logging
 import os
@@ -145,17 +148,17 @@ class _StepModule(torch.nn.Module):
 def build_aot(path: Path) -> Path:
     """Export the fused step with a symbolic batch and set size, compile it with AOTInductor and
     write the package to ``path`` (atomically: concurrent builders cannot leave a torn file)."""
+    from torch._inductor import aoti_compile_and_package
     from torch.export import Dim, export
 
     sets, points = Dim("sets", min=2), Dim("points", min=2)
     pair, coord, vec = {0: sets, 1: points, 2: points}, {0: sets, 2: points}, {0: sets}
     shapes = (pair, coord, coord, coord, {0: sets, 1: points}, vec, vec, vec, vec, vec)
-    inductor = importlib.import_module("torch._inductor")
     program = export(_StepModule(), example_inputs(), dynamic_shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.pt2")
     try:
-        inductor.aoti_compile_and_package(program, package_path=str(tmp))
+        aoti_compile_and_package(program, package_path=str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -163,22 +166,20 @@ def build_aot(path: Path) -> Path:
 
 
 def load_aot(path: Path) -> Step:
-    """Load a compiled step package. The C++ loader is used directly when torch exposes it: the
-    Python wrapper would import the whole compiler stack (seconds) just to call it."""
-    native = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
-    if native is not None:
-        try:
-            loader = native(str(path), "model", False, 1, -1)
-        except (RuntimeError, TypeError):
-            loader = None
-        if loader is not None:
-            return lambda *args: tuple(loader.boxed_run(list(args)))
-    compiled = importlib.import_module("torch._inductor").aoti_load_package(str(path))
+    """Load a compiled step package with AOTInductor's documented loader."""
+    from torch._inductor import aoti_load_package
+
+    compiled = aoti_load_package(str(path))
     return lambda *args: tuple(compiled(*args))
 
 
+def aot_path() -> Path:
+    """Where the compiled step package of this machine and torch version is kept."""
+    return cache_dir() / f"tsne-step-{kernel_key()}.pt2"
+
+
 def _aot_step() -> Step:
-    path = cache_dir() / f"tsne-step-{kernel_key()}.pt2"
+    path = aot_path()
     if not path.is_file():
         log.warning("building the compiled t-SNE kernel once for this machine (%s)", path)
         build_aot(path)

@@ -198,8 +198,10 @@ def joint_probabilities(sqdist: torch.Tensor, perplexity: float) -> torch.Tensor
 
 
 def _symmetrise(cond: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    p = cond + cond.T
-    p = p / p.sum().clamp_min(MACHINE_EPSILON)
+    """p_ij = (p_j|i + p_i|j) / their sum over the set, floored at the machine epsilon and 0 off
+    ``valid``; for one set (n, n) or a batch of padded sets (B, M, M)."""
+    p = cond + cond.transpose(-2, -1)
+    p = p / p.sum(dim=(-2, -1), keepdim=True).clamp_min(MACHINE_EPSILON)
     return torch.where(valid, p.clamp_min(MACHINE_EPSILON), torch.zeros_like(p))
 
 
@@ -362,10 +364,7 @@ def _build_group(index, sqdist, inits, sizes, config, device) -> _Group:
     cond[real] = calibrate(
         dist.reshape(b * m, m)[real], valid.reshape(b * m, m)[real], perp.reshape(-1)[real]
     )
-    cond = cond.reshape(b, m, m)
-    P = cond + cond.transpose(1, 2)
-    P = P / P.sum(dim=(1, 2), keepdim=True).clamp_min(MACHINE_EPSILON)
-    P = torch.where(valid, P.clamp_min(MACHINE_EPSILON), torch.zeros_like(P))
+    P = _symmetrise(cond.reshape(b, m, m), valid)
     plogp = torch.where(
         valid, P * torch.log(P.clamp_min(MACHINE_EPSILON)), torch.zeros_like(P)
     ).sum(dim=(1, 2))

@@ -142,7 +142,3 @@ class Embedder:
         return torch.stack([found[t] for t in texts])
 
     __call__ = encode
-
-    def similarity(self, a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
-        """(len(a), len(b)) cosine similarities."""
-        return self.encode(a) @ self.encode(b).T
