@@ -174,11 +174,11 @@ def export(args) -> int:
 
 def import_labels(args) -> int:
     """``study import-labels``: guesses with free text from a CSV file."""
-    from netreveal.store import studies
+    from netreveal.store.label_import import import_labels as import_label_file
 
     store = open_from_args(args)
     try:
-        count = studies.import_labels(store, args.name, args.csv)
+        count = import_label_file(store, args.name, args.csv)
     finally:
         store.close()
     print(f"imported {count} label{'s' if count != 1 else ''} into study {args.name!r}")

@@ -10,7 +10,6 @@ study counts as unfinished until its last batch is in; a failure anywhere remove
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -26,11 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from netreveal.csvtable import unescape_cell, write_table
+from netreveal.csvtable import write_table
 from netreveal.errors import NetrevealError
 from netreveal.fileio import STUDY_EXPORT, staged_folder
 from netreveal.labels.records import LabelRecord
@@ -55,8 +54,6 @@ from netreveal.store.reveal import BACKGROUND, REVEAL_PERCENTS, reveal_frames, r
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 EXPORT_FORMAT = "netreveal-study-export"
 EXPORT_VERSION = 1
-LABEL_COLUMNS = ("item_id", "text", "step", "guessed_class")
-OPTIONAL_LABEL_COLUMNS = ("player", "language")
 # column sizes of the schema (models.py), checked before anything is written
 MAX_KEY, MAX_CLASS, MAX_LAYER, MAX_TEXT, MAX_PLAYER, MAX_LANGUAGE = 200, 80, 200, 200, 40, 8
 
@@ -736,107 +733,6 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
 # labels
 
 
-def import_labels(store: Store, name: str, csv_path: str | os.PathLike) -> int:
-    """Load labels from a CSV file into study ``name`` as guesses with ``source="import"``.
-
-    Columns: ``item_id``, ``text``, ``step`` (1..6), ``guessed_class`` (a study class, or empty),
-    optional ``player`` and ``language`` (default "en"). A guess is correct when the guessed class
-    is the image's predicted class (the class its cluster maps explain). Every row is checked
-    first: one bad row is an error naming its line, and nothing is stored. Returns the rows stored.
-    """
-    path = Path(csv_path)
-    if not path.is_file():
-        raise NetrevealError(f"CSV file not found: {path}")
-    rows = _read_label_rows(path)
-    with store.session() as session:
-        study = get_study(session, name)
-        wanted = sorted({r["item_id"] for _, r in rows if isinstance(r["item_id"], int)})
-        items: dict[int, tuple[Item, StudyImage]] = {}
-        for start in range(0, len(wanted), 500):
-            query = (
-                select(Item, StudyImage)
-                .join(StudyImage, Item.image_id == StudyImage.id)
-                .where(Item.study_id == study.id, Item.id.in_(wanted[start : start + 500]))
-            )
-            items.update({item.id: (item, image) for item, image in session.execute(query)})
-        guesses = [_label_guess(path, line, row, items, study) for line, row in rows]
-        session.add_all(guesses)
-        counts: dict[int, int] = defaultdict(int)
-        for guess in guesses:
-            counts[guess.item_id] += 1
-        for item_id, count in counts.items():  # in SQL: the game may count labels at the same time
-            session.execute(update(Item).where(Item.id == item_id).values(label_count=Item.label_count + count))
-        return len(guesses)
-
-
-def _read_label_rows(path: Path) -> list[tuple[int, dict]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in LABEL_COLUMNS if c not in header]
-            if missing:
-                raise NetrevealError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(LABEL_COLUMNS)})")
-            reader.fieldnames = header
-            rows = []
-            for row in reader:
-                if None in row:
-                    raise NetrevealError(f"{path}: line {reader.line_num}: more cells than columns")
-                if not any((v or "").strip() for v in row.values()):
-                    continue  # a blank line
-                rows.append((reader.line_num, _parse_label_row(path, reader.line_num, row)))
-    except UnicodeDecodeError as err:
-        raise NetrevealError(f"{path}: not UTF-8 text ({err.reason})") from err
-    except csv.Error as err:
-        raise NetrevealError(f"{path}: not a readable CSV file ({err})") from err
-    if not rows:
-        raise NetrevealError(f"{path}: no label rows")
-    return rows
-
-
-def _parse_label_row(path: Path, line: int, row: Mapping[str, str | None]) -> dict:
-    where = f"{path}: line {line}"
-    cell = {k: unescape_cell((v or "").strip()) for k, v in row.items()}
-    try:
-        item_id = int(cell["item_id"])
-    except ValueError:
-        raise NetrevealError(f"{where}: item_id {cell['item_id']!r} is not a number") from None
-    try:
-        step = int(cell["step"])
-    except ValueError:
-        raise NetrevealError(f"{where}: step {cell['step']!r} is not a number") from None
-    if not 1 <= step <= len(REVEAL_PERCENTS):
-        raise NetrevealError(f"{where}: step {step} is not in 1..{len(REVEAL_PERCENTS)}")
-    text = cell["text"]
-    if not text:
-        raise NetrevealError(f"{where}: empty text")
-    if len(text) > MAX_TEXT:
-        raise NetrevealError(f"{where}: text is {len(text)} characters long (at most {MAX_TEXT})")
-    player = cell.get("player", "")
-    if len(player) > MAX_PLAYER:
-        raise NetrevealError(f"{where}: player name is longer than {MAX_PLAYER} characters")
-    language = cell.get("language", "") or "en"
-    if len(language) > MAX_LANGUAGE:
-        raise NetrevealError(f"{where}: language {language!r} is longer than {MAX_LANGUAGE} characters")
-    if "\x00" in text + player + language + cell["guessed_class"]:
-        raise NetrevealError(f"{where}: NUL character in a cell")
-    return {"item_id": item_id, "text": text, "step": step, "guessed_class": cell["guessed_class"] or None,
-            "player": player, "language": language}
-
-
-def _label_guess(path: Path, line: int, row: dict, items: Mapping[int, tuple[Item, StudyImage]], study: Study) -> Guess:
-    where = f"{path}: line {line}"
-    if row["item_id"] not in items:
-        raise NetrevealError(f"{where}: unknown item id {row['item_id']} in study {study.name!r}")
-    guessed = row["guessed_class"]
-    if guessed is not None and guessed not in study.classes:
-        raise NetrevealError(f"{where}: guessed class {guessed!r} is not a class of study {study.name!r}")
-    image = items[row["item_id"]][1]
-    return Guess(item_id=row["item_id"], game_id=None, player_id=None, player_name=row["player"], step=row["step"],
-                 guessed_class=guessed, text=row["text"], language=row["language"],
-                 correct=guessed is not None and guessed == image.predicted_class, source="import")
-
-
 def study_labels(store: Store, name: str) -> list[LabelRecord]:
     """Every guess with text of study ``name`` as a :class:`LabelRecord`, oldest first."""
     with store.session() as session:
@@ -946,7 +842,6 @@ __all__ = [
     "export_study",
     "forward_order",
     "get_study",
-    "import_labels",
     "json_safe",
     "list_studies",
     "png_bytes",
