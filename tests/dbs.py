@@ -138,7 +138,7 @@ def make_tiny_study(
     items whose low-resolution map (side ``size / 2**(depth+1)``) is a bright blob at a seeded
     place, with reveal frames. Image i is predicted as ``classes[i % len(classes)]``. Returns the
     study id. ``chunk``: images or items stored per transaction."""
-    from netreveal.store.studies import ItemSpec, StudyBuilder
+    from netreveal.studies.builder import ItemSpec, StudyBuilder
 
     gen = torch.Generator().manual_seed(seed)
     params = {"method": "synthetic", "seed": seed, "input_size": [size, size]}

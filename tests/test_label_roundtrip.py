@@ -14,9 +14,9 @@ from netreveal.cli import main
 from netreveal.csvtable import write_table
 from netreveal.errors import NetrevealError
 from netreveal.store import game as rules
-from netreveal.store.label_import import import_labels
 from netreveal.store.models import Account, Guess, Item, Study
-from netreveal.store.studies import export_study
+from netreveal.studies.export import export_study
+from netreveal.studies.label_import import import_labels
 
 # what people type, as the import stores it (no leading or trailing space: cells are stripped)
 TEXTS = ["=1+1", "'=1+1", "''x", "'''", "'", "+", "-5", "@a", "-", "'-", "a\tb", "tab\t=x", "line\nbreak",

@@ -185,7 +185,8 @@ def _demo_study(adapter, inputs, inv_path: Path, args, common) -> None:
     from netreveal import pipeline
     from netreveal import results as result_io
     from netreveal.store import open_store
-    from netreveal.store.studies import create_study_from_inv, study_exists
+    from netreveal.store.studies import study_exists
+    from netreveal.studies.inv_study import create_study_from_inv
 
     store = open_store(args.database_url)
     try:

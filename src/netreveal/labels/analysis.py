@@ -6,7 +6,7 @@ studio's inter-annotator agreement and, optionally, TCAV validation of the top l
     analysis = analyse_study(store, "demo", tcav=True)
     write_label_report(analysis, "labels-report")
 
-Label embeddings are cached in the store (:class:`netreveal.store.studies.StoreEmbeddingCache`),
+Label embeddings are cached in the store (:class:`netreveal.studies.embedding_cache.StoreEmbeddingCache`),
 so analysing a study again only embeds new label texts.
 
 TCAV (seed 000, DESIGN §3): for each class, the ``tcav_concepts`` labels with the highest global
@@ -312,7 +312,7 @@ def _top_concepts(explanations: LabelExplanations, image_class: str, n: int) -> 
 
 
 def _decode(store: Store, media_ids: Sequence[int]) -> dict[int, torch.Tensor]:
-    from netreveal.store.studies import png_tensor
+    from netreveal.studies.pictures import png_tensor
 
     return {k: png_tensor(v) for k, v in load_pictures(store, media_ids).items()}
 
@@ -496,7 +496,8 @@ def analyse_study(
     NetrevealError when the study is unknown or has no labels yet.
     """
     from netreveal.provenance import provenance
-    from netreveal.store.studies import StoreEmbeddingCache, study_labels
+    from netreveal.store.studies import study_labels
+    from netreveal.studies.embedding_cache import StoreEmbeddingCache
 
     study_id, description, classes, layers, study_params, images, items, sources = _read_study(store, name)
     count = study_guess_count(store, study_id)

@@ -95,7 +95,8 @@ def _ground_truth(study: str, key: str, picture: torch.Tensor, worlds: dict, set
 def study_crowd_items(store: Store, name: str) -> tuple[list[StudyItem], dict[str, tuple[int, str, list[str]]]]:
     """The study's items as crowd items with their images' ground truth, and per item id
     ``(item id, predicted class, study classes)``. NetrevealError when an image is not a parts-world sample."""
-    from netreveal.store.studies import get_study, png_tensor
+    from netreveal.store.studies import get_study
+    from netreveal.studies.pictures import png_tensor
 
     settings = _world_settings()
     worlds: dict = {}

@@ -58,7 +58,9 @@ def create(args) -> int:
     store = open_from_args(args)
     try:
         adapter, inputs = _model_and_images(store, args)
-        study_id = studies.create_study(store, args.name, adapter, inputs, layers=args.layers, seed=args.seed,
+        from netreveal.studies.inv_study import create_study
+
+        study_id = create_study(store, args.name, adapter, inputs, layers=args.layers, seed=args.seed,
                                         batch_size=args.batch_size, progress=not args.quiet)
         summary = next(s for s in studies.list_studies(store) if s["id"] == study_id)
         print(f"created study {args.name!r} (id {study_id}) in {store.url}: "
@@ -156,7 +158,6 @@ def analyse(args) -> int:
 
 def export(args) -> int:
     """``study export``: every record of a study as CSV and JSON (with its pictures)."""
-    from netreveal.store import studies
 
     store = open_from_args(args)
     try:
@@ -165,7 +166,9 @@ def export(args) -> int:
 
             out = export_evaluation(store, args.name, args.out, force=args.force)
         else:
-            out = studies.export_study(store, args.name, args.out, force=args.force)
+            from netreveal.studies.export import export_study
+
+            out = export_study(store, args.name, args.out, force=args.force)
     finally:
         store.close()
     print(out.resolve())
@@ -174,7 +177,7 @@ def export(args) -> int:
 
 def import_labels(args) -> int:
     """``study import-labels``: guesses with free text from a CSV file."""
-    from netreveal.store.label_import import import_labels as import_label_file
+    from netreveal.studies.label_import import import_labels as import_label_file
 
     store = open_from_args(args)
     try:

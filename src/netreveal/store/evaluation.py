@@ -136,7 +136,8 @@ def write_evaluation_study(
     and ``methods`` go into ``Study.params`` with ``params``. Everything is checked before anything
     is written; an existing name is an error and changes nothing.
     """
-    from netreveal.store.studies import json_safe, validate_study_name
+    from netreveal.store.json_values import json_safe
+    from netreveal.store.studies import validate_study_name
 
     validate_study_name(name)
     methods = [str(m) for m in methods]
@@ -269,7 +270,8 @@ def create_evaluation_study(
     from netreveal.methods import get_methods
     from netreveal.pipeline import check_runs, predict
     from netreveal.provenance import provenance
-    from netreveal.store.studies import json_safe, study_exists, validate_study_name
+    from netreveal.store.json_values import json_safe
+    from netreveal.store.studies import study_exists, validate_study_name
     from netreveal.userstudy.design import make_design
 
     validate_study_name(name)
@@ -509,7 +511,7 @@ def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, me
     Written to a staging folder renamed into place; an existing ``out_dir`` is replaced only
     when it is empty or (with ``force``) an earlier export.
     """
-    from netreveal.store.studies import json_safe
+    from netreveal.store.json_values import json_safe
     from netreveal.userstudy.design import exclusions
     from netreveal.userstudy.records import write_responses_csv
 

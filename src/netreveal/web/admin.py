@@ -87,7 +87,8 @@ def export_zip(store: Store, name: str, kind: str = "reveal") -> bytes:
     if kind == "evaluation":  # questions, participants and responses
         from netreveal.store.evaluation import export_evaluation as export_study
     else:
-        from netreveal.store.studies import export_study  # imports torch: only when someone exports
+        # imports torch: only when someone exports
+        from netreveal.studies.export import export_study
 
     with tempfile.TemporaryDirectory(prefix="netreveal-export-") as tmp:
         out = Path(tmp) / "export"

@@ -26,8 +26,7 @@ from sqlalchemy.orm import Session
 from netreveal.csvtable import unescape_cell
 from netreveal.errors import NetrevealError
 from netreveal.store.db import Store
-from netreveal.store.models import Guess, Item, Study, StudyImage
-from netreveal.store.reveal import REVEAL_PERCENTS
+from netreveal.store.models import REVEAL_PERCENTS, Guess, Item, Study, StudyImage
 from netreveal.store.studies import MAX_LANGUAGE, MAX_PLAYER, MAX_TEXT, get_study
 
 LABEL_COLUMNS = ("item_id", "text", "step", "guessed_class")
