@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -81,9 +79,3 @@ def minmax(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     span = hi - lo
     out = torch.where(span > eps, (flat - lo) / span.clamp_min(eps), torch.zeros_like(flat))
     return out.view_as(maps)
-
-
-def grid_size(n: int) -> tuple[int, int]:
-    """Rows and columns of a near-square grid holding ``n`` cells."""
-    cols = max(1, math.ceil(math.sqrt(n)))
-    return math.ceil(n / cols), cols
