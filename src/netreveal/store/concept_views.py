@@ -16,7 +16,7 @@ from netreveal.errors import NetrevealError
 from netreveal.store.db import Store
 from netreveal.store.label_queries import item_ref
 from netreveal.store.models import Account, Concept, ConceptMember, Item, Study, StudyImage
-from netreveal.store.records import ItemRef
+from netreveal.store.records import ImageRef, ItemRef
 
 NAME_MAX = 80
 NAME_PUNCTUATION = " -'_"
@@ -277,3 +277,37 @@ def _named_members(session: Session, study_id: int, annotator_id: int | None) ->
     return [tuple(row) for row in session.execute(query)]
 
 
+@dataclass
+class StudyConceptMaps:
+    """A study's class order, its items (as the studio shows them), each image's predicted class and
+    the live concepts' members in scope (item id, concept id, concept name, annotator name)."""
+
+    classes: list[str]
+    items: list[ItemView]
+    image_classes: dict[int, str]
+    named: list[tuple[int, int, str, str]]
+
+
+def study_concept_maps(db: Store | Session, study_id: int, annotator_id: int | None) -> StudyConceptMaps:
+    """What the class summaries of study ``study_id`` are made from (one annotator's concepts, or everyone's)."""
+    with _session(db) as session:
+        study = session.get(Study, study_id)
+        if study is None:
+            raise ConceptNotFound(f"study {study_id} not found")
+        image_classes = dict(session.execute(
+            select(StudyImage.id, StudyImage.predicted_class).where(StudyImage.study_id == study_id)
+        ).all())
+        return StudyConceptMaps(classes=list(study.classes or []), items=_item_views(session, Item.study_id == study_id),
+                                image_classes=image_classes, named=_named_members(session, study_id, annotator_id))
+
+
+def image_concept_maps(db: Store | Session, study_id: int, image_id: int,
+                       annotator_id: int | None) -> tuple[ImageRef, list[ItemView], list[tuple[int, int, str, str]]]:
+    """Image ``image_id`` of the study, its items and the live concepts' members in scope."""
+    with _session(db) as session:
+        row = session.get(StudyImage, image_id)
+        if row is None or row.study_id != study_id:
+            raise ConceptNotFound(f"image {image_id} not found in this study")
+        image = ImageRef(id=row.id, key=row.key, true_class=row.true_class, predicted_class=row.predicted_class,
+                         probability=float(row.probability), media_id=row.media_id)
+        return image, _item_views(session, Item.image_id == image_id), _named_members(session, study_id, annotator_id)

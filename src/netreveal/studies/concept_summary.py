@@ -5,22 +5,19 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netreveal.store.concept_views import (
     ClassSummary,
-    ConceptNotFound,
     ConceptShare,
     ImageExplanation,
     ItemView,
     _id,
-    _item_views,
-    _named_members,
-    _session,
+    image_concept_maps,
+    study_concept_maps,
 )
 from netreveal.store.db import Store
-from netreveal.store.models import Account, Item, Study, StudyImage
+from netreveal.store.models import Account, Study
 
 
 class _Groups:
@@ -75,16 +72,9 @@ def class_summary(
     """
     sid = _id(study, "study")
     aid = None if annotator is None else _id(annotator, "annotator")
-    with _session(db) as session:
-        study_row = session.get(Study, sid)
-        if study_row is None:
-            raise ConceptNotFound(f"study {sid} not found")
-        order = {name: i for i, name in enumerate(study_row.classes or [])}
-        views = _item_views(session, Item.study_id == sid)
-        image_classes = dict(session.execute(
-            select(StudyImage.id, StudyImage.predicted_class).where(StudyImage.study_id == sid)
-        ).all())
-        groups = _Groups(_named_members(session, sid, aid))
+    found = study_concept_maps(db, sid, aid)
+    order = {name: i for i, name in enumerate(found.classes)}
+    views, image_classes, groups = found.items, found.image_classes, _Groups(found.named)
     by_class: dict[str, list[ItemView]] = defaultdict(list)
     for view in views:
         by_class[view.predicted_class].append(view)
@@ -122,27 +112,23 @@ def explain_image(
     """
     sid, iid = _id(study, "study"), _id(image, "image")
     aid = None if annotator is None else _id(annotator, "annotator")
-    with _session(db) as session:
-        row = session.get(StudyImage, iid)
-        if row is None or row.study_id != sid:
-            raise ConceptNotFound(f"image {iid} not found in this study")
-        views = _item_views(session, Item.image_id == iid)
-        groups = _Groups(_named_members(session, sid, aid))
-        total = sum(v.weight for v in views)
-        shares = []
-        for key, members in groups.items.items():
-            chosen = [v for v in views if v.id in members]
-            if chosen:
-                share = _share(groups, key, chosen, 1, total, examples=0)
-                share.examples = chosen
-                shares.append(share)
-        shares.sort(key=lambda s: (-s.weight, s.name.casefold()))
-        unnamed = sum(v.weight for v in views if v.id not in groups.named)
-        return ImageExplanation(
-            image_id=row.id, image_key=row.key, image_media_id=row.media_id, predicted_class=row.predicted_class,
-            true_class=row.true_class, probability=float(row.probability), total_weight=total,
-            unnamed_weight=unnamed, unnamed_share=unnamed / total if total else 0.0, concepts=shares[:max(0, top)],
-        )
+    row, views, named = image_concept_maps(db, sid, iid, aid)
+    groups = _Groups(named)
+    total = sum(v.weight for v in views)
+    shares = []
+    for key, members in groups.items.items():
+        chosen = [v for v in views if v.id in members]
+        if chosen:
+            share = _share(groups, key, chosen, 1, total, examples=0)
+            share.examples = chosen
+            shares.append(share)
+    shares.sort(key=lambda s: (-s.weight, s.name.casefold()))
+    unnamed = sum(v.weight for v in views if v.id not in groups.named)
+    return ImageExplanation(
+        image_id=row.id, image_key=row.key, image_media_id=row.media_id, predicted_class=row.predicted_class,
+        true_class=row.true_class, probability=float(row.probability), total_weight=total,
+        unnamed_weight=unnamed, unnamed_share=unnamed / total if total else 0.0, concepts=shares[:max(0, top)],
+    )
 
 
 __all__ = ["class_summary", "explain_image"]

@@ -13,20 +13,20 @@ from __future__ import annotations
 import csv
 import os
 import uuid
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from netreveal.csvtable import unescape_cell
 from netreveal.errors import NetrevealError
 from netreveal.store.db import Store
-from netreveal.store.models import REVEAL_PERCENTS, Guess, Item, Study, StudyImage
+from netreveal.store.label_writes import GuessKey, insert_guesses, item_images, stored_guesses
+from netreveal.store.models import REVEAL_PERCENTS
+from netreveal.store.records import ImageRef
 from netreveal.store.studies import MAX_LANGUAGE, MAX_PLAYER, MAX_TEXT, get_study
 
 LABEL_COLUMNS = ("item_id", "text", "step", "guessed_class")
@@ -74,55 +74,28 @@ def import_labels(store: Store, name: str, csv_path: str | os.PathLike) -> int:
     try:
         with store.session() as session:
             study = get_study(session, name)
-            images = _images_of_items(session, study, sorted({r.item_id for r in rows}))
-            known = _stored_guesses(session, [r.request_id for r in rows if r.request_id is not None])
+            classes = [str(c) for c in study.classes]
+            images = item_images(session, study.id, [r.item_id for r in rows])
+            known = stored_guesses(session, [r.request_id for r in rows if r.request_id is not None])
             guesses = []
             for row in rows:
-                guess = _label_guess(path, row, images, study)
-                stored = known.get(guess.request_id)
+                guess = _label_guess(path, row, images, study.name, classes)
+                stored = known.get(guess["request_id"])
                 if stored is None:
                     guesses.append(guess)
-                elif _same_guess(stored, guess):
+                elif stored == _guess_key(guess):
                     continue  # imported before
                 else:
                     raise NetrevealError(f"{path}: line {row.line}: request_id {row.request_id!r} is already "
                                          f"stored for another guess")
-            session.add_all(guesses)
-            counts: dict[int, int] = defaultdict(int)
-            for guess in guesses:
-                counts[guess.item_id] += bool(guess.text)
-            for item_id, count in counts.items():  # in SQL: the game may count labels at the same time
-                if count:
-                    session.execute(update(Item).where(Item.id == item_id)
-                                    .values(label_count=Item.label_count + count))
-            return len(guesses)
+            return insert_guesses(session, guesses)
     except IntegrityError:  # the same request ids stored by another import meanwhile
         raise NetrevealError(f"{path}: some of its guesses were stored meanwhile by another import; "
                              f"import again to skip them") from None
 
 
-def _images_of_items(session: Session, study: Study, wanted: list[int]) -> dict[int, StudyImage]:
-    images: dict[int, StudyImage] = {}
-    for start in range(0, len(wanted), 500):
-        query = (
-            select(Item.id, StudyImage)
-            .join(StudyImage, Item.image_id == StudyImage.id)
-            .where(Item.study_id == study.id, Item.id.in_(wanted[start : start + 500]))
-        )
-        images.update({item_id: image for item_id, image in session.execute(query)})
-    return images
-
-
-def _stored_guesses(session: Session, request_ids: list[str]) -> dict[str, Guess]:
-    found: dict[str, Guess] = {}
-    for start in range(0, len(request_ids), 500):
-        part = request_ids[start : start + 500]
-        found.update({g.request_id: g for g in session.scalars(select(Guess).where(Guess.request_id.in_(part)))})
-    return found
-
-
-def _same_guess(a: Guess, b: Guess) -> bool:
-    return (a.item_id, a.step, a.guessed_class, a.text) == (b.item_id, b.step, b.guessed_class, b.text)
+def _guess_key(guess: Mapping[str, Any]) -> GuessKey:
+    return (guess["item_id"], guess["step"], guess["guessed_class"], guess["text"])
 
 
 def read_label_rows(path: Path) -> list[LabelRow]:
@@ -212,19 +185,20 @@ def _timestamp(where: str, value: str) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def _label_guess(path: Path, row: LabelRow, images: Mapping[int, StudyImage], study: Study) -> Guess:
+def _label_guess(path: Path, row: LabelRow, images: Mapping[int, ImageRef], study: str,
+                 classes: list[str]) -> dict[str, Any]:
     where = f"{path}: line {row.line}"
     if row.item_id not in images:
-        raise NetrevealError(f"{where}: unknown item id {row.item_id} in study {study.name!r}")
+        raise NetrevealError(f"{where}: unknown item id {row.item_id} in study {study!r}")
     guessed = row.guessed_class
-    if guessed is not None and guessed not in study.classes:
-        raise NetrevealError(f"{where}: guessed class {guessed!r} is not a class of study {study.name!r}")
+    if guessed is not None and guessed not in classes:
+        raise NetrevealError(f"{where}: guessed class {guessed!r} is not a class of study {study!r}")
     correct = row.correct
     if correct is None:
         correct = guessed is not None and guessed == images[row.item_id].predicted_class
     elif correct and guessed is None:
         raise NetrevealError(f"{where}: a guess without a guessed class cannot be correct")
     extra = {"created_at": row.created_at} if row.created_at is not None else {}
-    return Guess(item_id=row.item_id, game_id=None, player_id=None, player_name=row.player, step=row.step,
-                 guessed_class=guessed, text=row.text, language=row.language, correct=correct, source="import",
-                 request_id=row.request_id or str(uuid.uuid4()), **extra)
+    return {"item_id": row.item_id, "game_id": None, "player_id": None, "player_name": row.player, "step": row.step,
+            "guessed_class": guessed, "text": row.text, "language": row.language, "correct": correct,
+            "source": "import", "request_id": row.request_id or str(uuid.uuid4()), **extra}
