@@ -15,6 +15,7 @@ Use in a test file::
   ``NETREVEAL_REQUIRE_POSTGRES=1``, which makes it fail instead (CI sets both:
   ``export NETREVEAL_TEST_POSTGRES_URL="$(.ci/postgres.sh)"``).
 - ``store``: ``open_store(store_url)`` (schema at head), closed after the test.
+- ``other_store``: a second empty store of the same backend, closed (and dropped) after the test.
 - ``make_tiny_study(store, ...)``: inserts a study of synthetic images and maps with its items and
   reveal frames (fast: no model, no INV) and returns its id.
 - ``write_lock(store_url)``: another connection holds a write lock meanwhile (``with`` block).
@@ -56,11 +57,12 @@ def _with_search_path(url: str, schema: str) -> str:
     return f"{url}{joiner}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request, tmp_path) -> Iterator[str]:
-    """URL of a fresh empty database: SQLite file, or a new PostgreSQL schema (dropped after)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
+@contextmanager
+def fresh_database(backend: str, folder) -> Iterator[str]:
+    """URL of a new empty database of ``backend``: an SQLite file in ``folder`` (a name not used
+    before), or a new PostgreSQL schema, dropped on exit."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / f'store-{uuid.uuid4().hex[:8]}.db'}"
         return
     from sqlalchemy import create_engine, pool, text
     from sqlalchemy.exc import DBAPIError
@@ -82,6 +84,28 @@ def store_url(request, tmp_path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path) -> Iterator[str]:
+    """URL of a fresh empty database: SQLite file, or a new PostgreSQL schema (dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def other_store(store_url, tmp_path) -> Iterator[Store]:
+    """A second empty store of the same backend as ``store`` (e.g. to import an export into)."""
+    backend = "sqlite" if store_url.startswith("sqlite") else "postgresql"
+    with fresh_database(backend, tmp_path) as url:
+        opened = open_store(url)
+        try:
+            yield opened
+        finally:
+            opened.close()
 
 
 @pytest.fixture
@@ -114,7 +138,7 @@ def make_tiny_study(
     items whose low-resolution map (side ``size / 2**(depth+1)``) is a bright blob at a seeded
     place, with reveal frames. Image i is predicted as ``classes[i % len(classes)]``. Returns the
     study id. ``chunk``: images or items stored per transaction."""
-    from netreveal.store.studies import ItemSpec, StudyBuilder
+    from netreveal.studies.builder import ItemSpec, StudyBuilder
 
     gen = torch.Generator().manual_seed(seed)
     params = {"method": "synthetic", "seed": seed, "input_size": [size, size]}

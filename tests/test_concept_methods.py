@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from netreveal import pipeline
+from netreveal.cli.train_head import add_parser as add_train_head_parser
+from netreveal.cli.train_head import cmd_train_head
 from netreveal.concepts import (
     InfoDisentExplanation,
     XNNExplanation,
@@ -16,7 +18,6 @@ from netreveal.concepts import (
     load_xnn,
     signed_pool,
 )
-from netreveal.concepts.cli import add_train_head_parser, cmd_train_head
 from netreveal.concepts.components import component_maps
 from netreveal.concepts.demo_assets import demo_weights_sha256, load_demo_infodisent, load_demo_xnn
 from netreveal.concepts.infodisent import extractor_for

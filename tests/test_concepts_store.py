@@ -20,6 +20,7 @@ from netreveal.store.models import (
     Study,
     StudyImage,
 )
+from netreveal.studies import concept_summary as S
 
 # image key -> (predicted class, [(layer, cluster, weight), ...])
 IMAGES = {
@@ -471,7 +472,7 @@ def _name_some(store, hand):
 
 def test_class_summary_for_one_annotator(store, hand):
     _name_some(store, hand)
-    cat, dog = C.class_summary(store, hand["study"], hand["ann"], examples=1)
+    cat, dog = S.class_summary(store, hand["study"], hand["ann"], examples=1)
     assert (cat.class_name, cat.images, cat.items, cat.named_items, cat.total_weight) == ("cat", 2, 6, 5, 225.0)
     assert [s.name for s in cat.concepts] == ["fur", "ears"]  # same image count, fur has more weight
     fur, ears = cat.concepts
@@ -485,7 +486,7 @@ def test_class_summary_for_one_annotator(store, hand):
 
 def test_class_summary_across_annotators(store, hand):
     _name_some(store, hand)
-    cat, dog = C.class_summary(store, hand["study"])
+    cat, dog = S.class_summary(store, hand["study"])
     ears = next(s for s in cat.concepts if s.name.casefold() == "ears")
     # ann's ears {a/l1/0, b/l1/0} + bob's Ears {a/l1/0, a/l1/1}: each map counted once
     assert (ears.items, ears.weight, ears.images) == (3, 120.0, 2)
@@ -499,16 +500,16 @@ def test_class_summary_across_annotators(store, hand):
 
 def test_explain_image(store, hand):
     _name_some(store, hand)
-    exp = C.explain_image(store, hand["study"], hand["images"]["a"], hand["ann"])
+    exp = S.explain_image(store, hand["study"], hand["images"]["a"], hand["ann"])
     assert exp.total_weight == 130.0 and exp.predicted_class == "cat"
     assert [(s.name, s.weight) for s in exp.concepts] == [("fur", 60.0), ("ears", 40.0)]
     assert exp.concepts[0].share == pytest.approx(60 / 130)
     assert exp.unnamed_weight == 30.0 and exp.unnamed_share == pytest.approx(30 / 130)
-    both = C.explain_image(store, hand["study"], hand["images"]["a"], top=1)
+    both = S.explain_image(store, hand["study"], hand["images"]["a"], top=1)
     assert [(s.name.casefold(), s.weight, s.items) for s in both.concepts] == [("ears", 70.0, 2)]
     assert both.unnamed_weight == 0.0
     with pytest.raises(C.ConceptNotFound):
-        C.explain_image(store, hand["study"] + 1, hand["images"]["a"])
+        S.explain_image(store, hand["study"] + 1, hand["images"]["a"])
 
 
 def test_opposite_merges_at_the_same_time_lose_no_map(store, hand):

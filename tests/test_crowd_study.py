@@ -38,7 +38,7 @@ def demo_inv():
 
 def make_demo_study(store, name: str = "demo") -> int:
     """The demo-like study in ``store`` (as ``netreveal demo --method inv`` stores it)."""
-    from netreveal.store.studies import create_study_from_inv
+    from netreveal.studies.inv_study import create_study_from_inv
 
     adapter, inputs, result, probs = demo_inv()
     return create_study_from_inv(store, name, adapter, inputs, result, probs)
@@ -216,7 +216,7 @@ def test_a_study_created_from_a_parts_world_folder_is_labelled(store, tmp_path):
     from netreveal.data.partsworld import PartsWorld
     from netreveal.model.adapter import load_model
     from netreveal.pipeline import read_folder
-    from netreveal.store.studies import create_study
+    from netreveal.studies.inv_study import create_study
 
     PartsWorld(size=64, seed=0, split="val").write_folder(tmp_path / "pw", 1, split="val", start_index=16)
     adapter = load_model("demo")

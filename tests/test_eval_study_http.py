@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from webstudy import Client
 
 from netreveal.store import accounts
-from netreveal.store.evaluation import analyse_study, study_data
+from netreveal.store.evaluation import study_data
 from netreveal.store.models import EvalParticipant, EvalResponse
+from netreveal.studies.evaluation import analyse_study
 from netreveal.userstudy import analyse, simulate_study
 from netreveal.web.app import create_app
 

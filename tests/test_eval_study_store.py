@@ -20,17 +20,7 @@ from netreveal.errors import NetrevealError
 from netreveal.store import evaluation_flow as flow
 from netreveal.store import open_store
 from netreveal.store.accounts import create_account
-from netreveal.store.evaluation import (
-    EvalImage,
-    create_evaluation_study,
-    display_maps,
-    export_evaluation,
-    load_design,
-    overlay_png,
-    picture_png,
-    study_data,
-    write_evaluation_study,
-)
+from netreveal.store.evaluation import EvalImage, load_design, study_data, write_evaluation_study
 from netreveal.store.models import (
     EvalParticipant,
     EvalPicture,
@@ -46,6 +36,13 @@ from netreveal.store.schema import (
     head_revision,
     schema_diffs,
     upgrade_schema,
+)
+from netreveal.studies.evaluation import (
+    create_evaluation_study,
+    display_maps,
+    export_evaluation,
+    overlay_png,
+    picture_png,
 )
 from netreveal.userstudy import assign, make_design
 from netreveal.userstudy.records import SCALES

@@ -18,7 +18,8 @@ from netreveal.labels.embed import Embedder
 from netreveal.labels.report import write_label_report
 from netreveal.store import concepts as C
 from netreveal.store.models import Account, Embedding, Guess, Item, StudyImage
-from netreveal.store.studies import StoreEmbeddingCache, study_labels
+from netreveal.store.studies import study_labels
+from netreveal.studies.embedding_cache import StoreEmbeddingCache
 
 CLASSES = ("cart", "<i>plane</i>", "fox")  # a class name with markup: must come out escaped
 PLANE = "<i>plane</i>-001"

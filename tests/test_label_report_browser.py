@@ -15,7 +15,7 @@ from netreveal.labels.embed import Embedder
 from netreveal.labels.report import write_label_report
 from netreveal.store import accounts, open_store
 from netreveal.store.models import Account, StudyImage
-from netreveal.store.studies import StoreEmbeddingCache
+from netreveal.studies.embedding_cache import StoreEmbeddingCache
 from netreveal.web.app import create_app
 from netreveal.web.deps import SESSION_COOKIE
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from netreveal.errors import NetrevealError
 from netreveal.store.models import REVEAL_PERCENTS
-from netreveal.store.reveal import (
+from netreveal.studies.reveal import (
     feather,
     reveal_alphas,
     reveal_counts,

@@ -28,16 +28,15 @@ from netreveal.store.models import (
     StudyImage,
     WebSession,
 )
-from netreveal.store.reveal import REVEAL_PERCENTS, reveal_frames
-from netreveal.store.studies import (
-    StoreEmbeddingCache,
-    create_study,
-    create_study_from_inv,
-    export_study,
-    import_labels,
-    png_tensor,
-    study_labels,
-)
+from netreveal.store.studies import study_labels
+from netreveal.studies import builder as study_builder
+from netreveal.studies import export as study_export
+from netreveal.studies.embedding_cache import StoreEmbeddingCache
+from netreveal.studies.export import export_study
+from netreveal.studies.inv_study import create_study, create_study_from_inv
+from netreveal.studies.label_import import import_labels
+from netreveal.studies.pictures import png_tensor
+from netreveal.studies.reveal import REVEAL_PERCENTS, reveal_frames
 
 PX = 1.0 / 255
 
@@ -163,13 +162,13 @@ def test_create_from_inv_matches_create_study(store, world):
 def test_failure_mid_way_leaves_nothing(store, world, monkeypatch):
     adapter, inputs, _, _ = world
     before = row_counts(store)
-    original = studies.StudyBuilder._write_items
+    original = study_builder.StudyBuilder._write_items
 
     def failing(self, session, *args):
         original(self, session, *args)  # everything but the commit
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(studies.StudyBuilder, "_write_items", failing)
+    monkeypatch.setattr(study_builder.StudyBuilder, "_write_items", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         create_study(store, "doomed", adapter, inputs, batch_size=8)
     assert row_counts(store) == before
@@ -298,10 +297,11 @@ def test_export_defuses_formulas_and_imports_back_unchanged(store, tmp_path):
     with open(out / "guesses.csv", newline="", encoding="utf-8") as fh:
         exported = [r["text"] for r in csv.DictReader(fh)]
     assert exported == ["'=HYPERLINK(\"http://x\")", "'+1 legs", "'-wing", "'@cmd", "plain 'quote"]
-    assert import_labels(store, "tiny", out / "guesses.csv") == len(texts)  # the export is importable
+    # the export is importable; into its own study it stores nothing twice
+    assert import_labels(store, "tiny", out / "guesses.csv") == 0
     with store.session() as s:
         stored = s.scalars(select(Guess.text).order_by(Guess.id)).all()
-    assert stored == texts + texts
+    assert stored == texts
 
 
 def test_export_is_atomic(store, tmp_path, monkeypatch):
@@ -322,14 +322,14 @@ def test_export_is_atomic(store, tmp_path, monkeypatch):
     assert (target / "study.json").read_text() != first
     # a failure leaves the earlier export as it was and no temporary folder
     before = (target / "study.json").read_text()
-    real = studies.write_table
+    real = study_export.write_table
 
     def broken(path, columns, rows):
         if path.stem == "items":
             raise OSError("no space left on device")
         real(path, columns, rows)
 
-    monkeypatch.setattr(studies, "write_table", broken)
+    monkeypatch.setattr(study_export, "write_table", broken)
     with pytest.raises(OSError):
         export_study(store, "tiny", target, force=True)
     with pytest.raises(OSError):

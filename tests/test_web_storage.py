@@ -24,7 +24,7 @@ from netreveal.store import Store, studies
 from netreveal.store.building import STALE_AFTER
 from netreveal.store.db import make_engine, unavailable_reason
 from netreveal.store.models import Account, Item, Media, Study
-from netreveal.store.studies import ItemSpec, StudyBuilder
+from netreveal.studies.builder import ItemSpec, StudyBuilder
 from netreveal.web.app import LOCK_WAIT, create_app, resolve_study
 from netreveal.web.ratelimit import RateLimit
 

@@ -295,3 +295,18 @@ def test_a_checkpoint_without_batchnorm_counters_loads_by_name(tmp_path):
     torch.save({k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}, path)
     loaded = load_model("resnet18", path, num_classes=3).model.netreveal_inner
     assert_same_tensors(loaded, source)
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", "--images", "x", "--out", "o"],
+    ["evaluate"],
+    ["study", "create", "--name", "x", "--images", "x"],
+    ["train-head", "xnn", "--data", "x"],
+])
+def test_every_command_that_loads_a_model_takes_the_same_model_arguments(argv):
+    from netreveal.cli import build_parser
+
+    args = build_parser().parse_args([*argv, "--weights-map", "strip:module.", "--weights-map", "by-order",
+                                      "--class-names", "c.txt", "--input-size", "32", "--device", "cpu"])
+    assert args.weights_map == ["strip:module.", "by-order"]
+    assert (args.model, args.class_names, args.input_size, args.device) == ("demo", "c.txt", 32, "cpu")

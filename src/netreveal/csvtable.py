@@ -2,8 +2,10 @@
 
 Every exported table goes through :func:`spreadsheet_cell`: ``None`` becomes an empty cell,
 datetimes ISO text, lists and dicts JSON, and free text that a spreadsheet would run as a formula
-(a leading ``=``, ``+``, ``-``, ``@``, tab or carriage return) gets a leading apostrophe.
-:func:`unescape_cell` removes that apostrophe again, so an exported label can be imported back.
+(a leading ``=``, ``+``, ``-``, ``@``, tab or carriage return) gets a leading apostrophe. Text that
+already starts with an apostrophe gets one too, as a spreadsheet's own text prefix works: so
+:func:`unescape_cell` can remove exactly the apostrophe that was added, and every text comes back
+unchanged (``'=1+1`` is exported as ``''=1+1`` and read back as ``'=1+1``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Table:
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+ESCAPED_STARTS = (*FORMULA_STARTS, "'")  # first characters that get an apostrophe in front
 
 
 def spreadsheet_cell(value: Any) -> Any:
@@ -39,14 +42,15 @@ def spreadsheet_cell(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, ensure_ascii=False, default=str)
-    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+    if isinstance(value, str) and value[:1] in ESCAPED_STARTS:
         return "'" + value
     return value
 
 
 def unescape_cell(text: str) -> str:
-    """Undo :func:`spreadsheet_cell`'s apostrophe on text read back from an exported CSV."""
-    if text[:1] == "'" and text[1:2] in FORMULA_STARTS and text[1:2]:
+    """Undo :func:`spreadsheet_cell`'s apostrophe on text read back from an exported CSV:
+    ``unescape_cell(spreadsheet_cell(t)) == t`` for every string ``t``."""
+    if text[:1] == "'" and text[1:2] in ESCAPED_STARTS:
         return text[1:]
     return text
 

@@ -6,7 +6,7 @@ studio's inter-annotator agreement and, optionally, TCAV validation of the top l
     analysis = analyse_study(store, "demo", tcav=True)
     write_label_report(analysis, "labels-report")
 
-Label embeddings are cached in the store (:class:`netreveal.store.studies.StoreEmbeddingCache`),
+Label embeddings are cached in the store (:class:`netreveal.studies.embedding_cache.StoreEmbeddingCache`),
 so analysing a study again only embeds new label texts.
 
 TCAV (seed 000, DESIGN §3): for each class, the ``tcav_concepts`` labels with the highest global
@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from sqlalchemy import func, select
 from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
@@ -38,34 +37,19 @@ from netreveal.labels.aggregate import LabelExplanations, explain_labels
 from netreveal.labels.agreement import AgreementReport, annotator_agreement
 from netreveal.labels.embed import Embedder
 from netreveal.store.db import Store
-from netreveal.store.models import Account, Concept, ConceptMember, Guess, Item, Media, StudyImage
+from netreveal.store.label_queries import (
+    label_count,
+    label_sources,
+    pictures,
+    studio_groupings,
+    study_images,
+    study_items,
+    study_record,
+)
+from netreveal.store.records import ImageRef, ItemRef
 
-
-@dataclass
-class ImageInfo:
-    """A study image as the analysis shows it."""
-
-    id: int
-    key: str
-    true_class: str | None
-    predicted_class: str
-    probability: float
-    media_id: int
-
-
-@dataclass
-class ItemInfo:
-    """A study item (one cluster map of one image and layer)."""
-
-    id: int
-    image_id: int
-    image_key: str
-    layer: str
-    depth: int
-    cluster: int
-    weight: float
-    map_media_id: int
-    label_count: int
+ImageInfo = ImageRef  # a study image as the analysis shows it
+ItemInfo = ItemRef  # a study item (one cluster map of one image and layer)
 
 
 @dataclass
@@ -169,55 +153,26 @@ def _plain(value: Any) -> Any:
 
 def study_guess_count(store: Store, study_id: int) -> int:
     """Guesses with text on the study's items (changes whenever a label is added)."""
-    with store.session() as session:
-        return int(session.scalar(
-            select(func.count()).select_from(Guess).join(Item, Item.id == Guess.item_id)
-            .where(Item.study_id == study_id, Guess.text != "")
-        ) or 0)
+    return label_count(store, study_id)
 
 
 def _read_study(store: Store, name: str):
-    from netreveal.store.studies import get_study
-
-    with store.session() as session:
-        study = get_study(session, name)
-        images = [
-            ImageInfo(id=i.id, key=i.key, true_class=i.true_class, predicted_class=i.predicted_class,
-                      probability=float(i.probability), media_id=i.media_id)
-            for i in session.scalars(select(StudyImage).where(StudyImage.study_id == study.id)
-                                     .order_by(StudyImage.id))
-        ]
-        keys = {i.id: i.key for i in images}
-        items = {
-            str(i.id): ItemInfo(id=i.id, image_id=i.image_id, image_key=keys[i.image_id], layer=i.layer,
-                                depth=i.depth, cluster=i.cluster, weight=float(i.weight),
-                                map_media_id=i.map_media_id, label_count=i.label_count)
-            for i in session.scalars(select(Item).where(Item.study_id == study.id)
-                                     .order_by(Item.depth, Item.image_id, Item.cluster))
-        }
-        sources = dict(session.execute(
-            select(Guess.source, func.count()).join(Item, Item.id == Guess.item_id)
-            .where(Item.study_id == study.id, Guess.text != "").group_by(Guess.source)
-        ).all())
-        try:
-            model = json.loads(study.model)
-        except (TypeError, ValueError):
-            model = {"model": str(study.model)}
-        if not isinstance(model, dict):
-            model = {"model": str(study.model)}
-        return (study.id, model, [str(c) for c in study.classes], [str(x) for x in study.layers],
-                dict(study.params or {}), images, items, {str(k): int(v) for k, v in sources.items()})
+    study = study_record(store, name)
+    images = study_images(store, study.id)
+    items = {str(i.id): i for i in study_items(store, study.id)}
+    try:
+        model = json.loads(study.model)
+    except (TypeError, ValueError):
+        model = {"model": str(study.model)}
+    if not isinstance(model, dict):
+        model = {"model": str(study.model)}
+    return (study.id, model, study.classes, study.layers, study.params, images, items,
+            label_sources(store, study.id))
 
 
 def load_pictures(store: Store, media_ids: Sequence[int], chunk: int = 500) -> dict[int, bytes]:
     """PNG bytes of the given media rows."""
-    wanted = sorted({int(m) for m in media_ids})
-    out: dict[int, bytes] = {}
-    with store.session() as session:
-        for start in range(0, len(wanted), chunk):
-            part = wanted[start:start + chunk]
-            out.update(dict(session.execute(select(Media.id, Media.png).where(Media.id.in_(part))).all()))
-    return out
+    return pictures(store, media_ids, chunk)
 
 
 # ---------------------------------------------------------------- naming-studio agreement
@@ -227,25 +182,9 @@ def studio_agreement(store: Store, study_id: int, embed=None) -> AgreementSummar
     """The naming studio's annotators of a study (anyone who made a concept there) and their
     agreement over the study's maps (every map is in the studio's gallery, so each annotator saw
     all of them: coverage is the share of the study's maps they put in a live concept)."""
-    with store.session() as session:
-        item_ids = [str(i) for i in session.scalars(select(Item.id).where(Item.study_id == study_id))]
-        people = session.execute(
-            select(Account.username, func.count(Concept.id))
-            .join(Concept, Concept.annotator_id == Account.id)
-            .where(Concept.study_id == study_id, Concept.removed.is_(False))
-            .group_by(Account.username)
-        ).all()
-        everyone = set(session.scalars(
-            select(Account.username).join(Concept, Concept.annotator_id == Account.id)
-            .where(Concept.study_id == study_id)
-        ))
-        members = session.execute(
-            select(Account.username, ConceptMember.item_id, Concept.name)
-            .join(Concept, Concept.id == ConceptMember.concept_id)
-            .join(Account, Account.id == Concept.annotator_id)
-            .where(Concept.study_id == study_id, Concept.removed.is_(False))
-        ).all()
-    live = dict(people)
+    found = studio_groupings(store, study_id)
+    item_ids, people, everyone, members = found.item_ids, found.live_concepts, found.annotators, found.members
+    live = people
     groupings: dict[str, dict[str, str | None]] = {name: {} for name in sorted(everyone)}
     for username, item_id, concept in members:
         groupings[username][str(item_id)] = concept
@@ -312,7 +251,7 @@ def _top_concepts(explanations: LabelExplanations, image_class: str, n: int) -> 
 
 
 def _decode(store: Store, media_ids: Sequence[int]) -> dict[int, torch.Tensor]:
-    from netreveal.store.studies import png_tensor
+    from netreveal.studies.pictures import png_tensor
 
     return {k: png_tensor(v) for k, v in load_pictures(store, media_ids).items()}
 
@@ -496,7 +435,8 @@ def analyse_study(
     NetrevealError when the study is unknown or has no labels yet.
     """
     from netreveal.provenance import provenance
-    from netreveal.store.studies import StoreEmbeddingCache, study_labels
+    from netreveal.store.studies import study_labels
+    from netreveal.studies.embedding_cache import StoreEmbeddingCache
 
     study_id, description, classes, layers, study_params, images, items, sources = _read_study(store, name)
     count = study_guess_count(store, study_id)

@@ -22,12 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sqlalchemy import bindparam, delete, func, select, update
 
 from netreveal.data.crowd import CrowdConfig, StudyItem, simulate_crowd
 from netreveal.errors import NetrevealError
 from netreveal.store.db import Store
-from netreveal.store.models import Guess, Item, Media, Study, StudyImage
+from netreveal.store.label_queries import (
+    images_with_pictures,
+    items_with_maps,
+    store_source_labels,
+    study_record,
+)
 
 CROWD_SOURCE = "crowd"
 KEY_PATTERNS = (
@@ -95,31 +99,20 @@ def _ground_truth(study: str, key: str, picture: torch.Tensor, worlds: dict, set
 def study_crowd_items(store: Store, name: str) -> tuple[list[StudyItem], dict[str, tuple[int, str, list[str]]]]:
     """The study's items as crowd items with their images' ground truth, and per item id
     ``(item id, predicted class, study classes)``. NetrevealError when an image is not a parts-world sample."""
-    from netreveal.store.studies import get_study, png_tensor
+    from netreveal.studies.pictures import png_tensor
 
     settings = _world_settings()
     worlds: dict = {}
-    with store.session() as session:
-        study = get_study(session, name)
-        classes = [str(c) for c in study.classes]
-        images = session.execute(
-            select(StudyImage.id, StudyImage.key, StudyImage.predicted_class, Media.png)
-            .join(Media, Media.id == StudyImage.media_id)
-            .where(StudyImage.study_id == study.id)
-            .order_by(StudyImage.id)
-        ).all()
-        if not images:
-            raise NetrevealError(f"study {name!r} has no image")
-        truth: dict[int, tuple[str, str, torch.Tensor, list[str]]] = {}
-        for image_id, key, predicted, png in images:
-            masks, parts = _ground_truth(name, key, png_tensor(png), worlds, settings)
-            truth[image_id] = (key, predicted, masks, parts)
-        rows = session.execute(
-            select(Item.id, Item.image_id, Item.layer, Item.cluster, Item.weight, Media.png)
-            .join(Media, Media.id == Item.map_media_id)
-            .where(Item.study_id == study.id)
-            .order_by(Item.id)
-        ).all()
+    study = study_record(store, name)
+    classes = study.classes
+    images = images_with_pictures(store, study.id)
+    if not images:
+        raise NetrevealError(f"study {name!r} has no image")
+    truth: dict[int, tuple[str, str, torch.Tensor, list[str]]] = {}
+    for image, png in images:
+        masks, parts = _ground_truth(name, image.key, png_tensor(png), worlds, settings)
+        truth[image.id] = (image.key, image.predicted_class, masks, parts)
+    rows = [(i.id, i.image_id, i.layer, i.cluster, i.weight, png) for i, png in items_with_maps(store, study.id)]
     if not rows:
         raise NetrevealError(f"study {name!r} has no cluster map to label")
     items, info = [], {}
@@ -179,43 +172,12 @@ def label_study_with_crowd(store: Store, name: str, config: CrowdConfig | None =
                      "player_name": _player_name(r.player), "step": int(r.step), "guessed_class": guessed,
                      "text": r.text[:200], "language": r.language, "correct": bool(r.correct),
                      "source": CROWD_SOURCE})
-    counts: dict[int, int] = defaultdict(int)
-    for row in rows:
-        counts[row["item_id"]] += 1
-    items_table = Item.__table__
-    bump = (
-        update(items_table)
-        .where(items_table.c.id == bindparam("b_id"))
-        .values(label_count=items_table.c.label_count + bindparam("b_n"))
-    )
-    with store.session() as session:
-        study = session.scalars(select(Study).where(Study.name == name)).first()
-        if study is None:
-            raise NetrevealError(f"study {name!r} was deleted while its labels were simulated")
-        study_items = select(Item.id).where(Item.study_id == study.id).scalar_subquery()
-        old = session.execute(
-            select(Guess.item_id, func.count())
-            .where(Guess.item_id.in_(study_items), Guess.source == CROWD_SOURCE, Guess.text != "")
-            .group_by(Guess.item_id)
-        ).all()
-        if old and not replace:
-            total = sum(n for _, n in old)
-            raise NetrevealError(f"study {name!r} already has {total} crowd labels (replace them with --replace)")
-        if old:
-            session.execute(delete(Guess).where(Guess.item_id.in_(study_items), Guess.source == CROWD_SOURCE)
-                            .execution_options(synchronize_session=False))
-            session.execute(bump, [{"b_id": i, "b_n": -n} for i, n in old])
-        for start in range(0, len(rows), 1000):
-            session.execute(Guess.__table__.insert(), rows[start:start + 1000])
-        if counts:
-            session.execute(bump, [{"b_id": i, "b_n": n} for i, n in counts.items()])
-        params = dict(study.params or {})
-        params["crowd"] = {"seed": config.seed, "labels": len(rows), "items": len(items),
-                           "typo_rate": config.typo_rate, "irrelevant_rate": config.irrelevant_rate,
-                           "wrong_rate": config.wrong_rate, "filler_rate": config.filler_rate,
-                           "labels_per_item": list(config.labels_per_item), "n_players": config.n_players,
-                           "look_fraction": config.look_fraction}
-        study.params = params
+    crowd = {"seed": config.seed, "labels": len(rows), "items": len(items),
+             "typo_rate": config.typo_rate, "irrelevant_rate": config.irrelevant_rate,
+             "wrong_rate": config.wrong_rate, "filler_rate": config.filler_rate,
+             "labels_per_item": list(config.labels_per_item), "n_players": config.n_players,
+             "look_fraction": config.look_fraction}
+    store_source_labels(store, name, CROWD_SOURCE, rows, replace=replace, params=crowd, params_key="crowd")
     return len(rows)
 
 

@@ -116,7 +116,7 @@ class _Pictures:
     """PNG files of the report: input images and cluster maps over their images."""
 
     def __init__(self, stage: Path, analysis: StudyAnalysis):
-        from netreveal.store.studies import png_tensor
+        from netreveal.studies.pictures import png_tensor
 
         self.stage, self.analysis, self._decode = stage, analysis, png_tensor
         (stage / "img").mkdir()

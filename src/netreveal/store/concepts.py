@@ -7,8 +7,8 @@ concept's state before and after. Each annotator sees and edits only their own c
 annotator's concept id is "not found"), and an item is in at most one concept per annotator:
 taking a map that already sits in another of your concepts needs ``move=True``.
 
-From the concepts, :func:`class_summary` gives the typical reasons behind each predicted class and
-:func:`explain_image` gives one classification as a few named concepts with weights.
+From the concepts, :func:`netreveal.studies.concept_summary.class_summary` gives the typical reasons behind each predicted class and
+:func:`~netreveal.studies.concept_summary.explain_image` gives one classification as a few named concepts with weights.
 
 Every function takes either a :class:`~netreveal.store.db.Store` (it opens and commits its own
 session) or an open ``Session`` (the caller commits), plus the study and the annotator as a model
@@ -16,20 +16,36 @@ object or an id. Bad input raises :class:`ConceptError` (a :class:`NetrevealErro
 ``status`` is the HTTP code the web app answers with.
 """
 
+
 from __future__ import annotations
 
 import unicodedata
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from netreveal.errors import NetrevealError
+from netreveal.store.concept_views import (
+    NAME_MAX,
+    NAME_PUNCTUATION,
+    PER_PAGE_DEFAULT,
+    PER_PAGE_MAX,
+    SELECTION_MAX,
+    ConceptConflict,
+    ConceptError,
+    ConceptEventView,
+    ConceptNotFound,
+    ConceptView,
+    GalleryPage,
+    ItemView,
+    _concept_view,
+    _id,
+    _session,
+    gallery,
+    gallery_filters,
+)
 from netreveal.store.db import Store
 from netreveal.store.models import (
     Account,
@@ -38,161 +54,8 @@ from netreveal.store.models import (
     ConceptMember,
     Item,
     Study,
-    StudyImage,
     utcnow,
 )
-
-NAME_MAX = 80
-NAME_PUNCTUATION = " -'_"
-PER_PAGE_DEFAULT = 48
-PER_PAGE_MAX = 200
-SELECTION_MAX = 5000  # maps touched by one operation
-
-
-class ConceptError(NetrevealError):
-    """A request the studio cannot carry out (bad name, bad selection); HTTP 400."""
-
-    status = 400
-
-
-class ConceptNotFound(ConceptError):
-    """A concept or map that does not exist for this annotator and study; HTTP 404."""
-
-    status = 404
-
-
-class ConceptConflict(ConceptError):
-    """A request that clashes with existing concepts (a taken name, a map in another concept); HTTP 409."""
-
-    status = 409
-
-
-@dataclass
-class ItemView:
-    """One significant map as the studio shows it: the item, its image and (per annotator) its concept."""
-
-    id: int
-    image_id: int
-    image_key: str
-    image_media_id: int
-    map_media_id: int
-    layer: str
-    depth: int
-    cluster: int
-    weight: float
-    predicted_class: str
-    true_class: str | None
-    probability: float
-    concept_id: int | None = None
-    concept_name: str | None = None
-
-
-@dataclass
-class GalleryPage:
-    """A page of the gallery: ``items`` sorted by weight (highest first), ``total`` over all pages."""
-
-    items: list[ItemView]
-    total: int
-    page: int
-    per_page: int
-    pages: int
-
-
-@dataclass
-class ConceptView:
-    """An annotator's concept with its members (highest weight first)."""
-
-    id: int
-    name: str
-    removed: bool
-    created_at: datetime
-    updated_at: datetime
-    size: int
-    weight: float
-    members: list[ItemView]
-
-
-@dataclass
-class ConceptEventView:
-    """One entry of a concept's history."""
-
-    id: int
-    concept_id: int
-    action: str
-    detail: dict[str, Any]
-    at: datetime
-
-
-@dataclass
-class ConceptShare:
-    """A named concept's part in the predictions of one class (or in one image's explanation).
-
-    ``images``: images of the class with a map in the concept; ``image_fraction``: their share of
-    the class's images; ``items`` / ``weight``: the distinct maps and their summed INV weights
-    (percent); ``mean_weight``: weight per image that has the concept; ``share``: weight over the
-    summed weight of all maps in scope. Concepts of several annotators with the same name (ignoring
-    case) are counted together, each map once.
-    """
-
-    name: str
-    concept_ids: list[int]
-    annotators: list[str]
-    images: int
-    image_fraction: float
-    items: int
-    weight: float
-    mean_weight: float
-    share: float
-    examples: list[ItemView] = field(default_factory=list)
-
-
-@dataclass
-class ClassSummary:
-    """The concepts behind one predicted class, most frequent first."""
-
-    class_name: str
-    images: int
-    items: int
-    named_items: int
-    total_weight: float
-    concepts: list[ConceptShare]
-
-
-@dataclass
-class ImageExplanation:
-    """One classification as a few named concepts with weights, and the weight left unnamed."""
-
-    image_id: int
-    image_key: str
-    image_media_id: int
-    predicted_class: str
-    true_class: str | None
-    probability: float
-    total_weight: float
-    unnamed_weight: float
-    unnamed_share: float
-    concepts: list[ConceptShare]
-
-
-# ---------------------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def _session(db: Store | Session) -> Iterator[Session]:
-    if isinstance(db, Store):
-        with db.session() as session:
-            yield session
-    else:
-        yield db
-
-
-def _id(value: Any, what: str) -> int:
-    if value is None:
-        raise ConceptError(f"no {what} given")
-    raw = getattr(value, "id", value)
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise ConceptError(f"{what} id must be an integer, got {raw!r}")
-    return raw
 
 
 def clean_name(name: Any) -> str:
@@ -335,110 +198,6 @@ def _take(session: Session, target: Concept, ids: list[int], owners: dict[int, i
     session.flush()
     return moves
 
-
-def _item_views(session: Session, where: Any) -> list[ItemView]:
-    query = (select(Item, StudyImage).join(StudyImage, Item.image_id == StudyImage.id).where(where)
-             .order_by(Item.weight.desc(), Item.id))
-    return [_view_item(item, image) for item, image in session.execute(query)]
-
-
-def _view_item(
-    item: Item, image: StudyImage, concept_id: int | None = None, concept_name: str | None = None
-) -> ItemView:
-    return ItemView(
-        id=item.id, image_id=image.id, image_key=image.key, image_media_id=image.media_id,
-        map_media_id=item.map_media_id, layer=item.layer, depth=item.depth, cluster=item.cluster,
-        weight=float(item.weight), predicted_class=image.predicted_class, true_class=image.true_class,
-        probability=float(image.probability), concept_id=concept_id, concept_name=concept_name,
-    )
-
-
-def _concept_view(session: Session, concept: Concept) -> ConceptView:
-    session.flush()
-    members = _item_views(
-        session,
-        Item.id.in_(select(ConceptMember.item_id).where(ConceptMember.concept_id == concept.id)),
-    )
-    for member in members:
-        member.concept_id, member.concept_name = concept.id, concept.name
-    return ConceptView(
-        id=concept.id, name=concept.name, removed=bool(concept.removed), created_at=concept.created_at,
-        updated_at=concept.updated_at, size=len(members), weight=sum(m.weight for m in members), members=members,
-    )
-
-
-# ------------------------------------------------------------------------------------ the gallery
-
-
-def gallery(
-    db: Store | Session,
-    study: Study | int,
-    annotator: Account | int,
-    *,
-    layer: str | None = None,
-    predicted_class: str | None = None,
-    image: int | None = None,
-    unassigned_only: bool = False,
-    min_weight: float = 0.0,
-    page: int = 1,
-    per_page: int = PER_PAGE_DEFAULT,
-) -> GalleryPage:
-    """The study's significant maps across its images, highest weight first, one page at a time.
-
-    Filters: ``layer`` (name), ``predicted_class``, ``image`` (image id), ``unassigned_only`` (maps
-    not yet in one of this annotator's concepts) and ``min_weight`` (percent). Each map carries the
-    annotator's concept for it, if any. ``page`` counts from 1; ``per_page`` is 1..200.
-    """
-    sid, aid = _id(study, "study"), _id(annotator, "annotator")
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ConceptError(f"page must be a positive integer, got {page!r}")
-    if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= PER_PAGE_MAX:
-        raise ConceptError(f"per_page must be between 1 and {PER_PAGE_MAX}, got {per_page!r}")
-    with _session(db) as session:
-        member = aliased(ConceptMember)
-        conditions = [Item.study_id == sid]
-        if layer:
-            conditions.append(Item.layer == layer)
-        if predicted_class:
-            conditions.append(StudyImage.predicted_class == predicted_class)
-        if image is not None:
-            conditions.append(Item.image_id == _id(image, "image"))
-        if min_weight:
-            conditions.append(Item.weight >= float(min_weight))
-        if unassigned_only:
-            conditions.append(member.item_id.is_(None))
-        base = (
-            select(Item, StudyImage, Concept.id, Concept.name)
-            .join(StudyImage, Item.image_id == StudyImage.id)
-            .outerjoin(member, (member.item_id == Item.id) & (member.annotator_id == aid))
-            .outerjoin(Concept, Concept.id == member.concept_id)
-            .where(*conditions)
-        )
-        total = session.scalar(select(func.count()).select_from(base.with_only_columns(Item.id).subquery()))
-        rows = session.execute(base.order_by(Item.weight.desc(), Item.id).offset((page - 1) * per_page).limit(per_page))
-        items = [_view_item(item, img, cid, cname) for item, img, cid, cname in rows]
-    return GalleryPage(items=items, total=int(total or 0), page=page, per_page=per_page,
-                       pages=max(1, -(-int(total or 0) // per_page)))
-
-
-def gallery_filters(db: Store | Session, study: Study | int) -> dict[str, list[dict[str, Any]]]:
-    """The values the gallery can be filtered by, with map counts: ``layers`` (shallow to deep) and ``classes``."""
-    sid = _id(study, "study")
-    with _session(db) as session:
-        layers = session.execute(
-            select(Item.layer, Item.depth, func.count()).where(Item.study_id == sid)
-            .group_by(Item.layer, Item.depth).order_by(Item.depth, Item.layer)
-        ).all()
-        classes = session.execute(
-            select(StudyImage.predicted_class, func.count(Item.id))
-            .join(Item, Item.image_id == StudyImage.id)
-            .where(StudyImage.study_id == sid)
-            .group_by(StudyImage.predicted_class).order_by(StudyImage.predicted_class)
-        ).all()
-    return {
-        "layers": [{"name": name, "depth": depth, "items": count} for name, depth, count in layers],
-        "classes": [{"name": name, "items": count} for name, count in classes],
-    }
 
 
 # ----------------------------------------------------------------------------------- the concepts
@@ -682,139 +441,29 @@ def remove_concept(db: Store | Session, study: Study | int, annotator: Account |
         return _concept_view(session, concept)
 
 
-# ------------------------------------------------------------------------------ summaries
-
-
-def _named_members(session: Session, study_id: int, annotator_id: int | None) -> list[tuple[int, int, str, str]]:
-    """(item id, concept id, concept name, annotator name) for the live concepts in scope."""
-    query = (
-        select(ConceptMember.item_id, Concept.id, Concept.name, Account.username)
-        .join(Concept, Concept.id == ConceptMember.concept_id)
-        .join(Account, Account.id == Concept.annotator_id)
-        .where(Concept.study_id == study_id, Concept.removed.is_(False))
-    )
-    if annotator_id is not None:
-        query = query.where(Concept.annotator_id == annotator_id)
-    return [tuple(row) for row in session.execute(query)]
-
-
-class _Groups:
-    """Concepts grouped by case-folded name: their ids, annotators, spellings and member maps."""
-
-    def __init__(self, rows: list[tuple[int, int, str, str]]):
-        self.items: dict[str, set[int]] = defaultdict(set)
-        self.concepts: dict[str, set[int]] = defaultdict(set)
-        self.annotators: dict[str, set[str]] = defaultdict(set)
-        spellings: dict[str, Counter] = defaultdict(Counter)
-        seen: set[int] = set()
-        for item, cid, name, username in rows:
-            key = name.casefold()
-            self.items[key].add(item)
-            self.concepts[key].add(cid)
-            self.annotators[key].add(username)
-            if cid not in seen:
-                seen.add(cid)
-                spellings[key][name] += 1
-        self.names = {key: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for key, c in spellings.items()}
-        self.named: set[int] = set().union(*self.items.values()) if self.items else set()
-
-
-def _share(groups: _Groups, key: str, items: list[ItemView], n_images: int, total_weight: float,
-           examples: int) -> ConceptShare:
-    weight = sum(v.weight for v in items)
-    images = len({v.image_id for v in items})
-    best: dict[int, ItemView] = {}
-    for view in sorted(items, key=lambda v: (-v.weight, v.id)):
-        best.setdefault(view.image_id, view)
-    return ConceptShare(
-        name=groups.names[key], concept_ids=sorted(groups.concepts[key]), annotators=sorted(groups.annotators[key]),
-        images=images, image_fraction=images / n_images if n_images else 0.0, items=len(items), weight=weight,
-        mean_weight=weight / images if images else 0.0, share=weight / total_weight if total_weight else 0.0,
-        examples=list(best.values())[:examples],
-    )
-
-
-def class_summary(
-    db: Store | Session,
-    study: Study | int,
-    annotator: Account | int | None = None,
-    *,
-    examples: int = 4,
-) -> list[ClassSummary]:
-    """Per predicted class, the named concepts behind its predictions (across annotators, or for one).
-
-    For each class (in the study's class order, classes without images left out): its images and
-    maps, how many maps have a concept, and per concept the number of the class's images with a map
-    in it, the summed weight of those maps, and up to ``examples`` example maps (the strongest map
-    of each of the strongest images). Concepts are sorted by images, then weight.
-    """
-    sid = _id(study, "study")
-    aid = None if annotator is None else _id(annotator, "annotator")
-    with _session(db) as session:
-        study_row = session.get(Study, sid)
-        if study_row is None:
-            raise ConceptNotFound(f"study {sid} not found")
-        order = {name: i for i, name in enumerate(study_row.classes or [])}
-        views = _item_views(session, Item.study_id == sid)
-        image_classes = dict(session.execute(
-            select(StudyImage.id, StudyImage.predicted_class).where(StudyImage.study_id == sid)
-        ).all())
-        groups = _Groups(_named_members(session, sid, aid))
-    by_class: dict[str, list[ItemView]] = defaultdict(list)
-    for view in views:
-        by_class[view.predicted_class].append(view)
-    images_per_class = Counter(image_classes.values())
-    summaries = []
-    for class_name in sorted(images_per_class, key=lambda c: (order.get(c, len(order)), c)):
-        items = by_class.get(class_name, [])
-        total = sum(v.weight for v in items)
-        n_images = images_per_class[class_name]
-        shares = []
-        for key, members in groups.items.items():
-            chosen = [v for v in items if v.id in members]
-            if chosen:
-                shares.append(_share(groups, key, chosen, n_images, total, examples))
-        shares.sort(key=lambda s: (-s.images, -s.weight, s.name.casefold()))
-        summaries.append(ClassSummary(
-            class_name=class_name, images=n_images, items=len(items),
-            named_items=sum(1 for v in items if v.id in groups.named), total_weight=total, concepts=shares,
-        ))
-    return summaries
-
-
-def explain_image(
-    db: Store | Session,
-    study: Study | int,
-    image: int,
-    annotator: Account | int | None = None,
-    *,
-    top: int = 5,
-) -> ImageExplanation:
-    """One image's classification as its ``top`` named concepts (by summed map weight) and the unnamed rest.
-
-    Each concept's ``weight`` is the summed INV weight (percent, over all layers) of the image's
-    maps in it, ``share`` that weight over all the image's maps; ``examples`` are those maps.
-    """
-    sid, iid = _id(study, "study"), _id(image, "image")
-    aid = None if annotator is None else _id(annotator, "annotator")
-    with _session(db) as session:
-        row = session.get(StudyImage, iid)
-        if row is None or row.study_id != sid:
-            raise ConceptNotFound(f"image {iid} not found in this study")
-        views = _item_views(session, Item.image_id == iid)
-        groups = _Groups(_named_members(session, sid, aid))
-        total = sum(v.weight for v in views)
-        shares = []
-        for key, members in groups.items.items():
-            chosen = [v for v in views if v.id in members]
-            if chosen:
-                share = _share(groups, key, chosen, 1, total, examples=0)
-                share.examples = chosen
-                shares.append(share)
-        shares.sort(key=lambda s: (-s.weight, s.name.casefold()))
-        unnamed = sum(v.weight for v in views if v.id not in groups.named)
-        return ImageExplanation(
-            image_id=row.id, image_key=row.key, image_media_id=row.media_id, predicted_class=row.predicted_class,
-            true_class=row.true_class, probability=float(row.probability), total_weight=total,
-            unnamed_weight=unnamed, unnamed_share=unnamed / total if total else 0.0, concepts=shares[:max(0, top)],
-        )
+__all__ = [
+    "NAME_MAX",
+    "PER_PAGE_DEFAULT",
+    "PER_PAGE_MAX",
+    "SELECTION_MAX",
+    "ConceptConflict",
+    "ConceptError",
+    "ConceptEventView",
+    "ConceptNotFound",
+    "ConceptView",
+    "GalleryPage",
+    "ItemView",
+    "add_items",
+    "clean_name",
+    "concept_history",
+    "create_concept",
+    "gallery",
+    "gallery_filters",
+    "get_concept",
+    "list_concepts",
+    "merge_concepts",
+    "remove_concept",
+    "remove_items",
+    "rename_concept",
+    "split_concept",
+]

@@ -164,10 +164,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _item_query(study: Study):
-    return select(Item).where(Item.study_id == study.id)
-
-
 def get_game(session: Session, study: Study, player: Account, game_id: Any) -> Game:
     """The player's round ``game_id`` in ``study``; GameError (404) for any other id."""
     if not isinstance(game_id, int) or isinstance(game_id, bool):
@@ -232,14 +228,6 @@ def start_round(session: Session, study: Study, player: Account) -> Game:
         except IntegrityError:
             session.rollback()
     raise GameError("could not start a round, try again", status=409)
-
-
-def frame_of(session: Session, game: Game, step: int | None = None) -> RevealFrame:
-    """The reveal frame of the round's item at ``step`` (default: the round's current step)."""
-    frame = session.get(RevealFrame, (game.item_id, step or game.step))
-    if frame is None:
-        raise GameError("this picture has no reveal frame at that step", status=404)
-    return frame
 
 
 def reveal_more(session: Session, game: Game, from_step: int | None = None) -> Game:

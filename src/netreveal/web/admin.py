@@ -85,9 +85,10 @@ def progress(session: Session, current: Study) -> dict[str, Any]:
 def export_zip(store: Store, name: str, kind: str = "reveal") -> bytes:
     """The study as a zip of CSV tables and study.json (``netreveal study export`` without the pictures)."""
     if kind == "evaluation":  # questions, participants and responses
-        from netreveal.store.evaluation import export_evaluation as export_study
+        from netreveal.studies.evaluation import export_evaluation as export_study
     else:
-        from netreveal.store.studies import export_study  # imports torch: only when someone exports
+        # imports torch: only when someone exports
+        from netreveal.studies.export import export_study
 
     with tempfile.TemporaryDirectory(prefix="netreveal-export-") as tmp:
         out = Path(tmp) / "export"

@@ -52,7 +52,7 @@ def _cache(request: Request) -> _Cache:
 
 def _embedder(request: Request, cache: _Cache):
     from netreveal.labels.embed import Embedder
-    from netreveal.store.studies import StoreEmbeddingCache
+    from netreveal.studies.embedding_cache import StoreEmbeddingCache
 
     if cache.embedder is None:
         chosen = getattr(request.app.state, "label_embedding_model", None)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from netreveal.store import concepts
 from netreveal.store.models import Account, Study
+from netreveal.studies import concept_summary
 from netreveal.web.deps import check_csrf, db, render, require_role, study
 from netreveal.web.params import DB_ID_MAX, DbId
 
@@ -85,7 +86,7 @@ def studio_page(request: Request, who: Account = Depends(annotator), current: St
 def summary_page(request: Request, scope: Scope = "mine", session: Session = Depends(db),
                  who: Account = Depends(annotator), current: Study = Depends(study)):
     """Per predicted class, the named concepts behind the predictions."""
-    summaries = _run(session, concepts.class_summary, current, _scope_annotator(who, scope))
+    summaries = _run(session, concept_summary.class_summary, current, _scope_annotator(who, scope))
     return render(request, "studio_summary.html",
                   {"summaries": summaries, "scope": scope, "is_admin": who.role == "admin"})
 
@@ -122,14 +123,14 @@ def api_explanation(image_id: DbId, scope: Scope = "mine", top: int = Query(5, g
                     session: Session = Depends(db), who: Account = Depends(annotator),
                     current: Study = Depends(study)):
     """An image's classification as a few named concepts with weights."""
-    return _run(session, concepts.explain_image, current, image_id, _scope_annotator(who, scope), top=top)
+    return _run(session, concept_summary.explain_image, current, image_id, _scope_annotator(who, scope), top=top)
 
 
 @router.get("/api/summary")
 def api_summary(scope: Scope = "mine", examples: int = Query(4, ge=0, le=20), session: Session = Depends(db),
                 who: Account = Depends(annotator), current: Study = Depends(study)):
     """Per predicted class, the named concepts behind the predictions (mine, or all annotators' for admins)."""
-    return _run(session, concepts.class_summary, current, _scope_annotator(who, scope), examples=examples)
+    return _run(session, concept_summary.class_summary, current, _scope_annotator(who, scope), examples=examples)
 
 
 # ------------------------------------------------------------------------------------ concepts API

@@ -5,10 +5,10 @@ Handlers import their work lazily so ``netreveal --help`` stays fast.
 
 from __future__ import annotations
 
-from netreveal.store.cli import add_database_arg
+from netreveal.cli.args import add_database_arg
 
 
-def add_web_parsers(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     """Add ``serve`` and ``account`` to an ``argparse`` sub-parser collection."""
     serve = subparsers.add_parser("serve", help="serve the reveal game, the naming studio and the admin pages")
     add_database_arg(serve)
@@ -49,12 +49,12 @@ def add_web_parsers(subparsers) -> None:
 
 
 def run_serve(args) -> int:
-    from netreveal.web import server
+    from netreveal.cli import serve
 
-    return server.run(args)
+    return serve.run(args)
 
 
 def run_account(args) -> int:
-    from netreveal.web import account_commands
+    from netreveal.cli import account
 
-    return account_commands.run(args)
+    return account.run(args)

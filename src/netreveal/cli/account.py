@@ -1,4 +1,4 @@
-"""The work behind ``netreveal account add|role|invite|reset-password`` (arguments: ``web/cli.py``).
+"""The work behind ``netreveal account add|role|invite|reset-password`` (arguments: :mod:`netreveal.cli.web`).
 
 Passwords are read from stdin when it is piped (the first line), else prompted twice; they follow
 the rules of :mod:`netreveal.store.passwords`. ``invite`` prints a one-time link that creates an
@@ -27,8 +27,8 @@ def read_password(username: str) -> str:
 
 def run(args) -> int:
     """Run the ``account`` sub-command named by ``args.account_command``."""
+    from netreveal.cli.args import open_from_args
     from netreveal.store import accounts, invitations
-    from netreveal.store.commands import open_from_args
 
     password = None
     if args.account_command in ("add", "reset-password"):

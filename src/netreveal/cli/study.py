@@ -1,4 +1,8 @@
-"""The work behind ``netreveal study create|export|import-labels|list|analyse`` (arguments: ``store/cli.py``).
+"""``netreveal study create|export|import-labels|list|analyse``: studies in a database.
+
+``study create`` makes a reveal study (INV items and reveal frames, the default) or, with
+``--kind evaluation --methods ...``, an evaluation study of explanation methods (ratings and
+forward simulation, :mod:`netreveal.studies.evaluation`); ``study analyse`` analyses the latter.
 
 Bad input — a missing or empty image folder, a bad database URL, an unknown study, a bad CSV —
 is a :class:`NetrevealError` (the CLI prints one line and exits with 2), raised before anything
@@ -7,7 +11,66 @@ is written.
 
 from __future__ import annotations
 
+import argparse
+
+from netreveal.cli.args import (
+    add_database_arg,
+    add_model_args,
+    add_out_args,
+    load_adapter,
+    open_from_args,
+)
 from netreveal.errors import NetrevealError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``study`` and its sub-commands to an ``argparse`` sub-parser collection."""
+    study = subparsers.add_parser("study", help="create, export and import studies (a database of explanation items)")
+    sub = study.add_subparsers(dest="study_command", required=True)
+
+    create = sub.add_parser("create", help="run INV on an image folder and store the study's items and reveal frames "
+                                           "(or, with --kind evaluation, an evaluation study of explanation methods)")
+    create.add_argument("--name", required=True, help="study name (letters, digits, - and _)")
+    create.add_argument("--kind", choices=("reveal", "evaluation"), default="reveal",
+                        help="reveal: the reveal game and naming studio (default); evaluation: people rate the "
+                             "explanations of --methods and predict the model with and without them")
+    create.add_argument("--methods", help="evaluation: comma-separated heatmap methods, e.g. gradcam,inv,lime,rise")
+    create.add_argument("--forward", type=int, help="evaluation: images used for forward simulation (default: half)")
+    create.add_argument("--attention-every", type=int, default=8,
+                        help="evaluation: one attention check per this many questions (0: none; default 8)")
+    create.add_argument("--options", type=int, default=4, help="evaluation: choices per forward question (default 4)")
+    create.add_argument("--images", required=True, help="image folder (flat or class sub-folders)")
+    add_model_args(create)
+    create.add_argument("--layers", default="last:9", help="layers INV explains (default: last:9)")
+    create.add_argument("--limit", type=int, help="use at most this many images")
+    create.add_argument("--batch-size", type=int, default=8)
+    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_database_arg(create)
+
+    export = sub.add_parser("export", help="write every record of a study as CSV and JSON")
+    export.add_argument("--name", required=True)
+    add_out_args(export, required=True, help="output folder", replaces="an earlier export")
+    add_database_arg(export)
+
+    imp = sub.add_parser("import-labels", help="load labels (guesses with free text) from a CSV file")
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--csv", required=True, help="CSV with columns item_id, text, step, guessed_class[, player, language]")
+    add_database_arg(imp)
+
+    listing = sub.add_parser("list", help="list the studies in a database")
+    add_database_arg(listing)
+
+    analyse = sub.add_parser("analyse", help="analyse an evaluation study: HTML report, analysis JSON, raw CSV")
+    analyse.add_argument("--name", required=True)
+    add_out_args(analyse, required=True, help="output folder")
+    analyse.add_argument("--finished-only", action="store_true", help="only participants who answered every question")
+    analyse.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals (default 0.95)")
+    analyse.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
+    analyse.add_argument("--title", help="report title (default: Evaluation study NAME)")
+    add_database_arg(analyse)
+    study.set_defaults(handler=run)
+    return study
 
 
 def run(args) -> int:
@@ -20,23 +83,14 @@ def run(args) -> int:
     return handler(args)
 
 
-def open_from_args(args):
-    """The store named by ``--database-url`` (or the default one)."""
-    from netreveal.store.db import open_store
-
-    return open_store(getattr(args, "database_url", None))
-
-
 def _model_and_images(store, args):
     """The model and the images of the new study ``args.name`` (an error if the name is taken)."""
-    from netreveal.model.adapter import load_model
     from netreveal.pipeline import read_folder
     from netreveal.store import studies
 
     if studies.study_exists(store, args.name):
         raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
-    adapter = load_model(args.model, args.weights, class_names=args.class_names, input_size=args.input_size,
-                         device=args.device)
+    adapter = load_adapter(args)
     return adapter, read_folder(adapter, args.images, args.limit)
 
 
@@ -58,7 +112,9 @@ def create(args) -> int:
     store = open_from_args(args)
     try:
         adapter, inputs = _model_and_images(store, args)
-        study_id = studies.create_study(store, args.name, adapter, inputs, layers=args.layers, seed=args.seed,
+        from netreveal.studies.inv_study import create_study
+
+        study_id = create_study(store, args.name, adapter, inputs, layers=args.layers, seed=args.seed,
                                         batch_size=args.batch_size, progress=not args.quiet)
         summary = next(s for s in studies.list_studies(store) if s["id"] == study_id)
         print(f"created study {args.name!r} (id {study_id}) in {store.url}: "
@@ -73,7 +129,7 @@ def create_evaluation(args) -> int:
     from netreveal.data.images import list_images
     from netreveal.methods import get_methods
     from netreveal.store import studies
-    from netreveal.store.evaluation import create_evaluation_study
+    from netreveal.studies.evaluation import create_evaluation_study
 
     studies.validate_study_name(args.name)
     if not args.methods:
@@ -112,29 +168,21 @@ def create_evaluation(args) -> int:
 
 
 def _question_kinds(store, study_id: int) -> dict[str, int]:
-    from sqlalchemy import func, select
+    from netreveal.store.evaluation import question_counts
 
-    from netreveal.store.models import EvalQuestion
-
-    with store.session() as session:
-        rows = dict(session.execute(select(EvalQuestion.kind, func.count()).where(EvalQuestion.study_id == study_id)
-                                    .group_by(EvalQuestion.kind)).all())
+    rows = question_counts(store, study_id)
     return {k: rows[k] for k in ("rating", "forward", "attention", "comment") if k in rows}
 
 
 def _study_kind(store, name: str) -> str:
-    from sqlalchemy import select
+    from netreveal.store.studies import study_kind
 
-    from netreveal.store.models import Study
-
-    with store.session() as session:
-        kind = session.scalars(select(Study.kind).where(Study.name == name)).first()
-    return kind or "reveal"  # an unknown name: the reveal exporter names the known studies
+    return study_kind(store, name) or "reveal"  # an unknown name: the reveal exporter names the known studies
 
 
 def analyse(args) -> int:
     """``study analyse``: the analysis of an evaluation study as an HTML report with its data."""
-    from netreveal.store.evaluation import analyse_study
+    from netreveal.studies.evaluation import analyse_study
 
     if not 0 < args.confidence < 1 or not 0 < args.alpha < 1:
         raise NetrevealError("--confidence and --alpha must lie strictly between 0 and 1")
@@ -156,16 +204,17 @@ def analyse(args) -> int:
 
 def export(args) -> int:
     """``study export``: every record of a study as CSV and JSON (with its pictures)."""
-    from netreveal.store import studies
 
     store = open_from_args(args)
     try:
         if _study_kind(store, args.name) == "evaluation":
-            from netreveal.store.evaluation import export_evaluation
+            from netreveal.studies.evaluation import export_evaluation
 
             out = export_evaluation(store, args.name, args.out, force=args.force)
         else:
-            out = studies.export_study(store, args.name, args.out, force=args.force)
+            from netreveal.studies.export import export_study
+
+            out = export_study(store, args.name, args.out, force=args.force)
     finally:
         store.close()
     print(out.resolve())
@@ -174,11 +223,11 @@ def export(args) -> int:
 
 def import_labels(args) -> int:
     """``study import-labels``: guesses with free text from a CSV file."""
-    from netreveal.store import studies
+    from netreveal.studies.label_import import import_labels as import_label_file
 
     store = open_from_args(args)
     try:
-        count = studies.import_labels(store, args.name, args.csv)
+        count = import_label_file(store, args.name, args.csv)
     finally:
         store.close()
     print(f"imported {count} label{'s' if count != 1 else ''} into study {args.name!r}")

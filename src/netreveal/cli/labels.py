@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from netreveal.cli.args import add_database_arg, add_out_args, open_from_args
 from netreveal.errors import NetrevealError
-from netreveal.store.cli import add_database_arg
 
 
-def add_labels_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``labels`` and its sub-commands to an ``argparse`` sub-parser collection."""
     labels = subparsers.add_parser("labels", help="analyse a study's labels (HTML report) or label it with a simulated crowd")
     sub = labels.add_subparsers(dest="labels_command", required=True)
@@ -25,8 +25,7 @@ def add_labels_parser(subparsers) -> argparse.ArgumentParser:
     analyse = sub.add_parser("analyse", aliases=["analyze"],
                              help="local and global explanations from a study's labels, agreement, TCAV; HTML report")
     analyse.add_argument("--study", required=True, help="study name")
-    analyse.add_argument("--out", help="report folder (default: ./labels-<study>)")
-    analyse.add_argument("--force", action="store_true", help="replace an earlier label report in --out (never anything else)")
+    add_out_args(analyse, help="report folder (default: ./labels-<study>)", replaces="an earlier label report")
     analyse.add_argument("--embedding-model", help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2)")
     analyse.add_argument("--tcav", action="store_true", help="validate each class's top labels with TCAV on the study's model")
     analyse.add_argument("--tcav-concepts", type=int, default=2, help="labels per class tested with TCAV (default: 2)")
@@ -46,11 +45,11 @@ def add_labels_parser(subparsers) -> argparse.ArgumentParser:
     crowd.add_argument("--seed", type=int, default=0)
     crowd.add_argument("--replace", action="store_true", help="replace the study's earlier crowd labels")
     add_database_arg(crowd)
-    labels.set_defaults(handler=run_labels_command)
+    labels.set_defaults(handler=run)
     return labels
 
 
-def run_labels_command(args) -> int:
+def run(args) -> int:
     """Run the ``labels`` sub-command named by ``args.labels_command``."""
     handlers = {"analyse": analyse, "analyze": analyse, "crowd": crowd}
     handler = handlers.get(args.labels_command)
@@ -63,7 +62,6 @@ def crowd(args) -> int:
     """``labels crowd``: simulated labels for every item of a parts-world study."""
     from netreveal.data.crowd import CrowdConfig
     from netreveal.labels.crowd_study import label_study_with_crowd
-    from netreveal.store.commands import open_from_args
 
     if not 0.0 <= args.noise <= 1.0:
         raise NetrevealError(f"--noise must be in [0, 1], got {args.noise}")
@@ -113,7 +111,6 @@ def analyse(args) -> int:
     """``labels analyse``: the analysis of a study's labels as an HTML report."""
     from netreveal.labels.analysis import analyse_study
     from netreveal.labels.report import check_out_dir, write_label_report
-    from netreveal.store.commands import open_from_args
 
     for flag, value in (("--tcav-concepts", args.tcav_concepts), ("--top", args.top)):
         if value < 1:

@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from netreveal.cli.args import add_model_args, load_adapter
 from netreveal.errors import NetrevealError
 
 KINDS = ("infodisent", "xnn")
@@ -22,7 +23,7 @@ DEFAULT_EPOCHS = {"infodisent": 10, "xnn": 20}
 DEFAULT_LR = {"infodisent": 5e-3, "xnn": 3e-3}
 
 
-def add_train_head_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``train-head`` command to an ``argparse`` sub-parser collection."""
     p = subparsers.add_parser(
         "train-head",
@@ -31,21 +32,7 @@ def add_train_head_parser(subparsers) -> argparse.ArgumentParser:
         "with one sub-folder of images per class; save it for explain --head / --xnn.",
     )
     p.add_argument("kind", metavar="{infodisent,xnn}", help="which concept model to train")
-    p.add_argument(
-        "--model",
-        default="demo",
-        help="demo, a torchvision name, timm:NAME or module:factory (default: demo)",
-    )
-    p.add_argument(
-        "--weights",
-        help="local .safetensors/.pt state dict, or a torchvision weight name (needs internet)",
-    )
-    p.add_argument(
-        "--class-names",
-        help="text file (one name per line) or JSON list of the model's class names",
-    )
-    p.add_argument("--input-size", type=int, help="input side in pixels (default: the model's)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_model_args(p)
     p.add_argument("--data", required=True, help="image folder with one sub-folder per class")
     p.add_argument(
         "--val-fraction",
@@ -92,6 +79,7 @@ def add_train_head_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--quiet", action="store_true", help="no progress bars (epoch lines are still printed)"
     )
+    p.set_defaults(handler=cmd_train_head)
     return p
 
 
@@ -127,18 +115,11 @@ class _EpochLines(logging.Handler):
 def cmd_train_head(args) -> int:
     """Run ``netreveal train-head``; returns the exit code (0)."""
     from netreveal.concepts.training import ImageFolderData, split_dataset
-    from netreveal.model.adapter import load_model
 
     _check_args(args)
     kind = args.kind
     out = Path(args.out or ("infodisent-head.pt" if kind == "infodisent" else "xnn.pt"))
-    adapter = load_model(
-        args.model,
-        args.weights,
-        class_names=args.class_names,
-        input_size=args.input_size,
-        device=args.device,
-    )
+    adapter = load_adapter(args)
     root = Path(args.data)
     folders = sorted(p.name for p in root.iterdir() if p.is_dir())
     aligned = bool(folders) and set(folders) <= set(adapter.class_names)
