@@ -56,7 +56,8 @@ def test_gradcam_plus_plus_is_the_papers_formula_for_an_exponential_score():
         (dy,) = torch.autograd.grad(y, a, create_graph=True)
         d2 = torch.zeros_like(a)
         d3 = torch.zeros_like(a)
-        for idx in itertools.product(*map(range, a.shape)):  # diagonal second and third derivatives, one element at a time
+        # diagonal second and third derivatives, one element at a time
+        for idx in itertools.product(*map(range, a.shape)):
             (h,) = torch.autograd.grad(dy[idx], a, create_graph=True)
             (t,) = torch.autograd.grad(h[idx], a, retain_graph=True)
             d2[idx], d3[idx] = h[idx].detach(), t[idx]

@@ -83,7 +83,8 @@ def _commands(parts_folder: Path, one_image: Path, databases: dict) -> dict[str,
         "demo": (["demo", "--images", "1", "--no-study", *QUICK], EXPLANATION_REPORT),
         "study analyse": (["study", "analyse", "--name", "ev", "--database-url", databases["ev"]], USER_STUDY_REPORT),
         "study export": (["study", "export", "--name", "tiny", "--database-url", databases["tiny"]], STUDY_EXPORT),
-        "labels analyse": (["labels", "analyse", "--study", "nope", "--database-url", databases["empty"]], LABEL_REPORT),
+        "labels analyse": (["labels", "analyse", "--study", "nope", "--database-url", databases["empty"]],
+                           LABEL_REPORT),
     }
 
 

@@ -105,7 +105,10 @@ def test_rates_are_honoured():
 def test_steps_follow_visibility_and_everything_is_seeded():
     sharp = [make_item(k, 0) for k in range(100)]
     off = [make_item(k, 0, offset=3.5) for k in range(100)]  # the map's top misses half the part
-    mean = lambda rs: sum(r.step for r in rs) / len(rs)
+
+    def mean(rs):
+        return sum(r.step for r in rs) / len(rs)
+
     cfg = CrowdConfig(seed=4)
     assert all(seen_part(i) == 0 for i in off)
     assert mean(simulate_crowd(off, cfg)) > mean(simulate_crowd(sharp, cfg)) + 0.5

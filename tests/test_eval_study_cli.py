@@ -37,7 +37,8 @@ def test_create_answer_analyse_export(store_url, image_folder, tmp_path, capsys)
     assert "9 questions (4 rating, 2 forward, 2 attention, 1 comment); methods gradcam, inv" in out
     assert main(["study", "list", *db]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1:4] == ["ev", "evaluation", "6"]
-    fails_with_one_line(capsys, ["study", "analyse", "--name", "ev", "--out", str(tmp_path / "none"), *db], "no responses")
+    fails_with_one_line(capsys, ["study", "analyse", "--name", "ev", "--out", str(tmp_path / "none"), *db],
+                        "no responses")
     assert not (tmp_path / "none").exists()
 
     opened = open_store(store_url)
@@ -93,13 +94,14 @@ def test_bad_input_is_one_line_and_stores_nothing(store_url, image_folder, tmp_p
     fails_with_one_line(capsys, create("--methods", "gradcam", images=tmp_path / "missing"), "missing")
     fails_with_one_line(capsys, create("--methods", "gradcam", name="bad name!"), "bad study name")
     fails_with_one_line(capsys, create("--methods", "gradcam", name="reveal"), "already exists")
-    fails_with_one_line(capsys, ["study", "create", "--name", "r2", "--images", str(image_folder), "--methods", "gradcam", *db],
-           "--kind evaluation")
-    fails_with_one_line(capsys, ["study", "analyse", "--name", "nope", "--out", str(tmp_path / "a"), *db], "unknown study 'nope'")
+    fails_with_one_line(capsys, ["study", "create", "--name", "r2", "--images", str(image_folder),
+                                 "--methods", "gradcam", *db], "--kind evaluation")
+    fails_with_one_line(capsys, ["study", "analyse", "--name", "nope", "--out", str(tmp_path / "a"), *db],
+                        "unknown study 'nope'")
     fails_with_one_line(capsys, ["study", "analyse", "--name", "reveal", "--out", str(tmp_path / "a"), *db],
-           "not an evaluation study")
-    fails_with_one_line(capsys, ["study", "analyse", "--name", "reveal", "--out", str(tmp_path / "a"), "--alpha", "2", *db],
-           "--alpha")
+                        "not an evaluation study")
+    fails_with_one_line(capsys, ["study", "analyse", "--name", "reveal", "--out", str(tmp_path / "a"),
+                                 "--alpha", "2", *db], "--alpha")
     assert row_counts(store_url) == before
     assert not (tmp_path / "a").exists()
     opened = open_store(store_url)

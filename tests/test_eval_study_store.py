@@ -328,8 +328,8 @@ def test_a_participant_who_leaves_resumes_at_the_first_unanswered_question(store
         state = flow.state(s, study, participant)
         assert state["status"] == "question" and state["answered"] == 3
         assert state["question"]["id"] == order[3].id and state["question"]["number"] == 4
-        assert set(state["question"]) == {"id", "kind", "has_image", "prompt", "options", "panels", "number", "total"} | (
-            {"scales", "scale_range"} if order[3].kind == "rating" else set())
+        keys = {"id", "kind", "has_image", "prompt", "options", "panels", "number", "total"}
+        assert set(state["question"]) == keys | ({"scales", "scale_range"} if order[3].kind == "rating" else set())
         first_shown = participant.shown_at
     with store.session() as s:
         assert flow.state(s, s.get(Study, made["id"]), s.get(EvalParticipant, pid))["question"]["id"] == order[3].id

@@ -89,7 +89,8 @@ def test_check_output_folder(tmp_path):
         check_output_folder(tmp_path / "link", KIND, force=True)
     with pytest.raises(NetrevealError, match="cannot write output"):
         check_output_folder(tmp_path / "file" / "out", KIND)
-    with pytest.raises(NetrevealError, match="cannot write output /proc/x/report"), staged_folder("/proc/x/report", KIND):
+    with (pytest.raises(NetrevealError, match="cannot write output /proc/x/report"),
+          staged_folder("/proc/x/report", KIND)):
         pass
 
 

@@ -160,7 +160,8 @@ def test_studio_agreement_from_the_stores_concepts(hand, tmp_path):
         ("<script>alert(1)</script>", 2, 4), ("ann", 2, 4)]
     assert all(p.coverage == pytest.approx(4 / 18) for p in ag.annotators)
     (pair,) = ag.report.pairs
-    a = {"<script>alert(1)</script>": ["round", "round", "round", "spike"], "ann": ["round", "round", "pointy", "pointy"]}
+    a = {"<script>alert(1)</script>": ["round", "round", "round", "spike"],
+         "ann": ["round", "round", "pointy", "pointy"]}
     assert pair.n_common == 4
     assert pair.ari == pytest.approx(adjusted_rand_score(a[pair.a], a[pair.b]))
     assert pair.ami == pytest.approx(adjusted_mutual_info_score(a[pair.a], a[pair.b]))

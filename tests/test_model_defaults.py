@@ -36,7 +36,8 @@ def test_torchvision_preprocessing_is_the_models_own():
     assert (adapter.input_size, adapter.interpolation, adapter.crop_mode) == (300, "bicubic", "center")
     assert adapter.resize_ratio == pytest.approx(300 / 320)
     image = Image.fromarray((torch.rand(240, 400, 3) * 255).byte().numpy())
-    expected = TF.center_crop(TF.resize(image, 320, interpolation=InterpolationMode.BICUBIC, antialias=True), [300, 300])
+    resized = TF.resize(image, 320, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    expected = TF.center_crop(resized, [300, 300])
     assert torch.equal(adapter.preprocess(image), TF.to_tensor(expected))
 
 
@@ -140,7 +141,8 @@ def test_timm_download_failure_is_one_line(monkeypatch):
         raise OSError("could not reach the hub\nsecond line")
 
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(NetrevealError, match=r"^cannot download timm weights of efficientnet_lite0 \(no internet\?\): OSError$"):
+    with pytest.raises(NetrevealError,
+                       match=r"^cannot download timm weights of efficientnet_lite0 \(no internet\?\): OSError$"):
         load_model("timm:efficientnet_lite0", "pretrained")
 
 

@@ -44,7 +44,8 @@ def _activity(session, study_id, alice, bob):
     session.add(concept)
     session.flush()
     session.add(ConceptMember(concept_id=concept.id, item_id=items[1].id, annotator_id=bob.id))
-    session.add(ConceptEvent(concept_id=concept.id, annotator_id=bob.id, action="create", detail={"items": [items[1].id]}))
+    session.add(ConceptEvent(concept_id=concept.id, annotator_id=bob.id, action="create",
+                             detail={"items": [items[1].id]}))
     session.add(WebSession(token_hash="0" * 64, account_id=alice.id, csrf_token="c",
                            expires_at=datetime.now(timezone.utc) + timedelta(hours=1)))
     return items, game, concept
@@ -60,7 +61,8 @@ def test_defaults(store):
         s.add_all([guess, game])
     with store.session() as s:
         guess = s.scalars(select(Guess)).one()
-        assert (guess.source, guess.language, guess.text, guess.player_name, guess.request_id) == ("game", "en", "", "", None)
+        assert (guess.source, guess.language, guess.text, guess.player_name, guess.request_id) == (
+            "game", "en", "", "", None)
         game = s.scalars(select(Game)).one()
         assert (game.step, game.outcome, game.points) == (1, None, 0)
         assert s.scalars(select(Account.role).where(Account.username == "alice")).one() == "player"

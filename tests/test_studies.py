@@ -238,7 +238,8 @@ def _activity(store, study_id):
         concept = Concept(study_id=study_id, annotator_id=people[2].id, name="stripes")
         s.add(concept)
         s.flush()
-        s.add_all([ConceptMember(concept_id=concept.id, item_id=items[k].id, annotator_id=people[2].id) for k in (0, 2)])
+        s.add_all([ConceptMember(concept_id=concept.id, item_id=items[k].id, annotator_id=people[2].id)
+                   for k in (0, 2)])
         s.add(ConceptEvent(concept_id=concept.id, annotator_id=people[2].id, action="create",
                            detail={"items": [items[0].id, items[2].id]}))
         s.add(WebSession(token_hash="a" * 64, account_id=people[0].id, csrf_token="csrf-token-value",
@@ -274,7 +275,8 @@ def test_export_writes_every_record(store, tmp_path):
             json_rows = [doc[table]] if table == "study" else doc[table]
             assert len(rows) == len(json_rows), table
             for row, jrow in zip(rows, json_rows):
-                assert row["id" if "id" in row else next(iter(row))] == str(jrow["id" if "id" in jrow else next(iter(jrow))])
+                key, jkey = ("id" if "id" in row else next(iter(row))), ("id" if "id" in jrow else next(iter(jrow)))
+                assert row[key] == str(jrow[jkey])
         # every picture, byte for byte
         media_ids = {r["media_id"] for r in doc["images"]} | {r["map_media_id"] for r in doc["items"]}
         media_ids |= {r["media_id"] for r in doc["reveal_frames"]}

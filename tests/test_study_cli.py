@@ -56,7 +56,8 @@ def test_create_list_export_import(store_url, image_folder, tmp_path, capsys):
     assert len(doc["items"]) == len(item_ids)
     # the same name again: refused, nothing changes
     before = row_counts(store_url)
-    fails_with_one_line(capsys, ["study", "create", "--name", "pw", "--images", str(image_folder), "--quiet", *db], "already exists")
+    fails_with_one_line(capsys, ["study", "create", "--name", "pw", "--images", str(image_folder), "--quiet", *db],
+                        "already exists")
     assert row_counts(store_url) == before
 
 
@@ -72,27 +73,34 @@ def test_bad_input_is_one_line_and_stores_nothing(store_url, image_folder, tmp_p
     fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(tmp_path / "missing")], "path not found")
     fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(empty)], "no images found")
     fails_with_one_line(capsys, [*create, "--name", "bad name", "--images", str(image_folder)], "bad study name")
-    fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(image_folder), "--model", "no-such-model"], "unknown model")
+    fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(image_folder), "--model", "no-such-model"],
+                        "unknown model")
     fails_with_one_line(capsys, [*create, "--name", "x", "--images", str(image_folder), "--layers", "features.nope"],
            "unknown layer")
-    fails_with_one_line(capsys, ["study", "export", "--name", "nope", "--out", str(tmp_path / "o"), *db], "unknown study 'nope'")
+    fails_with_one_line(capsys, ["study", "export", "--name", "nope", "--out", str(tmp_path / "o"), *db],
+                        "unknown study 'nope'")
     assert not (tmp_path / "o").exists()
     good = tmp_path / "good.csv"
     good.write_text("item_id,text,step,guessed_class\n1,x,1,cat\n")
-    fails_with_one_line(capsys, ["study", "import-labels", "--name", "nope", "--csv", str(good), *db], "unknown study 'nope'")
+    fails_with_one_line(capsys, ["study", "import-labels", "--name", "nope", "--csv", str(good), *db],
+                        "unknown study 'nope'")
     bad = tmp_path / "bad.csv"
     bad.write_text("item_id,text,step,guessed_class\n1,x,1,cat\n999999,y,2,cat\n")
-    fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(bad), *db], "line 3: unknown item id")
+    fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(bad), *db],
+                        "line 3: unknown item id")
     bad.write_text("item_id,text,step,guessed_class\n1,x,9,cat\n")
     fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(bad), *db], "step 9")
-    fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(tmp_path / "none.csv"), *db], "not found")
+    fails_with_one_line(capsys, ["study", "import-labels", "--name", "tiny", "--csv", str(tmp_path / "none.csv"), *db],
+                        "not found")
     assert row_counts(store_url) == before
 
 
 def test_bad_database_urls(tmp_path, capsys):
     fails_with_one_line(capsys, ["study", "list", "--database-url", "nosuchdb://x/y"], "cannot open database")
-    fails_with_one_line(capsys, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:9/none"], "cannot open database")
-    fails_with_one_line(capsys, ["study", "list", "--database-url", str(tmp_path / "no" / "dir" / "x.db")], "does not exist")
+    fails_with_one_line(capsys, ["study", "list", "--database-url", "postgresql://nobody@127.0.0.1:9/none"],
+                        "cannot open database")
+    fails_with_one_line(capsys, ["study", "list", "--database-url", str(tmp_path / "no" / "dir" / "x.db")],
+                        "does not exist")
     not_db = tmp_path / "notes.db"
     not_db.write_text("just text")
     fails_with_one_line(capsys, ["study", "list", "--database-url", str(not_db)], "cannot open database")

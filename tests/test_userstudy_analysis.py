@@ -55,8 +55,10 @@ def _responses():
     for method, per in INFORMATIVENESS.items():
         for pid, values in per.items():
             for image, value in zip(("r1", "r2"), values):
-                out.append(Response(pid, image, "rating", image=image, method=method, scale="informativeness", value=value))
-                out.append(Response(pid, image, "rating", image=image, method=method, scale="understandability", value=3))
+                out.append(Response(pid, image, "rating", image=image, method=method, scale="informativeness",
+                                    value=value))
+                out.append(Response(pid, image, "rating", image=image, method=method, scale="understandability",
+                                    value=3))
     # p1 first gave alpha 1 on r1, then corrected it to 4 (listed above): the last answer counts
     out.insert(0, Response("p1", "r1", "rating", image="r1", method=ALPHA, scale="informativeness", value=1))
     for pid, answers in FORWARD.items():

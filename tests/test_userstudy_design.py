@@ -65,7 +65,8 @@ def test_ranked_predictions_give_the_distractors():
     {"predictions": ["tench"] * 3}, {"class_names": ["only"]},
 ])
 def test_bad_design_input(bad):
-    args = {"images": IMAGES, "methods": METHODS, "predictions": PREDICTIONS, "class_names": CLASSES, "n_forward": 8} | bad
+    args = {"images": IMAGES, "methods": METHODS, "predictions": PREDICTIONS, "class_names": CLASSES,
+            "n_forward": 8} | bad
     with pytest.raises(NetrevealError):
         make_design(**args, seed=0)
 
@@ -211,8 +212,10 @@ def test_json_round_trip(design, tmp_path):
 
 def test_csv_one_row_per_response_and_formula_safe(tmp_path):
     q = Question(id="comment", kind="comment", prompt="?")
-    rows = [record_answer(q, "eve", text="=HYPERLINK(\"http://x\")"), record_answer(q, "frank", text="plain, with comma")]
-    path = write_responses_csv(rows, tmp_path / "r.csv", participants=[Participant("eve", "novice")], excluded=["frank"])
+    rows = [record_answer(q, "eve", text="=HYPERLINK(\"http://x\")"),
+            record_answer(q, "frank", text="plain, with comma")]
+    path = write_responses_csv(rows, tmp_path / "r.csv", participants=[Participant("eve", "novice")],
+                               excluded=["frank"])
     import csv
 
     with open(path, newline="", encoding="utf-8") as fh:

@@ -443,7 +443,8 @@ def test_pages_render(store, ids, app):
 
 def test_create_app_needs_a_study(tmp_path):
     empty = open_store(tmp_path / "empty.db")
-    with pytest.raises(NetrevealError, match=r"no study in .*empty.db: run `netreveal demo` or `netreveal study create`"):
+    with pytest.raises(NetrevealError,
+                       match=r"no study in .*empty.db: run `netreveal demo` or `netreveal study create`"):
         create_app(empty)
     empty.close()
 

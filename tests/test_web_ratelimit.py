@@ -288,7 +288,8 @@ def test_guess_count_reads_only_the_index(tmp_path):
             assert recent_guesses(s, 1, datetime.now(timezone.utc)) == (0, None)
         assert len(seen) == 1
         with opened.engine.connect() as conn:
-            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0][0], seen[0][1]))
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0][0], seen[0][1])
+            plan = " ".join(str(row[-1]) for row in rows)
         assert "COVERING INDEX ix_guesses_player_time" in plan, plan
     finally:
         opened.close()

@@ -109,7 +109,8 @@ def test_bodies_up_to_the_limit_pass_and_the_limit_can_be_set(store, app):
     c = Client(app)
     at_limit = c.http.post("/api/login", content=b" " * DEFAULT_MAX_BODY, headers={"content-type": "application/json"})
     assert at_limit.status_code not in (408, 413)  # the app judged it (the token is missing)
-    over = c.http.post("/api/login", content=b" " * (DEFAULT_MAX_BODY + 1), headers={"content-type": "application/json"})
+    over = c.http.post("/api/login", content=b" " * (DEFAULT_MAX_BODY + 1),
+                       headers={"content-type": "application/json"})
     assert over.status_code == 413
     small = Client(create_app(store, "tiny", rate_limit=ROOMY, max_body=1024))
     before = counts(store)

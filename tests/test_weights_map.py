@@ -170,7 +170,8 @@ def test_by_order_count_mismatch_is_one_line(tmp_path, source):
     n = sum(not k.endswith("num_batches_tracked") for k in state)
     path = tmp_path / "short.pth"
     torch.save(state, path)
-    with pytest.raises(NetrevealError, match=rf"^[^\n]*the checkpoint has {n} tensors but efficientnet_lite0 has {n + 1}"):
+    with pytest.raises(NetrevealError,
+                       match=rf"^[^\n]*the checkpoint has {n} tensors but efficientnet_lite0 has {n + 1}"):
         load_model(ARCH, path, num_classes=10, weights_map="by-order")
 
 
@@ -226,7 +227,8 @@ def test_bad_rules(rules, message):
 
 def test_rule_semantics():
     rules = parse_rules(["strip:module.", "rename:_blocks.1.=blocks.1.0.", r"regex:\.bn(\d)\.=.norm\1."])
-    state = {k: torch.zeros(1) for k in ["module._blocks.1.bn0.w", "module._blocks.10.bn0.w", "head.bn2.b", "x.module.y"]}
+    keys = ["module._blocks.1.bn0.w", "module._blocks.10.bn0.w", "head.bn2.b", "x.module.y"]
+    state = {k: torch.zeros(1) for k in keys}
     _, mapping = apply_rules(state, rules)
     assert mapping == {"module._blocks.1.bn0.w": "blocks.1.0.norm0.w", "module._blocks.10.bn0.w": "_blocks.10.norm0.w",
                        "head.bn2.b": "head.norm2.b", "x.module.y": "x.module.y"}
@@ -285,7 +287,8 @@ def test_cli_mismatch_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys,
     fails_with_one_line(capsys, ["explain", "--model", ARCH, "--weights", str(path), "--weights-map",
                                  f"@{_rules_file(tmp_path)}", "--images", str(_image_folder(tmp_path)),
                                  "--out", str(out)],
-                        "shape mismatch(es), e.g. classifier.weight (file: _fc.weight): file (10, 1280) vs model (1000, 1280)")
+                        "shape mismatch(es), e.g. classifier.weight (file: _fc.weight): "
+                        "file (10, 1280) vs model (1000, 1280)")
     assert not out.exists()
 
 

@@ -132,8 +132,10 @@ def _common(common: MethodOptions | None) -> MethodOptions:
     return MethodOptions() if common is None else common
 
 
-def run_methods(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | MethodRun],
-                common: MethodOptions | None = None, target: int | None = None):
+def run_methods(
+    adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | MethodRun],
+    common: MethodOptions | None = None, target: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Outcome]]:
     """Run each method on all inputs: ``(probs, targets, {label: Outcome})``; every method explains
     ``target`` (None: each image's predicted class)."""
     common = _common(common)
@@ -184,7 +186,9 @@ def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Metho
             for i, key in enumerate(inputs.keys):
                 if metrics and report.images[key].sections:
                     section = report.images[key].sections[-1]
-                    section.metrics.update({_label(k): float(v[i]) for k, v in metrics.items() if not torch.isnan(v[i])})
+                    section.metrics.update(
+                        {_label(k): float(v[i]) for k, v in metrics.items() if not torch.isnan(v[i])}
+                    )
             rows.append(_summary_row(run.label, metrics, seconds, len(inputs.keys)))
         report.add_table("Methods (means over images)", SUMMARY_HEADER, rows)
         accuracy = _accuracy(probs, inputs.labels)
@@ -211,7 +215,8 @@ def _plain(options: dict) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool, dict, type(None))) else str(v) for k, v in options.items()}
 
 
-SUMMARY_HEADER = ["method", "images", "deletion AUC ↓", "insertion AUC ↑", "pointing game ↑", "energy in mask ↑", "s / image"]
+SUMMARY_HEADER = ["method", "images", "deletion AUC ↓", "insertion AUC ↑", "pointing game ↑", "energy in mask ↑",
+                  "s / image"]
 
 
 def _label(metric: str) -> str:

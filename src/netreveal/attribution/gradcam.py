@@ -47,7 +47,9 @@ def gradcam(
                             call=call, progress=progress)
 
 
-def gradcam_layers(model: nn.Module, images: torch.Tensor, layers: Sequence[str], target: Target = None):
+def gradcam_layers(
+    model: nn.Module, images: torch.Tensor, layers: Sequence[str], target: Target = None
+) -> dict[str, torch.Tensor]:
     """Grad-CAM at several layers from one forward/backward pass: ``{layer: signed raw map}``."""
     cap = capture(model, images, list(layers), target)
     return {name: cam_from(cap.activations[name], cap.gradients[name]) for name in layers}

@@ -31,7 +31,9 @@ from netreveal.results import AttributionResult
 from netreveal.targets import Target
 
 
-def rise_plan(n_masks: int, cell: int, p: float, size: tuple[int, int], seed: int = 0):
+def rise_plan(
+    n_masks: int, cell: int, p: float, size: tuple[int, int], seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """The random part of RISE: grids (n_masks, cell, cell) of 0/1, shifts (n_masks, 2) in pixels
     (row, column), and the cell size in pixels (rows, columns) for images of ``size`` (H, W)."""
     cell_px = (math.ceil(size[0] / cell), math.ceil(size[1] / cell))

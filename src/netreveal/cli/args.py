@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from netreveal.model.adapter import ModelAdapter
+    from netreveal.store.db import Store
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """``--model``, ``--weights``, ``--weights-map``, ``--class-names``, ``--input-size``, ``--device``."""
-    p.add_argument("--model", default="demo", help="demo, a torchvision name, timm:NAME or module:factory (default: demo)")
+    p.add_argument("--model", default="demo",
+                   help="demo, a torchvision name, timm:NAME or module:factory (default: demo)")
     p.add_argument("--weights", help="local .safetensors/.pt state dict, a torchvision weight name or 'pretrained' "
                                      "(the last two download; without --weights the model has random weights)")
     p.add_argument("--weights-map", action="append", metavar="RULE",
@@ -20,7 +26,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
-def load_adapter(args):
+def load_adapter(args) -> ModelAdapter:
     """The model the ``add_model_args`` flags name; loading notes go to stderr."""
     from netreveal.model.adapter import load_model, loading_notes
 
@@ -37,7 +43,7 @@ def add_database_arg(p: argparse.ArgumentParser, help: str | None = None) -> Non
                                                   "(default: $NETREVEAL_DATABASE_URL or ./netreveal.db)")
 
 
-def open_from_args(args):
+def open_from_args(args) -> Store:
     """The store named by ``--database-url`` (or the default one)."""
     from netreveal.store.db import open_store
 

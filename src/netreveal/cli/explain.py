@@ -46,11 +46,14 @@ def add_parsers(sub) -> None:
     _add_run_args(explain, "gradcam")
     explain.set_defaults(handler=cmd_explain)
 
-    evaluate = sub.add_parser("evaluate", help="deletion, insertion and pointing game per method; prints a table, writes CSV")
+    evaluate = sub.add_parser("evaluate",
+                              help="deletion, insertion and pointing game per method; prints a table, writes CSV")
     add_model_args(evaluate)
     evaluate.add_argument("--images", help="image folder (default with --model demo: held-out parts-world images)")
-    evaluate.add_argument("--n", type=int, default=100, help="parts-world images when --images is not given (default: 100)")
-    evaluate.add_argument("--csv", default="netreveal-evaluation.csv", help="CSV output (default: ./netreveal-evaluation.csv)")
+    evaluate.add_argument("--n", type=int, default=100,
+                          help="parts-world images when --images is not given (default: 100)")
+    evaluate.add_argument("--csv", default="netreveal-evaluation.csv",
+                          help="CSV output (default: ./netreveal-evaluation.csv)")
     evaluate.add_argument("--limit", type=int, help="use at most this many images")
     _add_ground_truth_arg(evaluate)
     _add_run_args(evaluate, "gradcam")

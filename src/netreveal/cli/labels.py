@@ -19,21 +19,25 @@ from netreveal.errors import NetrevealError
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``labels`` and its sub-commands to an ``argparse`` sub-parser collection."""
-    labels = subparsers.add_parser("labels", help="analyse a study's labels (HTML report) or label it with a simulated crowd")
+    labels = subparsers.add_parser("labels",
+                                   help="analyse a study's labels (HTML report) or label it with a simulated crowd")
     sub = labels.add_subparsers(dest="labels_command", required=True)
 
     analyse = sub.add_parser("analyse", aliases=["analyze"],
                              help="local and global explanations from a study's labels, agreement, TCAV; HTML report")
     analyse.add_argument("--study", required=True, help="study name")
     add_out_args(analyse, help="report folder (default: ./labels-<study>)", replaces="an earlier label report")
-    analyse.add_argument("--embedding-model", help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2)")
-    analyse.add_argument("--tcav", action="store_true", help="validate each class's top labels with TCAV on the study's model")
+    analyse.add_argument("--embedding-model",
+                         help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2)")
+    analyse.add_argument("--tcav", action="store_true",
+                         help="validate each class's top labels with TCAV on the study's model")
     analyse.add_argument("--tcav-concepts", type=int, default=2, help="labels per class tested with TCAV (default: 2)")
     analyse.add_argument("--tcav-runs", type=int, default=6, help="TCAV runs per concept (default: 6)")
     analyse.add_argument("--tcav-layers", default="best",
                          help="best (the layer where a label scores highest for the class), named (every layer where "
                               "it is a top label) or comma-separated layer names (default: best)")
-    analyse.add_argument("--top", type=int, default=5, help="labels per class and layer in the global explanations (default: 5)")
+    analyse.add_argument("--top", type=int, default=5,
+                         help="labels per class and layer in the global explanations (default: 5)")
     analyse.add_argument("--seed", type=int, default=0)
     analyse.add_argument("--quiet", action="store_true", help="no progress bars")
     add_database_arg(analyse)

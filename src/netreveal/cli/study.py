@@ -55,7 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     imp = sub.add_parser("import-labels", help="load labels (guesses with free text) from a CSV file")
     imp.add_argument("--name", required=True)
-    imp.add_argument("--csv", required=True, help="CSV with columns item_id, text, step, guessed_class[, player, language]")
+    imp.add_argument("--csv", required=True,
+                     help="CSV with columns item_id, text, step, guessed_class[, player, language]")
     add_database_arg(imp)
 
     listing = sub.add_parser("list", help="list the studies in a database")
@@ -249,7 +250,8 @@ def listing(args) -> int:
         return 0
     header = ["id", "name", "kind", "images", "items", "labels", "created"]
     cells = [header] + [
-        [str(r["id"]), r["name"], r["kind"] if r["ready"] else f"{r['kind']} (incomplete)", str(r["images"]), str(r["items"]), str(r["labels"]),
+        [str(r["id"]), r["name"], r["kind"] if r["ready"] else f"{r['kind']} (incomplete)",
+         str(r["images"]), str(r["items"]), str(r["labels"]),
          r["created"].strftime("%Y-%m-%d %H:%M") if r["created"] else ""]
         for r in rows
     ]

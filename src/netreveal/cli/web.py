@@ -13,7 +13,8 @@ def add_parsers(subparsers) -> None:
     serve = subparsers.add_parser("serve", help="serve the reveal game, the naming studio and the admin pages")
     add_database_arg(serve)
     serve.add_argument("--study", help="study to serve (default: the newest in the database)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--forwarded-allow-ips", metavar="IPS",
                        help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "

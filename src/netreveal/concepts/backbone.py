@@ -127,7 +127,9 @@ def collate(items: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(images), torch.tensor(labels, dtype=torch.long)
 
 
-def batches(data, batch_size: int, indices: Sequence[int] | torch.Tensor | None = None):
+def batches(
+    data, batch_size: int, indices: Sequence[int] | torch.Tensor | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(images, labels)`` batches of a map-style dataset, in ``indices`` order (default: all)."""
     if batch_size < 1:
         raise NetrevealError("batch_size must be >= 1")

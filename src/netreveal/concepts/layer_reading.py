@@ -281,7 +281,7 @@ def find_feature_layer(model: nn.Module, example: torch.Tensor) -> LayerSpec:
         ]
         if not later_maps:
             return LayerSpec(events[last_pool][0], "input", "nchw")
-    for name, module, port, shape in reversed(events):
+    for name, _module, port, shape in reversed(events):
         if port != "output":
             continue
         if spatial(shape):

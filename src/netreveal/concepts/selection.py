@@ -30,7 +30,7 @@ def _from_file(kind: str, path: str | os.PathLike, flag: str) -> InfoDisentHead 
     return _load(kind, str(p.resolve()), p.stat().st_mtime_ns)
 
 
-def concept_model(kind: str, adapter_name: str, path: str | os.PathLike | None):
+def concept_model(kind: str, adapter_name: str, path: str | os.PathLike | None) -> tuple[InfoDisentHead | XNN, str]:
     """The InfoDisent head (``kind="infodisent"``) or XNN (``"xnn"``) to use and where it came
     from (``"demo"`` or the file path): ``path`` when given, else the demo asset for the demo
     model; otherwise an error naming the missing flag."""

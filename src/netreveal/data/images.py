@@ -45,7 +45,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
                 width, height = image.size
                 if width * height > max_pixels:
                     raise NetrevealError(
-                        f"image too large: {path} is {width}x{height} pixels (limit {max_pixels:,}; decompression bomb?)"
+                        f"image too large: {path} is {width}x{height} pixels "
+                        f"(limit {max_pixels:,}; decompression bomb?)"
                     )
                 image.load()
                 return image.convert("RGB")

@@ -39,9 +39,10 @@ KERNELS = ("auto", "aot", "compiled", "eager")
 CACHE_ENV = "NETREVEAL_CACHE"
 log = logging.getLogger(__name__)
 Step = Callable[..., tuple]
+StepResult = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # Y, update, gains, gradient norm
 
 
-def step_fused(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain):
+def step_fused(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain) -> StepResult:
     """One gradient-descent iteration of every set, written for kernel fusion: one pass over the
     pairs, vectorised along j, with five running sums per point.
 
@@ -64,7 +65,7 @@ def step_fused(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain)
     return _descend(Y, update, gains, grad, momentum, lr, active, min_gain)
 
 
-def step_eager(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain):
+def step_eager(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain) -> StepResult:
     """The same iteration with batched matrix products (few passes over the pairs, no compiler)."""
     yt = Y.transpose(1, 2)  # (B, M, 2)
     sq = (yt * yt).sum(dim=-1, keepdim=True)
@@ -85,7 +86,7 @@ def step_eager(P, Y, update, gains, nmask, exag, momentum, lr, active, min_gain)
     return _descend(Y, update, gains, grad.transpose(1, 2), momentum, lr, active, min_gain)
 
 
-def _descend(Y, update, gains, grad, momentum, lr, active, min_gain):
+def _descend(Y, update, gains, grad, momentum, lr, active, min_gain) -> StepResult:
     """Gains, momentum and step as in scikit-learn's ``_gradient_descent``; inactive sets frozen."""
     inc = (update * grad) < 0
     new_gains = torch.maximum(torch.where(inc, gains + 0.2, gains * 0.8), min_gain[:, None, None])

@@ -27,7 +27,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -47,6 +47,9 @@ from netreveal.store.label_queries import (
     study_record,
 )
 from netreveal.store.records import ImageRef, ItemRef
+
+if TYPE_CHECKING:
+    from netreveal.model.adapter import ModelAdapter
 
 ImageInfo = ImageRef  # a study image as the analysis shows it
 ItemInfo = ItemRef  # a study item (one cluster map of one image and layer)
@@ -204,7 +207,9 @@ def studio_agreement(store: Store, study_id: int, embed=None) -> AgreementSummar
 # ---------------------------------------------------------------- TCAV of label concepts
 
 
-def load_study_model(model: dict, classes: Sequence[str], study: str, device: str | torch.device = "cpu"):
+def load_study_model(
+    model: dict, classes: Sequence[str], study: str, device: str | torch.device = "cpu"
+) -> ModelAdapter:
     """The study's model (a :class:`~netreveal.model.adapter.ModelAdapter`) from its stored
     description; NetrevealError when it cannot be rebuilt as it was."""
     from netreveal.model.adapter import load_model
@@ -312,7 +317,9 @@ def validate_concepts(
         layers = [str(layer) for layer in layers]
         unknown = [layer for layer in layers if layer not in expl.layers]
         if unknown or not layers:
-            raise NetrevealError(f"TCAV layer {unknown[0] if unknown else ''!r} is not a layer of study {analysis.study!r}")
+            raise NetrevealError(
+                f"TCAV layer {unknown[0] if unknown else ''!r} is not a layer of study {analysis.study!r}"
+            )
     wanted: dict[str, dict[str, list[str]]] = defaultdict(dict)  # word -> class -> layers
     for cls in sorted({g.image_class for g in expl.global_explanations}):
         for word, named, best_layer in _top_concepts(expl, cls, concepts_per_class):

@@ -38,7 +38,28 @@ __all__ = [
 
 # English function words, plus the filler people type around a label ("looks like a ...").
 STOP_WORDS: frozenset[str] = frozenset(
-    ["a", "about", "above", "across", "after", "again", "against", "all", "almost", "along", "also", "although", "always", "am", "among", "an", "and", "another", "any", "anybody", "anyone", "anything", "are", "around", "as", "at", "away", "be", "because", "been", "before", "behind", "being", "below", "beneath", "beside", "besides", "between", "beyond", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing", "done", "down", "during", "each", "either", "else", "enough", "etc", "even", "ever", "every", "few", "for", "from", "further", "get", "gets", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "however", "i", "if", "in", "inside", "instead", "into", "is", "it", "its", "itself", "just", "least", "less", "let", "like", "lot", "lots", "many", "may", "maybe", "me", "might", "mine", "more", "most", "much", "must", "my", "myself", "near", "neither", "never", "no", "nobody", "none", "nor", "not", "nothing", "now", "of", "off", "often", "on", "once", "one", "only", "onto", "or", "other", "others", "otherwise", "our", "ours", "ourselves", "out", "outside", "over", "own", "per", "perhaps", "please", "probably", "quite", "rather", "really", "same", "several", "shall", "she", "should", "since", "so", "some", "somebody", "someone", "something", "somewhat", "still", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "though", "through", "throughout", "thus", "to", "together", "too", "toward", "towards", "under", "until", "up", "upon", "us", "very", "via", "was", "we", "well", "were", "what", "whatever", "when", "where", "whether", "which", "while", "who", "whom", "whose", "why", "will", "with", "within", "without", "would", "yes", "yet", "you", "your", "yours", "yourself", "yourselves", "look", "looks", "looked", "looking", "seem", "seems", "seemed", "see", "saw", "seen", "think", "guess", "kind", "sort", "sorta", "kinda", "thing", "things", "stuff", "piece", "bit", "part", "shape", "object", "picture", "image", "photo", "pic", "appear", "appears"]
+    [
+        "a", "about", "above", "across", "after", "again", "against", "all", "almost", "along", "also", "although",
+        "always", "am", "among", "an", "and", "another", "any", "anybody", "anyone", "anything", "are", "around",
+        "as", "at", "away", "be", "because", "been", "before", "behind", "being", "below", "beneath", "beside",
+        "besides", "between", "beyond", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing",
+        "done", "down", "during", "each", "either", "else", "enough", "etc", "even", "ever", "every", "few", "for",
+        "from", "further", "get", "gets", "got", "had", "has", "have", "having", "he", "her", "here", "hers",
+        "herself", "him", "himself", "his", "how", "however", "i", "if", "in", "inside", "instead", "into", "is",
+        "it", "its", "itself", "just", "least", "less", "let", "like", "lot", "lots", "many", "may", "maybe", "me",
+        "might", "mine", "more", "most", "much", "must", "my", "myself", "near", "neither", "never", "no", "nobody",
+        "none", "nor", "not", "nothing", "now", "of", "off", "often", "on", "once", "one", "only", "onto", "or",
+        "other", "others", "otherwise", "our", "ours", "ourselves", "out", "outside", "over", "own", "per", "perhaps",
+        "please", "probably", "quite", "rather", "really", "same", "several", "shall", "she", "should", "since", "so",
+        "some", "somebody", "someone", "something", "somewhat", "still", "such", "than", "that", "the", "their",
+        "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "though", "through",
+        "throughout", "thus", "to", "together", "too", "toward", "towards", "under", "until", "up", "upon", "us",
+        "very", "via", "was", "we", "well", "were", "what", "whatever", "when", "where", "whether", "which", "while",
+        "who", "whom", "whose", "why", "will", "with", "within", "without", "would", "yes", "yet", "you", "your",
+        "yours", "yourself", "yourselves", "look", "looks", "looked", "looking", "seem", "seems", "seemed", "see",
+        "saw", "seen", "think", "guess", "kind", "sort", "sorta", "kinda", "thing", "things", "stuff", "piece", "bit",
+        "part", "shape", "object", "picture", "image", "photo", "pic", "appear", "appears",
+    ]
 )
 
 _POS_ORDER = ("NOUN", "ADJ", "VERB", "ADV", "PROPN", "AUX")

@@ -58,7 +58,8 @@ def bars_svg(rows: Sequence[tuple[str, float, str]], *, title: str = "", width: 
         w = max(1.0, plot_w * max(0.0, min(value, peak)) / peak)
         short = label if len(label) <= 16 else label[:15] + "…"
         tip = f"{label}: {fmt(value)}" + (f" ({note})" if note else "")
-        parts.append(f'<text x="{label_w - 4}" y="{y + 11}" font-size="11" text-anchor="end">{html.escape(short)}</text>'
+        parts.append(f'<text x="{label_w - 4}" y="{y + 11}" font-size="11" text-anchor="end">'
+                     f'{html.escape(short)}</text>'
                      f'<rect class="bar" x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{BAR_COLOUR}">'
                      f"<title>{html.escape(tip)}</title></rect>"
                      f'<text x="{label_w + w + 4:.1f}" y="{y + 11}" font-size="10" fill="#5b6475">'

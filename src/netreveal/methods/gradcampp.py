@@ -24,7 +24,9 @@ from netreveal.methods.registry import register_method
 
 class GradCAMPlusPlus(CAM):
     name = "gradcam++"
-    params: ClassVar[dict] = {"weights": "sum_ij alpha_ij ReLU(g_ij), alpha = g^2 / (2 g^2 + sum(A) g^3), score exp(logit)"}
+    params: ClassVar[dict] = {
+        "weights": "sum_ij alpha_ij ReLU(g_ij), alpha = g^2 / (2 g^2 + sum(A) g^3), score exp(logit)"
+    }
 
     def weights(self, activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
         g2 = gradient.pow(2)

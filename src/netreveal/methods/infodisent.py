@@ -4,6 +4,7 @@ prototypes (``--head``; the demo model's head ships with the package)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -11,6 +12,9 @@ from netreveal.methods.base import Method
 from netreveal.methods.options import MethodOptions, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
+
+if TYPE_CHECKING:
+    from netreveal.concepts.infodisent.explain import InfoDisentExplanation
 
 SHOWN_COMPONENTS = 5  # components per image in an InfoDisent explanation
 
@@ -31,7 +35,8 @@ class InfoDisentMethod(Method):
 
         concept_model("infodisent", adapter.name, options.head)
 
-    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: InfoDisentOptions):
+    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
+            options: InfoDisentOptions) -> InfoDisentExplanation:
         """Explain ``targets`` with the InfoDisent head; when the head's classes are not the model's
         (a head trained on another label set) its own predicted class is explained."""
         from netreveal.concepts.infodisent import explain_infodisent

@@ -6,6 +6,7 @@ against Grad-CAM at the same layer."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +15,9 @@ from netreveal.methods.base import Evaluation, Method
 from netreveal.methods.options import MethodOptions, layers_option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
+
+if TYPE_CHECKING:
+    from netreveal.inv.result import InvResult
 
 MAX_BATCH = 8  # images per INV batch (each batch runs one batched t-SNE per layer)
 
@@ -34,7 +38,7 @@ class InvMethod(Method):
 
         check_feature_maps(adapter.model, options.layers, example, "INV")
 
-    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: InvOptions):
+    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: InvOptions) -> InvResult:
         from netreveal.inv import explain_inv
 
         return explain_inv(adapter.model, images, options.layers, targets,

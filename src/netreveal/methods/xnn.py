@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,6 +13,9 @@ from netreveal.methods.base import Method
 from netreveal.methods.options import MethodOptions, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
+
+if TYPE_CHECKING:
+    from netreveal.concepts.xnn.explain import XNNExplanation
 
 
 @dataclasses.dataclass
@@ -30,7 +34,8 @@ class XNNMethod(Method):
 
         concept_model("xnn", adapter.name, options.xnn)
 
-    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: XNNOptions):
+    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
+            options: XNNOptions) -> XNNExplanation:
         """x-features of ``images`` and their contributions to ``targets`` (the model's classes)."""
         from netreveal.concepts.selection import check_reads_layers, concept_model
         from netreveal.concepts.xnn import explain_xnn

@@ -12,8 +12,8 @@ from netreveal.imaging import upsample
 def top_region(maps: torch.Tensor, fraction: float) -> torch.Tensor:
     """Boolean masks (N, H, W) of each map's top ``fraction`` of pixels (at least one pixel).
 
-    Ties at the cut are broken by torch.topk (deterministic on one device), so the region has exactly ``ceil(fraction * H * W)``
-    pixels.
+    Ties at the cut are broken by torch.topk (deterministic on one device), so the region has
+    exactly ``ceil(fraction * H * W)`` pixels.
     """
     if not 0 < fraction <= 1:
         raise NetrevealError(f"top-region fraction must be in (0, 1], got {fraction}")
@@ -25,7 +25,9 @@ def top_region(maps: torch.Tensor, fraction: float) -> torch.Tensor:
     return region.view(maps.shape)
 
 
-def best_part_iou(maps: torch.Tensor, part_masks: torch.Tensor, fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+def best_part_iou(
+    maps: torch.Tensor, part_masks: torch.Tensor, fraction: float = 0.05
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For each map (N, h, w), the best IoU of its top-``fraction`` region with one of the image's
     part masks (P, H, W), and which part gave it (-1 when there is no part)."""
     if part_masks.dim() != 3:

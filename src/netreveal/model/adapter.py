@@ -244,7 +244,8 @@ def loading_notes(adapter: ModelAdapter) -> list[str]:
     if adapter.info.get("warning"):
         lines.append(f"netreveal: warning: {adapter.info['warning']}")
     if adapter.info.get("weights_map") == BY_ORDER:
-        lines.append(f"netreveal: --weights-map by-order matched {len(adapter.key_mapping)} tensors (file key -> model key):")
+        lines.append(f"netreveal: --weights-map by-order matched {len(adapter.key_mapping)} tensors "
+                     "(file key -> model key):")
         lines.extend(f"  {line}" for line in describe_mapping(adapter.key_mapping))
     return lines
 
@@ -308,7 +309,9 @@ def _torchvision_pretrained(arch: str, enum_name: str) -> nn.Module:
     try:
         return torchvision.models.get_model(arch, weights=weights)
     except Exception as exc:  # network errors come in many types
-        raise NetrevealError(f"cannot download {arch} weights {enum_name} (no internet?): {type(exc).__name__}") from exc
+        raise NetrevealError(
+            f"cannot download {arch} weights {enum_name} (no internet?): {type(exc).__name__}"
+        ) from exc
 
 
 @torch.no_grad()

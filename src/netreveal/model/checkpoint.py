@@ -104,7 +104,8 @@ def load_into(
         if wrong:
             k = wrong[0]
             parts.append(
-                f"{len(wrong)} shape mismatch(es), e.g. {named(k)}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                f"{len(wrong)} shape mismatch(es), e.g. {named(k)}: "
+                f"file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
             )
         if missing:
             parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")

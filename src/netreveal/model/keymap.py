@@ -84,7 +84,8 @@ def _parse_rule(spec: str) -> Rule:
     kind, sep, body = spec.partition(":")
     if not sep or kind not in {"strip", "rename", "regex"}:
         raise NetrevealError(
-            f"unknown --weights-map rule {spec!r}: use strip:PREFIX, rename:OLD=NEW, regex:PATTERN=NEW, @FILE or by-order"
+            f"unknown --weights-map rule {spec!r}: "
+            "use strip:PREFIX, rename:OLD=NEW, regex:PATTERN=NEW, @FILE or by-order"
         )
     if kind == "strip":
         if not body:
@@ -101,7 +102,9 @@ def _parse_rule(spec: str) -> Rule:
     return Rule(kind, old, new)
 
 
-def apply_rules(state: dict[str, torch.Tensor], rules: Sequence[Rule]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def apply_rules(
+    state: dict[str, torch.Tensor], rules: Sequence[Rule]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``state`` under its new names, and the mapping ``{file key: new key}``."""
     mapping: dict[str, str] = {}
     for key in state:
@@ -112,7 +115,9 @@ def apply_rules(state: dict[str, torch.Tensor], rules: Sequence[Rule]) -> tuple[
     seen: dict[str, str] = {}
     for key, new in mapping.items():
         if new in seen:
-            raise NetrevealError(f"--weights-map rules give two checkpoint tensors the name {new}: {seen[new]} and {key}")
+            raise NetrevealError(
+                f"--weights-map rules give two checkpoint tensors the name {new}: {seen[new]} and {key}"
+            )
         seen[new] = key
     return {mapping[k]: v for k, v in state.items()}, mapping
 

@@ -113,7 +113,8 @@ class Report:
     ) -> None:
         """A heatmap (H, W) in [0, 1] overlaid on the image, with metric values beside it."""
         src = self.save_picture(overlay(image, heatmap), f"{key}-{title}")
-        fragment = f'<figure><img src="{src}" alt="{html.escape(title)} heatmap"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        fragment = (f'<figure><img src="{src}" alt="{html.escape(title)} heatmap">'
+                    f'<figcaption>{html.escape(caption)}</figcaption></figure>')
         self.add_section(key, title, fragment, metrics)
 
     def add_section(self, key: str, title: str, fragment: str, metrics: dict | None = None) -> None:

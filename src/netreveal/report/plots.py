@@ -31,15 +31,18 @@ def line_chart_svg(
              f'<text x="{left}" y="11" font-size="10">{html.escape(title)}</text>',
              f'<text x="{left - 3}" y="{top + 8}" font-size="9" text-anchor="end">{hi:.3g}</text>',
              f'<text x="{left - 3}" y="{top + ph}" font-size="9" text-anchor="end">{lo:.3g}</text>',
-             f'<text x="{left + pw / 2}" y="{height - 4}" font-size="9" text-anchor="middle">{html.escape(x_label)}</text>']
+             f'<text x="{left + pw / 2}" y="{height - 4}" font-size="9" text-anchor="middle">'
+             f'{html.escape(x_label)}</text>']
     for i, (name, s) in enumerate(series.items()):
         s = list(s)
         if not s:
             continue
         n = max(len(s) - 1, 1)
-        pts = " ".join(f"{left + pw * j / n:.1f},{top + ph * (1 - (v - lo) / (hi - lo)):.1f}" for j, v in enumerate(s) if not math.isnan(v))
+        pts = " ".join(f"{left + pw * j / n:.1f},{top + ph * (1 - (v - lo) / (hi - lo)):.1f}"
+                       for j, v in enumerate(s) if not math.isnan(v))
         colour = colours[i % len(colours)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}"/>')
-        parts.append(f'<text x="{left + pw - 2}" y="{top + 10 + 10 * i}" font-size="9" text-anchor="end" fill="{colour}">{html.escape(name)}</text>')
+        parts.append(f'<text x="{left + pw - 2}" y="{top + 10 + 10 * i}" font-size="9" text-anchor="end" '
+                     f'fill="{colour}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)

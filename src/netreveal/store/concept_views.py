@@ -297,7 +297,8 @@ def study_concept_maps(db: Store | Session, study_id: int, annotator_id: int | N
         image_classes = dict(session.execute(
             select(StudyImage.id, StudyImage.predicted_class).where(StudyImage.study_id == study_id)
         ).all())
-        return StudyConceptMaps(classes=list(study.classes or []), items=_item_views(session, Item.study_id == study_id),
+        return StudyConceptMaps(classes=list(study.classes or []),
+                                items=_item_views(session, Item.study_id == study_id),
                                 image_classes=image_classes, named=_named_members(session, study_id, annotator_id))
 
 

@@ -7,8 +7,9 @@ concept's state before and after. Each annotator sees and edits only their own c
 annotator's concept id is "not found"), and an item is in at most one concept per annotator:
 taking a map that already sits in another of your concepts needs ``move=True``.
 
-From the concepts, :func:`netreveal.studies.concept_summary.class_summary` gives the typical reasons behind each predicted class and
-:func:`~netreveal.studies.concept_summary.explain_image` gives one classification as a few named concepts with weights.
+From the concepts, :func:`netreveal.studies.concept_summary.class_summary` gives the typical
+reasons behind each predicted class and :func:`~netreveal.studies.concept_summary.explain_image`
+gives one classification as a few named concepts with weights.
 
 Every function takes either a :class:`~netreveal.store.db.Store` (it opens and commits its own
 session) or an open ``Session`` (the caller commits), plus the study and the annotator as a model

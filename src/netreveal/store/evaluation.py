@@ -6,9 +6,10 @@ An evaluation study (``Study.kind == "evaluation"``) asks people to rate explana
 predict the model's output with and without them (:mod:`netreveal.userstudy`). Creating one runs
 every method on every image, renders each explanation as a PNG overlay, builds the question
 template with :func:`netreveal.userstudy.make_design` and stores images, questions and pictures in
-batches of short transactions (:mod:`netreveal.store.building`); the design's seed and the methods go to ``Study.params``. Explanations are
-stored per question under the template's anonymous letters (``eval_pictures``), never by method
-name. Participants take the study through :mod:`netreveal.store.evaluation_flow`.
+batches of short transactions (:mod:`netreveal.store.building`); the design's seed and the
+methods go to ``Study.params``. Explanations are stored per question under the template's
+anonymous letters (``eval_pictures``), never by method name. Participants take the study through
+:mod:`netreveal.store.evaluation_flow`.
 
 Heavy imports (torch, the methods, scipy) happen inside the functions that need them, so the web
 app can import this module cheaply.
@@ -39,7 +40,7 @@ from netreveal.store.models import (
 )
 
 if TYPE_CHECKING:
-    from netreveal.userstudy import Question, StudyData
+    from netreveal.userstudy import Question, Response, StudyData
 
 KIND = "evaluation"
 MAX_KEY, MAX_CLASS, MAX_METHOD = 200, 80, 40  # column sizes (models.py)
@@ -242,7 +243,7 @@ def iso_time(stamp: datetime | None) -> str | None:
     return stamp.isoformat() if stamp is not None else None
 
 
-def to_response(row: EvalResponse, participant: str, question: EvalQuestion):
+def to_response(row: EvalResponse, participant: str, question: EvalQuestion) -> Response:
     """A stored response as a :class:`netreveal.userstudy.Response`."""
     from netreveal.userstudy.records import Response
 
@@ -346,7 +347,8 @@ def export_tables(session: Session, study: Study) -> dict[str, list[dict]]:
     tables = {table: [{c: getattr(obj, c) for c in EXPORT_COLUMNS[table]} for obj in session.scalars(query)]
               for table, query in queries.items()}
     account_ids = sorted({r["account_id"] for r in tables["eval_participants"] if r["account_id"] is not None})
-    accounts = session.scalars(select(Account).where(Account.id.in_(account_ids)).order_by(Account.id)) if account_ids else []
+    accounts = (session.scalars(select(Account).where(Account.id.in_(account_ids)).order_by(Account.id))
+                if account_ids else [])
     tables["accounts"] = [{c: getattr(a, c) for c in EXPORT_COLUMNS["accounts"]} for a in accounts]
     return tables
 

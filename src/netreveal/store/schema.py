@@ -208,4 +208,6 @@ def _translate_errors(store: Store) -> Iterator[None]:
         yield
     except exc.DBAPIError as err:  # unreachable server, bad credentials, not a database file...
         reason = str(getattr(err, "orig", err)).strip().splitlines()
-        raise NetrevealError(f"cannot open database {store.url}: {reason[0] if reason else type(err).__name__}") from err
+        raise NetrevealError(
+            f"cannot open database {store.url}: {reason[0] if reason else type(err).__name__}"
+        ) from err

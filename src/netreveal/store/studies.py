@@ -193,7 +193,8 @@ def export_tables(session: Session, study: Study) -> dict[str, list[dict]]:
         for row in tables[table]
         if row[key] is not None
     }
-    accounts = session.scalars(select(Account).where(Account.id.in_(sorted(people))).order_by(Account.id)) if people else []
+    accounts = (session.scalars(select(Account).where(Account.id.in_(sorted(people))).order_by(Account.id))
+                if people else [])
     tables["accounts"] = [{c: getattr(a, c) for c in EXPORT_COLUMNS["accounts"]} for a in accounts]
     return tables
 

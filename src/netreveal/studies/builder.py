@@ -189,7 +189,7 @@ class StudyBuilder:
             if not 0 <= spec.image < len(self.images):
                 raise NetrevealError(f"item refers to image {spec.image}, but {len(self.images)} were added")
             groups[(tuple(spec.picture.shape), tuple(spec.low.shape))].append(spec)
-        for (picture_shape, low_shape), group in groups.items():
+        for (_picture_shape, low_shape), group in groups.items():
             for spec in group:
                 self.map_sizes.setdefault(spec.layer, list(low_shape))
             for start in range(0, len(group), self.batch_size):

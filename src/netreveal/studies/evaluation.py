@@ -36,6 +36,8 @@ from netreveal.store.evaluation import (
 from netreveal.store.studies import media_pngs
 
 if TYPE_CHECKING:
+    import torch
+
     from netreveal.userstudy import Analysis
 
 DISPLAY_MIN_SIZE = 224  # pictures smaller than this are enlarged (bicubic) before storing
@@ -140,7 +142,7 @@ def create_evaluation_study(
                                   design=design, seed=seed, images=records, params=params)
 
 
-def display_maps(maps, size: tuple[int, int]):
+def display_maps(maps, size: tuple[int, int]) -> torch.Tensor:
     """Heatmaps (B, H, W) as shown: resized to ``size``, positive part, each min-max scaled to [0, 1]
     (a map with no positive value is scaled as it is)."""
     import torch
@@ -233,7 +235,8 @@ def export_evaluation(store: Store, name: str, out_dir: str | os.PathLike, *, me
                 write_table(tmp / f"{table}.csv", EXPORT_COLUMNS[table], rows)
             if media:
                 (tmp / "media").mkdir()
-                ids = sorted({r["media_id"] for r in tables["images"]} | {r["media_id"] for r in tables["eval_pictures"]})
+                ids = sorted({r["media_id"] for r in tables["images"]}
+                             | {r["media_id"] for r in tables["eval_pictures"]})
                 for media_id, png in media_pngs(session, ids):
                     (tmp / "media" / f"{media_id}.png").write_bytes(png)
         write_responses_csv(data.responses, tmp / "responses.csv", participants=data.participants,

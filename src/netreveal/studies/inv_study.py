@@ -159,7 +159,7 @@ def _add_chunk(builder: StudyBuilder, adapter, inputs, start: int, chunk: torch.
     cap = capture(adapter.model, chunk, order, backward=False)
     probs = probs.float()
     indices = []
-    for i, img in enumerate(inv_images):
+    for i, _img in enumerate(inv_images):
         p = int(probs[i].argmax())
         label_names = getattr(inputs, "label_names", None)
         true_class = label_names[start + i] if label_names else None

@@ -106,7 +106,9 @@ def read_label_rows(path: Path) -> list[LabelRow]:
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in LABEL_COLUMNS if c not in header]
             if missing:
-                raise NetrevealError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(LABEL_COLUMNS)})")
+                raise NetrevealError(
+                    f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(LABEL_COLUMNS)})"
+                )
             if all(c in header for c in PLAYER_COLUMNS):
                 raise NetrevealError(f"{path}: both a player and a player_name column (give one)")
             reader.fieldnames = header

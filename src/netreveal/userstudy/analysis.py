@@ -62,7 +62,8 @@ FORWARD_CI = "Wilson score interval of the pooled accuracy (correct / answers, a
 PAIR_TEST = "Wilcoxon signed-rank (two-sided) on per-participant means, Holm-Bonferroni within each scale"
 FORWARD_TEST = ("Wilcoxon signed-rank (two-sided) on per-participant accuracies with vs without explanations; "
                 "per-method tests Holm-Bonferroni adjusted among themselves")
-BACKGROUND_TEST = "Mann-Whitney U (two-sided) on per-participant means, novices vs experts, Holm-Bonferroni within each scale"
+BACKGROUND_TEST = ("Mann-Whitney U (two-sided) on per-participant means, novices vs experts, "
+                   "Holm-Bonferroni within each scale")
 
 
 def _clean(value: Any) -> Any:
@@ -207,7 +208,9 @@ class Analysis(_Dict):
             if f.name in ("responses", "participant_records"):
                 continue
             value = getattr(self, f.name)
-            data[f.name] = [v.to_dict() if isinstance(v, _Dict) else v for v in value] if isinstance(value, list) else value
+            if isinstance(value, list):
+                value = [v.to_dict() if isinstance(v, _Dict) else v for v in value]
+            data[f.name] = value
         data["n_responses"] = len(self.responses)
         return _clean(data)
 

@@ -58,7 +58,8 @@ class Participant:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.id, str) and self.id != "", "participant id must be a non-empty string")
-        _check(self.background in (None, *BACKGROUNDS), f"participant {self.id!r}: background must be novice, expert or None")
+        _check(self.background in (None, *BACKGROUNDS),
+               f"participant {self.id!r}: background must be novice, expert or None")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,10 +192,12 @@ def record_answer(question: Question, participant: str, choice: str | None = Non
     _check(question.kind != "rating", f"question {question.id!r} is a rating question: use record_rating")
     if question.kind in ("forward", "attention"):
         _check(choice is not None, f"question {question.id!r} needs a choice")
-        _check(not question.options or choice in question.options, f"question {question.id!r}: {choice!r} is not an option")
+        _check(not question.options or choice in question.options,
+               f"question {question.id!r}: {choice!r} is not an option")
         _check(question.kind != "forward" or question.condition is not None,
                f"question {question.id!r} is a design template: use the participant's copy from assign()")
-    method = next(iter(question.methods.values())) if question.kind == "forward" and question.condition == "with" else None
+    shows_method = question.kind == "forward" and question.condition == "with"
+    method = next(iter(question.methods.values())) if shows_method else None
     correct = None if question.answer is None or choice is None else choice == question.answer
     return Response(participant=participant, question=question.id, kind=question.kind, image=question.image,
                     method=method, condition=question.condition if question.kind == "forward" else None,

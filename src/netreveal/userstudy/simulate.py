@@ -99,7 +99,10 @@ def simulate_study(
                 if careless:
                     choice = str(rng.choice(q.options))
                 else:
-                    p = 1.0 if q.kind == "attention" else (p_with[q.methods["A"]] if q.condition == "with" else forward_without)
+                    if q.kind == "attention":
+                        p = 1.0
+                    else:
+                        p = p_with[q.methods["A"]] if q.condition == "with" else forward_without
                     others = [o for o in q.options if o != q.answer]
                     choice = q.answer if rng.random() < p or not others else str(rng.choice(others))
                 study.responses.append(record_answer(q, person.id, choice, **stamps))

@@ -8,7 +8,7 @@ them all, this one included.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -41,7 +41,7 @@ def _change(request: Request, session: Session, account: Account, current: str, 
 
 
 def _page(request: Request, session: Session, account: Account, message: str | None = None,
-          error: str | None = None, status_code: int = 200):
+          error: str | None = None, status_code: int = 200) -> HTMLResponse:
     sessions = session.scalar(select(func.count()).select_from(WebSession)
                               .where(WebSession.account_id == account.id)) or 0
     return render(request, "account.html", {"message_text": _MESSAGES.get(message or ""), "error": error,
@@ -55,14 +55,14 @@ def _idle_minutes(request: Request) -> int:
 
 @router.get("/account")
 def account_page(request: Request, message: str | None = None, session: Session = Depends(db),
-                 me: Account = Depends(logged_in)):
+                 me: Account = Depends(logged_in)) -> HTMLResponse:
     return _page(request, session, me, message)
 
 
 @router.post("/account/password", dependencies=[Depends(check_csrf)])
 def password_form(request: Request, current_password: str = Form(max_length=256),
                   new_password: str = Form(max_length=256), new_password_again: str = Form(max_length=256),
-                  session: Session = Depends(db), me: Account = Depends(logged_in)):
+                  session: Session = Depends(db), me: Account = Depends(logged_in)) -> Response:
     try:
         if new_password != new_password_again:
             raise AccountError("the two new passwords differ")
@@ -76,7 +76,7 @@ def password_form(request: Request, current_password: str = Form(max_length=256)
 
 
 @router.post("/account/logout-everywhere", dependencies=[Depends(check_csrf)])
-def logout_everywhere_form(session: Session = Depends(db), me: Account = Depends(logged_in)):
+def logout_everywhere_form(session: Session = Depends(db), me: Account = Depends(logged_in)) -> RedirectResponse:
     accounts.end_all_sessions(session, me)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -85,7 +85,7 @@ def logout_everywhere_form(session: Session = Depends(db), me: Account = Depends
 
 @router.post("/api/account/password", dependencies=[Depends(check_csrf)])
 def api_password(request: Request, body: PasswordChange, session: Session = Depends(db),
-                 me: Account = Depends(logged_in)):
+                 me: Account = Depends(logged_in)) -> JSONResponse:
     """Change my password: every other session ends; this browser gets a new session and CSRF token."""
     _change(request, session, me, body.current_password, body.new_password)
     response = JSONResponse({})
@@ -94,7 +94,7 @@ def api_password(request: Request, body: PasswordChange, session: Session = Depe
 
 
 @router.post("/api/logout-everywhere", dependencies=[Depends(check_csrf)])
-def api_logout_everywhere(session: Session = Depends(db), me: Account = Depends(logged_in)):
+def api_logout_everywhere(session: Session = Depends(db), me: Account = Depends(logged_in)) -> JSONResponse:
     """End every session of my account, this one included."""
     ended = accounts.end_all_sessions(session, me)
     response = JSONResponse({"account": None, "sessions_ended": ended})

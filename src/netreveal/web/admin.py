@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
@@ -137,7 +137,7 @@ _MESSAGES = {"role": "Role changed.", "password": "Password reset; that account'
 
 
 def _admin_page(request: Request, session: Session, current: Study, *, message: str | None = None,
-                error: str | None = None, new_invitation: dict | None = None, status_code: int = 200):
+                error: str | None = None, new_invitation: dict | None = None, status_code: int = 200) -> HTMLResponse:
     return render(request, "admin.html", {
         "progress": progress(session, current), "accounts": _accounts(session), "roles": ROLES,
         "message_text": _MESSAGES.get(message or ""), "limit": ACCOUNTS_SHOWN, "error": error,
@@ -148,18 +148,19 @@ def _admin_page(request: Request, session: Session, current: Study, *, message: 
 
 @router.get("/admin")
 def admin_page(request: Request, message: str | None = None, session: Session = Depends(db),
-               me: Account = Depends(admin), current: Study = Depends(study)):
+               me: Account = Depends(admin), current: Study = Depends(study)) -> HTMLResponse:
     return _admin_page(request, session, current, message=message)
 
 
-def _refused(request: Request, session: Session, current: Study, exc: AccountError):
+def _refused(request: Request, session: Session, current: Study, exc: AccountError) -> HTMLResponse:
     session.rollback()
     return _admin_page(request, session, current, error=str(exc), status_code=exc.status)
 
 
 @router.post("/admin/role", dependencies=[Depends(check_csrf)])
 def admin_role_form(request: Request, username: str = Form(max_length=40), role: str = Form(max_length=16),
-                    session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
+                    session: Session = Depends(db), me: Account = Depends(admin),
+                    current: Study = Depends(study)) -> Response:
     try:
         _change_role(session, me, username, role)
     except AccountError as exc:
@@ -170,7 +171,7 @@ def admin_role_form(request: Request, username: str = Form(max_length=40), role:
 @router.post("/admin/password", dependencies=[Depends(check_csrf)])
 def admin_password_form(request: Request, username: str = Form(max_length=40),
                         new_password: str = Form(max_length=256), session: Session = Depends(db),
-                        me: Account = Depends(admin), current: Study = Depends(study)):
+                        me: Account = Depends(admin), current: Study = Depends(study)) -> Response:
     try:
         _reset_password(session, me, username, new_password)
     except AccountError as exc:
@@ -180,7 +181,8 @@ def admin_password_form(request: Request, username: str = Form(max_length=40),
 
 @router.post("/admin/invite", dependencies=[Depends(check_csrf)])
 def admin_invite_form(request: Request, role: str = Form(max_length=16), days: float = Form(invitations.INVITE_DAYS),
-                      session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
+                      session: Session = Depends(db), me: Account = Depends(admin),
+                      current: Study = Depends(study)) -> HTMLResponse:
     """A new invitation; its link is shown on this page once (only its hash is stored)."""
     try:
         token, row = invitations.create_invitation(session, role, me, days)
@@ -192,7 +194,7 @@ def admin_invite_form(request: Request, role: str = Form(max_length=16), days: f
 
 @router.post("/admin/invite/{invitation_id:int}/withdraw", dependencies=[Depends(check_csrf)])
 def admin_withdraw_form(request: Request, invitation_id: DbId, session: Session = Depends(db),
-                        me: Account = Depends(admin), current: Study = Depends(study)):
+                        me: Account = Depends(admin), current: Study = Depends(study)) -> Response:
     try:
         invitations.withdraw_invitation(session, invitation_id)
     except AccountError as exc:
@@ -201,32 +203,34 @@ def admin_withdraw_form(request: Request, invitation_id: DbId, session: Session 
 
 
 @router.get("/admin/export.zip")
-def admin_export(request: Request, me: Account = Depends(admin), current: Study = Depends(study)):
+def admin_export(request: Request, me: Account = Depends(admin), current: Study = Depends(study)) -> Response:
     data = export_zip(get_store(request), current.name, current.kind)
     return Response(data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{safe_name(current.name)}.zip"', "Cache-Control": "no-store"})
 
 
 @router.get("/api/admin/progress")
-def api_progress(session: Session = Depends(db), me: Account = Depends(admin), current: Study = Depends(study)):
+def api_progress(session: Session = Depends(db), me: Account = Depends(admin),
+                 current: Study = Depends(study)) -> dict[str, Any]:
     return progress(session, current)
 
 
 @router.post("/api/admin/role", dependencies=[Depends(check_csrf)])
-def api_role(body: RoleIn, session: Session = Depends(db), me: Account = Depends(admin)):
+def api_role(body: RoleIn, session: Session = Depends(db), me: Account = Depends(admin)) -> dict[str, str]:
     account = _change_role(session, me, body.username, body.role)
     return {"username": account.username, "role": account.role}
 
 
 @router.post("/api/admin/password", dependencies=[Depends(check_csrf)])
-def api_password(body: PasswordResetIn, session: Session = Depends(db), me: Account = Depends(admin)):
+def api_password(body: PasswordResetIn, session: Session = Depends(db), me: Account = Depends(admin)) -> dict[str, Any]:
     """Set another account's password and end its sessions."""
     account, ended = _reset_password(session, me, body.username, body.new_password)
     return {"username": account.username, "sessions_ended": ended}
 
 
 @router.post("/api/admin/invitations", status_code=201, dependencies=[Depends(check_csrf)])
-def api_invite(request: Request, body: InviteIn, session: Session = Depends(db), me: Account = Depends(admin)):
+def api_invite(request: Request, body: InviteIn, session: Session = Depends(db),
+               me: Account = Depends(admin)) -> dict[str, str]:
     """A one-time invitation link for ``role``, valid ``days`` (shown only in this answer)."""
     token, row = invitations.create_invitation(session, body.role, me, body.days)
     return {"link": invitation_link(request, token), "token": token, "role": row.role,

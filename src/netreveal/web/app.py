@@ -69,7 +69,9 @@ def resolve_study(store: Store, name: str | None = None) -> Study:
         found = session.scalars(select(Study).where(Study.building_at.is_(None))
                                 .order_by(Study.created_at.desc(), Study.id.desc()).limit(1)).first()
         if found is None:
-            raise NetrevealError(f"no study in {database_label(store)}: run `netreveal demo` or `netreveal study create`")
+            raise NetrevealError(
+                f"no study in {database_label(store)}: run `netreveal demo` or `netreveal study create`"
+            )
         return found
 
 

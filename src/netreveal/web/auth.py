@@ -11,7 +11,7 @@ import secrets
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -121,13 +121,14 @@ def _authenticate(request: Request, session: Session, form: Credentials) -> Acco
 # ---- pages -------------------------------------------------------------------------------------
 
 @router.get("/login")
-def login_page(request: Request, next: str | None = None, account: Account | None = Depends(current_account)):
+def login_page(request: Request, next: str | None = None,
+               account: Account | None = Depends(current_account)) -> HTMLResponse:
     return render(request, "login.html", {"next": safe_next(next), "error": None, "username": ""})
 
 
 @router.post("/login", dependencies=[Depends(check_csrf)])
 def login_form(request: Request, username: str = Form(max_length=40), password: str = Form(max_length=256),
-               next: str = Form("", max_length=200), session: Session = Depends(db)):
+               next: str = Form("", max_length=200), session: Session = Depends(db)) -> Response:
     try:
         account = _authenticate(request, session, Credentials(username=username, password=password))
     except AccountError as exc:
@@ -141,14 +142,14 @@ def login_form(request: Request, username: str = Form(max_length=40), password: 
 
 
 @router.get("/signup")
-def signup_page(request: Request, account: Account | None = Depends(current_account)):
+def signup_page(request: Request, account: Account | None = Depends(current_account)) -> HTMLResponse:
     return render(request, "signup.html", {"error": None, "username": ""})
 
 
 @router.post("/signup", dependencies=[Depends(check_csrf)])
 def signup_form(request: Request, username: str = Form(max_length=40), password: str = Form(max_length=256),
                 role: str = Form("player", max_length=16), background: str = Form("", max_length=16),
-                session: Session = Depends(db)):
+                session: Session = Depends(db)) -> Response:
     try:
         if background not in ("", "novice", "expert"):
             raise AccountError("background must be novice or expert")
@@ -173,7 +174,7 @@ def _invitation_or_404(session: Session, token: str):
 
 @router.get("/invite/{token}")
 def invite_page(request: Request, token: str, session: Session = Depends(db),
-                account: Account | None = Depends(current_account)):
+                account: Account | None = Depends(current_account)) -> HTMLResponse:
     invitation = _invitation_or_404(session, token)
     return render(request, "invite.html", {"error": None, "username": "", "role": invitation.role,
                                            "token": token, "expires_at": invitation.expires_at})
@@ -182,7 +183,7 @@ def invite_page(request: Request, token: str, session: Session = Depends(db),
 @router.post("/invite/{token}", dependencies=[Depends(check_csrf)])
 def invite_form(request: Request, token: str, username: str = Form(max_length=40),
                 password: str = Form(max_length=256), background: str = Form("", max_length=16),
-                session: Session = Depends(db)):
+                session: Session = Depends(db)) -> Response:
     invitation = _invitation_or_404(session, token)
     role, expires_at = invitation.role, invitation.expires_at
     try:
@@ -200,7 +201,7 @@ def invite_form(request: Request, token: str, username: str = Form(max_length=40
 
 
 @router.post("/logout", dependencies=[Depends(check_csrf)])
-def logout_form(request: Request, session: Session = Depends(db)):
+def logout_form(request: Request, session: Session = Depends(db)) -> RedirectResponse:
     accounts.end_session(session, request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -210,7 +211,7 @@ def logout_form(request: Request, session: Session = Depends(db)):
 # ---- JSON --------------------------------------------------------------------------------------
 
 @router.get("/api/session")
-def api_session(request: Request, account: Account | None = Depends(current_account)):
+def api_session(request: Request, account: Account | None = Depends(current_account)) -> JSONResponse:
     """The logged-in account (or null) and the CSRF token to send with state-changing calls."""
     token = request.state.csrf_token
     new_cookie = token is None
@@ -224,7 +225,7 @@ def api_session(request: Request, account: Account | None = Depends(current_acco
 
 
 @router.post("/api/signup", status_code=201, dependencies=[Depends(check_csrf)])
-def api_signup(request: Request, form: SignUp, session: Session = Depends(db)):
+def api_signup(request: Request, form: SignUp, session: Session = Depends(db)) -> JSONResponse:
     account = _signup(request, session, form)
     response = JSONResponse({}, status_code=201)
     csrf = _login(request, session, account, response)
@@ -232,7 +233,8 @@ def api_signup(request: Request, form: SignUp, session: Session = Depends(db)):
 
 
 @router.post("/api/invitations/{token}", status_code=201, dependencies=[Depends(check_csrf)])
-def api_accept_invitation(request: Request, token: str, form: InvitedSignUp, session: Session = Depends(db)):
+def api_accept_invitation(request: Request, token: str, form: InvitedSignUp,
+                          session: Session = Depends(db)) -> JSONResponse:
     """Sign up with an admin's invitation: an account with the invitation's role, logged in."""
     account = _accept(request, session, token, form)
     response = JSONResponse({}, status_code=201)
@@ -241,7 +243,7 @@ def api_accept_invitation(request: Request, token: str, form: InvitedSignUp, ses
 
 
 @router.post("/api/login", dependencies=[Depends(check_csrf)])
-def api_login(request: Request, form: Credentials, session: Session = Depends(db)):
+def api_login(request: Request, form: Credentials, session: Session = Depends(db)) -> JSONResponse:
     account = _authenticate(request, session, form)
     response = JSONResponse({})
     csrf = _login(request, session, account, response)
@@ -249,7 +251,7 @@ def api_login(request: Request, form: Credentials, session: Session = Depends(db
 
 
 @router.post("/api/logout", dependencies=[Depends(check_csrf)])
-def api_logout(request: Request, session: Session = Depends(db)):
+def api_logout(request: Request, session: Session = Depends(db)) -> JSONResponse:
     accounts.end_session(session, request.cookies.get(SESSION_COOKIE))
     response = JSONResponse({"account": None})
     response.delete_cookie(SESSION_COOKIE, path="/")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 from sqlalchemy.orm import Session
 
@@ -70,7 +70,7 @@ def participant(session: Session = Depends(db), account: Account = Depends(parti
 
 @router.get("")
 def study_page(request: Request, session: Session = Depends(db), account: Account | None = Depends(current_account),
-               current: Study = Depends(evaluation_study)):
+               current: Study = Depends(evaluation_study)) -> HTMLResponse:
     """The page for where the visitor stands in the study."""
     if account is None:
         return render(request, "study_intro.html")
@@ -88,7 +88,7 @@ def study_page(request: Request, session: Session = Depends(db), account: Accoun
 @router.post("/enrol", dependencies=[Depends(check_csrf)])
 def enrol_form(request: Request, background: str = Form("", max_length=16), consent: str = Form("", max_length=8),
                session: Session = Depends(db), account: Account = Depends(participant_role),
-               current: Study = Depends(evaluation_study)):
+               current: Study = Depends(evaluation_study)) -> Response:
     try:
         flow.enrol(session, current, account, background, consent == "yes")
     except flow.EvalError as exc:
@@ -100,7 +100,7 @@ def enrol_form(request: Request, background: str = Form("", max_length=16), cons
 
 @router.get("/admin")
 def admin_page(request: Request, session: Session = Depends(db), me: Account = Depends(admin),
-               current: Study = Depends(evaluation_study)):
+               current: Study = Depends(evaluation_study)) -> HTMLResponse:
     return render(request, "study_admin.html", {"progress": progress(session, current)})
 
 
@@ -123,21 +123,22 @@ def api_enrol(body: EnrolIn, session: Session = Depends(db), account: Account = 
 
 @router.post("/api/questions/{question_id}/answer", dependencies=[Depends(check_csrf)])
 def api_answer(question_id: str, body: AnswerIn, session: Session = Depends(db),
-               current: Study = Depends(evaluation_study), who: EvalParticipant = Depends(participant)) -> dict[str, Any]:
+               current: Study = Depends(evaluation_study),
+               who: EvalParticipant = Depends(participant)) -> dict[str, Any]:
     """Answer the current question; the new state. 409 when it is answered already or not current."""
     return flow.submit(session, current, who, question_id, body.model_dump(exclude_none=True))
 
 
 @router.get("/api/questions/{question_id}/image.png")
 def api_image(question_id: str, session: Session = Depends(db), current: Study = Depends(evaluation_study),
-              who: EvalParticipant = Depends(participant)):
+              who: EvalParticipant = Depends(participant)) -> Response:
     return Response(flow.image_png(session, current, who, question_id), media_type="image/png",
                     headers=PICTURE_HEADERS)
 
 
 @router.get("/api/questions/{question_id}/pictures/{letter}.png")
 def api_picture(question_id: str, letter: str, session: Session = Depends(db),
-                current: Study = Depends(evaluation_study), who: EvalParticipant = Depends(participant)):
+                current: Study = Depends(evaluation_study), who: EvalParticipant = Depends(participant)) -> Response:
     return Response(flow.picture_png(session, current, who, question_id, letter), media_type="image/png",
                     headers=PICTURE_HEADERS)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -25,6 +25,9 @@ from netreveal.errors import NetrevealError
 from netreveal.store.models import Account, Study
 from netreveal.web.deps import get_store, render, require_role, study
 from netreveal.web.params import DbId
+
+if TYPE_CHECKING:
+    from netreveal.labels.analysis import StudyAnalysis
 
 annotator = require_role("annotator")
 router = APIRouter(prefix="/explanations", tags=["explanations"], dependencies=[Depends(annotator)])
@@ -63,7 +66,7 @@ def _embedder(request: Request, cache: _Cache):
     return cache.embedder
 
 
-def current_analysis(request: Request, current: Study):
+def current_analysis(request: Request, current: Study) -> tuple[StudyAnalysis | None, str | None]:
     """``(analysis, None)`` for the study's current labels, or ``(None, message)`` when there is
     nothing to show (no labels yet). Recomputed only when the number of labels changed."""
     from netreveal.labels.analysis import analyse_study, study_guess_count
@@ -84,7 +87,7 @@ def current_analysis(request: Request, current: Study):
 
 
 @router.get("", response_class=HTMLResponse, include_in_schema=False)
-def global_page(request: Request, who: Account = Depends(annotator), current: Study = Depends(study)):
+def global_page(request: Request, who: Account = Depends(annotator), current: Study = Depends(study)) -> HTMLResponse:
     """Per class and layer the top labels, trends across depth, and the images to open."""
     from netreveal.labels.report import class_trends, global_charts
 
@@ -102,7 +105,7 @@ def global_page(request: Request, who: Account = Depends(annotator), current: St
 
 @router.get("/images/{image_id}", response_class=HTMLResponse, include_in_schema=False)
 def image_page(image_id: DbId, request: Request, who: Account = Depends(annotator),
-               current: Study = Depends(study)):
+               current: Study = Depends(study)) -> HTMLResponse:
     """One image: per layer its cluster maps with their best labels and weights."""
     analysis, message = current_analysis(request, current)
     if analysis is None:

@@ -17,13 +17,13 @@ Anything else is answered like a picture that does not exist (404).
 
 from __future__ import annotations
 
-from sqlalchemy import case, select
+from sqlalchemy import Row, case, select
 from sqlalchemy.orm import Session
 
 from netreveal.store.models import Account, Game, Item, Media, RevealFrame, Study, StudyImage
 
 
-def current_round(session: Session, study_id: int, player: Account):
+def current_round(session: Session, study_id: int, player: Account) -> Row[tuple[int, int, str | None]] | None:
     """(item id, step, outcome) of the player's current round in the study, or None: the open
     round (the oldest if a race opened two, as the game serves it), else the last finished one."""
     is_open = Game.outcome.is_(None)

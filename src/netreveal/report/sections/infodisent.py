@@ -76,7 +76,8 @@ def infodisent_sections(report: Report, keys: list[str], images: torch.Tensor, r
     protos = head.prototypes
     thumbs = Thumbs(report, TrainingImages.of(head), "proto")
     names = list(result.class_names)
-    report.add_table(f"{title}: each class's strongest components", ["class", "components (weight)", "non-zero weights"],
+    report.add_table(f"{title}: each class's strongest components",
+                     ["class", "components (weight)", "non-zero weights"],
                      class_weight_rows(result.class_weights, names))
     for i, key in enumerate(keys):
         if i == 0:

@@ -27,17 +27,21 @@ def inv_story_html(report: Report, key: str, image: torch.Tensor, explained) -> 
         if layer.empty:
             cells.append(f'<td colspan="{widest + 1}" class="metrics">no map with a positive guided gradient</td>')
         else:
-            src = report.save_picture(overlay(image, layer.combined.float()), f"{key}-inv-{depth}-all", min_size=THUMB_PX)
+            src = report.save_picture(overlay(image, layer.combined.float()), f"{key}-inv-{depth}-all",
+                                      min_size=THUMB_PX)
             cells.append(f'<td><img class="inv" src="{src}" alt="combined map of {html.escape(layer.name)}">'
                          f'<div class="metrics">combined</div></td>')
             for c, cluster in enumerate(layer.clusters):
-                src = report.save_picture(overlay(image, cluster.map.float()), f"{key}-inv-{depth}-c{c}", min_size=THUMB_PX)
+                src = report.save_picture(overlay(image, cluster.map.float()), f"{key}-inv-{depth}-c{c}",
+                                          min_size=THUMB_PX)
                 title = f"{len(cluster.channels)} channels: " + ", ".join(map(str, cluster.channels[:40]))
                 cells.append(f'<td><img class="inv" src="{src}" alt="cluster {c + 1}" title="{html.escape(title)}">'
-                             f'<div class="metrics">weight <b>{cluster.weight:.1f}%</b> · {len(cluster.channels)} maps</div></td>')
+                             f'<div class="metrics">weight <b>{cluster.weight:.1f}%</b> · '
+                             f'{len(cluster.channels)} maps</div></td>')
             cells.extend("<td></td>" for _ in range(widest - len(layer.clusters)))
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    header = "<tr><th>layer</th><th>combined</th>" + "".join(f"<th>cluster {i + 1}</th>" for i in range(widest)) + "</tr>"
+    clusters = "".join(f"<th>cluster {i + 1}</th>" for i in range(widest))
+    header = f"<tr><th>layer</th><th>combined</th>{clusters}</tr>"
     return f'<div class="scroll"><table class="inv-story">{header}{"".join(rows)}</table></div>'
 
 

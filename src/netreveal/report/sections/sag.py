@@ -20,5 +20,6 @@ def sag_sections(report: Report, keys: list[str], images: torch.Tensor, result: 
         metrics = {"roots found": len(graph.roots), "forward passes": graph.forward_passes,
                    "baseline": graph.params.get("baseline", ""), "search stopped": graph.stop_reason}
         report.add_section(key, title,
-                           f'<div><div class="metrics">minimal sufficient sets: <code>{html.escape(expression)}</code></div>'
+                           f'<div><div class="metrics">minimal sufficient sets: '
+                           f'<code>{html.escape(expression)}</code></div>'
                            f'<div class="scroll">{svg}</div></div>', metrics)

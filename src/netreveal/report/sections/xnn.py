@@ -65,7 +65,8 @@ def _row(report: Report, key: str, image: torch.Tensor, result: XNNExplanation, 
     """One x-feature of image ``i``: its heatmap, then its top training images."""
     contrib = float(result.contributions[i, j])
     src = report.save_picture(overlay(image, minmax(result.heatmaps[i, j].float()[None])[0]), f"{key}-xnn-x{j}")
-    cells = [figure(src, f"x-feature {j} heatmap", f"<b>x-feature x{j}</b><br>x = {fmt(x)} · contribution {fmt(contrib)}")]
+    caption = f"<b>x-feature x{j}</b><br>x = {fmt(x)} · contribution {fmt(contrib)}"
+    cells = [figure(src, f"x-feature {j} heatmap", caption)]
     if result.top_images is not None:
         scores = xnn.top_scores
         for rank, index in enumerate(result.top_images[j].tolist()):
