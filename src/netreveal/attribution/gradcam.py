@@ -15,7 +15,6 @@ from torch import nn
 
 from netreveal.attribution.cam import GradCAM
 from netreveal.model.hooks import capture
-from netreveal.results import AttributionResult
 from netreveal.targets import Target
 
 _GRADCAM = GradCAM()
@@ -26,25 +25,9 @@ def cam_from(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     return _GRADCAM.combine(activation, gradient)
 
 
-def gradcam(
-    model: nn.Module,
-    images: torch.Tensor,
-    layer: str | nn.Module,
-    target: Target = None,
-    *,
-    relu: bool = True,
-    normalize: bool = True,
-    batch_size: int = 32,
-    call: int = -1,
-    progress: bool = False,
-) -> AttributionResult:
-    """Grad-CAM heatmaps (B, H, W) at the input size for ``images`` (B, 3, H, W).
-
-    ``relu`` keeps positive evidence only; ``normalize`` scales each map to [0, 1]. With both off
-    the signed map is returned as computed. ``raw`` holds the maps at the layer's resolution.
-    """
-    return _GRADCAM.explain(model, images, layer, target, relu=relu, normalize=normalize, batch_size=batch_size,
-                            call=call, progress=progress)
+# Grad-CAM heatmaps (B, H, W) at the input size for ``images`` (B, 3, H, W): the CAM template's
+# ``explain`` with Grad-CAM's channel weights (see :meth:`netreveal.attribution.cam.CAM.explain`).
+gradcam = _GRADCAM.explain
 
 
 def gradcam_layers(

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from netreveal.errors import NetrevealError
-from netreveal.model.hooks import frozen
+from netreveal.model.hooks import HookList, frozen
 from netreveal.model.layers import get_module, module_names, named_root, resolve_layers
 
 POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -103,7 +103,6 @@ def read_layers(
     root = named_root(model)
     modules = dict(root.named_modules())
     found: list[torch.Tensor | None] = [None] * len(specs)
-    handles = []
 
     def record(i: int, value):
         if not isinstance(value, torch.Tensor):
@@ -136,23 +135,19 @@ def read_layers(
         return hook
 
     logits = None
-    with frozen(model), torch.enable_grad() if grad_from is not None else torch.no_grad():
+    with frozen(model), torch.enable_grad() if grad_from is not None else torch.no_grad(), HookList() as hooks:
+        for i, spec in enumerate(specs):
+            module = modules.get(spec.name)
+            if module is None or spec.name == "":
+                module = get_module(model, spec.name)  # raises with close names
+            if spec.port == "input":
+                hooks.add(module, in_hook(i), "forward_pre")
+            else:
+                hooks.add(module, out_hook(i))
         try:
-            for i, spec in enumerate(specs):
-                module = modules.get(spec.name)
-                if module is None or spec.name == "":
-                    module = get_module(model, spec.name)  # raises with close names
-                if spec.port == "input":
-                    handles.append(module.register_forward_pre_hook(in_hook(i)))
-                else:
-                    handles.append(module.register_forward_hook(out_hook(i)))
-            try:
-                logits = model(images)
-            except _Stop:
-                logits = None
-        finally:
-            for h in handles:
-                h.remove()
+            logits = model(images)
+        except _Stop:
+            logits = None
     missing = [str(s) for s, t in zip(specs, found) if t is None]
     if missing:
         raise NetrevealError(f"layer {missing[0]} did not run in the forward pass")
@@ -236,7 +231,6 @@ def trace_events(
     output, in the order they happen in one forward pass."""
     names = module_names(model)
     events: list[tuple[str, nn.Module, str, tuple]] = []
-    handles = []
 
     def pre(mod, args):
         if args and isinstance(args[0], torch.Tensor):
@@ -247,18 +241,15 @@ def trace_events(
             events.append((names[mod], mod, "output", tuple(out.shape)))
 
     root = named_root(model)
-    try:
+    with HookList() as hooks:
         for module, name in names.items():
             if module is root or name == "":
                 continue
             if isinstance(module, POOLING):
-                handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(post))
+                hooks.add(module, pre, "forward_pre")
+            hooks.add(module, post)
         with frozen(model):
             model(example[:1])
-    finally:
-        for h in handles:
-            h.remove()
     return events
 
 

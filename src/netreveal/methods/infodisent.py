@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from netreveal.methods.base import Method
+from netreveal.methods.concept_head import ConceptHeadMethod
 from netreveal.methods.options import MethodOptions, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
@@ -25,24 +25,22 @@ class InfoDisentOptions(MethodOptions):
 
 
 @register_method
-class InfoDisentMethod(Method):
+class InfoDisentMethod(ConceptHeadMethod):
     name = "infodisent"
     title = "InfoDisent"
     Options = InfoDisentOptions
+    kind = "infodisent"
+    file_option = "head"
 
-    def check(self, adapter: ModelAdapter, example: torch.Tensor, options: InfoDisentOptions) -> None:
-        from netreveal.concepts.selection import concept_model
-
-        concept_model("infodisent", adapter.name, options.head)
-
-    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
-            options: InfoDisentOptions) -> InfoDisentExplanation:
+    def run(
+        self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: InfoDisentOptions
+    ) -> InfoDisentExplanation:
         """Explain ``targets`` with the InfoDisent head; when the head's classes are not the model's
         (a head trained on another label set) its own predicted class is explained."""
         from netreveal.concepts.infodisent import explain_infodisent
-        from netreveal.concepts.selection import check_reads_layers, concept_model
+        from netreveal.concepts.selection import check_reads_layers
 
-        head, origin = concept_model("infodisent", adapter.name, options.head)
+        head, origin = self.concept_model(adapter, options)
         check_reads_layers(adapter.model, [head.layer], "InfoDisent head", origin)
         head = head.to(adapter.device)
         same = list(head.class_names) == list(adapter.class_names)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from netreveal.errors import NetrevealError
-from netreveal.methods.base import Method
+from netreveal.methods.concept_head import ConceptHeadMethod
 from netreveal.methods.options import MethodOptions, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
@@ -24,23 +24,21 @@ class XNNOptions(MethodOptions):
 
 
 @register_method
-class XNNMethod(Method):
+class XNNMethod(ConceptHeadMethod):
     name = "xnn"
     title = "XNN"
     Options = XNNOptions
+    kind = "xnn"
+    file_option = "xnn"
 
-    def check(self, adapter: ModelAdapter, example: torch.Tensor, options: XNNOptions) -> None:
-        from netreveal.concepts.selection import concept_model
-
-        concept_model("xnn", adapter.name, options.xnn)
-
-    def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
-            options: XNNOptions) -> XNNExplanation:
+    def run(
+        self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: XNNOptions
+    ) -> XNNExplanation:
         """x-features of ``images`` and their contributions to ``targets`` (the model's classes)."""
-        from netreveal.concepts.selection import check_reads_layers, concept_model
+        from netreveal.concepts.selection import check_reads_layers
         from netreveal.concepts.xnn import explain_xnn
 
-        xnn, origin = concept_model("xnn", adapter.name, options.xnn)
+        xnn, origin = self.concept_model(adapter, options)
         check_reads_layers(adapter.model, [xnn.layer, xnn.map_layer], "XNN", origin)
         if xnn.num_classes != len(adapter.class_names):
             raise NetrevealError(

@@ -19,8 +19,11 @@ import torch
 from torch import nn
 
 from netreveal.errors import NetrevealError
+from netreveal.model.hook_list import HookList, hooks_on
 from netreveal.model.layers import resolve_layers
 from netreveal.targets import Target, target_scores
+
+__all__ = ["Capture", "HookList", "LayerTaps", "capture", "frozen", "hooks_on", "model_device"]
 
 
 @dataclass
@@ -73,7 +76,7 @@ class LayerTaps:
         self.modules = list(modules)
         self.track_grad = track_grad
         self.outputs: dict[str, list[torch.Tensor]] = {name: [] for name, _ in self.modules}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._hooks = HookList()
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args, out):
@@ -90,18 +93,11 @@ class LayerTaps:
         return hook
 
     def __enter__(self) -> LayerTaps:  # noqa: PYI034 (typing.Self needs Python 3.11)
-        try:
-            for name, module in self.modules:
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self.remove()
-            raise
+        self._hooks.on(self.modules, self._hook)
         return self
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._hooks.remove()
 
     def __exit__(self, *exc) -> None:
         self.remove()

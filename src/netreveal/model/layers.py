@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from netreveal.errors import NetrevealError
+from netreveal.model.hook_list import hooks_on
 
 _SELECTOR = re.compile(r"^(last|first|all)(?::(\d+))?(?::([A-Za-z_][A-Za-z0-9_]*))?$")
 
@@ -61,33 +62,37 @@ def trace_order(model: nn.Module, example: torch.Tensor, kind: type[nn.Module] =
 
 
 @torch.no_grad()
-def _trace(model: nn.Module, example: torch.Tensor, kind: type[nn.Module]) -> list[str]:
-    names = module_names(model)
-    order: list[str] = []
-    seen: set[int] = set()
-    handles = []
-
-    def make_hook(module: nn.Module):
-        def hook(mod, args, out):
-            if id(mod) not in seen:
-                seen.add(id(mod))
-                order.append(names[mod])
-
-        return hook
-
-    try:
-        for module in names:
-            if isinstance(module, kind):
-                handles.append(module.register_forward_hook(make_hook(module)))
+def _observe(
+    model: nn.Module,
+    example: torch.Tensor,
+    named: Sequence[tuple[str, nn.Module]],
+    hook_factory: Callable[[str], Callable],
+) -> None:
+    """One eval-mode forward pass on ``example[:1]`` with ``hook_factory(name)`` on each named module;
+    the hooks are removed and ``model.training`` restored afterwards, also on error."""
+    with hooks_on(named, hook_factory):
         was_training = model.training
         model.eval()
         try:
             model(example[:1])
         finally:
             model.train(was_training)
-    finally:
-        for handle in handles:
-            handle.remove()
+
+
+def _trace(model: nn.Module, example: torch.Tensor, kind: type[nn.Module]) -> list[str]:
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def make_hook(name: str) -> Callable:
+        def hook(mod: nn.Module, args: tuple, out: object) -> None:
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+
+        return hook
+
+    named = [(name, module) for module, name in module_names(model).items() if isinstance(module, kind)]
+    _observe(model, example, named, make_hook)
     return order
 
 
@@ -157,26 +162,14 @@ def check_feature_maps(
     a tuple is a NetrevealError naming the layer and what it gives."""
     resolved = resolve_layers(model, layers, example=example)
     outputs: dict[str, object] = {}
-    handles = []
 
-    def make_hook(name: str):
-        def hook(mod, args, out):
+    def make_hook(name: str) -> Callable:
+        def hook(mod: nn.Module, args: tuple, out: object) -> None:
             outputs.setdefault(name, out)
 
         return hook
 
-    try:
-        for name, module in resolved:
-            handles.append(module.register_forward_hook(make_hook(name)))
-        was_training = model.training
-        model.eval()
-        try:
-            model(example[:1])
-        finally:
-            model.train(was_training)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _observe(model, example, resolved, make_hook)
     for name, _ in resolved:
         out = outputs.get(name)
         if out is None:

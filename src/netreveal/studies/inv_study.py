@@ -107,11 +107,10 @@ def create_study_from_inv(store: Store, name: str, adapter, inputs, inv_result, 
 
 def forward_order(model: torch.nn.Module, names: Sequence[str], example: torch.Tensor) -> list[str]:
     """``names`` sorted by when their module first runs in a forward pass (shallow to deep)."""
-    from netreveal.model.hooks import frozen
+    from netreveal.model.hooks import frozen, hooks_on
     from netreveal.model.layers import get_module
 
     seen: list[str] = []
-    handles = []
 
     def hook_for(layer: str):
         def hook(_module, _args, _out):
@@ -120,14 +119,8 @@ def forward_order(model: torch.nn.Module, names: Sequence[str], example: torch.T
 
         return hook
 
-    try:
-        for layer in names:
-            handles.append(get_module(model, layer).register_forward_hook(hook_for(layer)))
-        with frozen(model), torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooks_on([(layer, get_module(model, layer)) for layer in names], hook_for), frozen(model), torch.no_grad():
+        model(example)
     missing = [layer for layer in names if layer not in seen]
     if missing:
         raise NetrevealError(f"layer {missing[0]!r} does not run in the model's forward pass")
