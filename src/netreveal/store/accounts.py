@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,14 +155,16 @@ def start_session(session: Session, account: Account, days: float = SESSION_DAYS
     return token, row
 
 
+# built once: every request looks its session up, and building the statement costs more than running it
+_SESSION_LOOKUP = (select(Account, WebSession).join(WebSession, WebSession.account_id == Account.id)
+                   .where(WebSession.token_hash == bindparam("token_hash")))
+
+
 def session_account(session: Session, token: str | None) -> tuple[Account, WebSession] | None:
     """The account and session row behind a cookie token, or None (unknown, malformed or expired)."""
     if not token or len(token) > 128:
         return None
-    found = session.execute(
-        select(Account, WebSession).join(WebSession, WebSession.account_id == Account.id)
-        .where(WebSession.token_hash == token_hash(token))
-    ).first()
+    found = session.execute(_SESSION_LOOKUP, {"token_hash": token_hash(token)}).first()
     if found is None or _utc(found[1].expires_at) <= datetime.now(timezone.utc):
         return None
     return found[0], found[1]

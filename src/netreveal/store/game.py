@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -85,7 +85,7 @@ class GuessAck:
     answer: str | None  # the correct class, once the round is over
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))  # flat: no need for asdict's deep copy
 
 
 @dataclass(frozen=True)
@@ -284,28 +284,58 @@ def resign(session: Session, game: Game) -> Game:
     return game
 
 
-def _ack(session: Session, guess: Guess) -> GuessAck:
+def _ack(guess: Guess, image: StudyImage) -> GuessAck:
+    """The acknowledgement of ``guess`` (``image``: the image of its item, for the answer)."""
     outcome = "win" if guess.correct else ("loss" if guess.step >= STEPS else None)
-    answer = None
-    if outcome is not None:
-        item = session.get(Item, guess.item_id)
-        answer = answer_of(session.get(StudyImage, item.image_id))
     return GuessAck(request_id=guess.request_id, guess_id=guess.id, game_id=guess.game_id, item_id=guess.item_id,
                     step=guess.step, guessed_class=guess.guessed_class, correct=guess.correct, outcome=outcome,
                     points=points_for(guess.step, guess.correct),
-                    next_step=guess.step if outcome is not None else guess.step + 1, answer=answer)
+                    next_step=guess.step if outcome is not None else guess.step + 1,
+                    answer=answer_of(image) if outcome is not None else None)
+
+
+def _check_replay(guess: Guess, player: Account, game_id: int | None) -> None:
+    if guess.player_id != player.id or (game_id is not None and guess.game_id != game_id):
+        raise GameError("request_id was already used for another guess", status=409)
 
 
 def replayed_guess(session: Session, player: Account, request_id: str, game_id: int | None = None) -> GuessAck | None:
     """The acknowledgement of an already stored guess with ``request_id``, or None.
 
     GameError (409) when the id was used by another player or for another round."""
-    guess = session.scalars(select(Guess).where(Guess.request_id == request_id)).first()
-    if guess is None:
+    found = session.execute(
+        select(Guess, StudyImage).join(Item, Item.id == Guess.item_id).join(StudyImage, StudyImage.id == Item.image_id)
+        .where(Guess.request_id == request_id)
+    ).first()
+    if found is None:
         return None
-    if guess.player_id != player.id or (game_id is not None and guess.game_id != game_id):
-        raise GameError("request_id was already used for another guess", status=409)
-    return _ack(session, guess)
+    _check_replay(found[0], player, game_id)
+    return _ack(*found)
+
+
+# The statements of a guess, built once (building a statement costs more CPU than running it).
+_GUESS_ROUND = (
+    select(Game, Item, StudyImage, Guess).join(Item, Item.id == Game.item_id)
+    .join(StudyImage, StudyImage.id == Item.image_id)
+    .outerjoin(Guess, Guess.request_id == bindparam("request_id"))
+    .where(Game.id == bindparam("game_id"), Game.player_id == bindparam("player_id"),
+           Item.study_id == bindparam("study_id"))
+)
+_MOVE_ROUND = (  # SET from the parameters named after columns: step, outcome, points, finished_at
+    update(Game.__table__).where(Game.id == bindparam("round_id"), Game.step == bindparam("seen_step"),
+                                 Game.outcome.is_(None))
+)
+_ADD_GUESS = insert(Guess.__table__)
+_COUNT_LABEL = update(Item.__table__).where(Item.id == bindparam("label_item")).values(label_count=Item.label_count + 1)
+
+
+def _round_for_guess(session: Session, study: Study, player: Account, game_id: int,
+                     request_id: str) -> tuple[Game, Item, StudyImage, Guess | None] | None:
+    """The player's round ``game_id`` with its item and image, and the guess already stored under
+    ``request_id`` (anywhere) or None: one query for what a guess needs to know."""
+    found = session.execute(_GUESS_ROUND, {"request_id": request_id, "game_id": game_id, "player_id": player.id,
+                                           "study_id": study.id}).first()
+    return None if found is None else tuple(found)
 
 
 def submit_guess(session: Session, study: Study, player: Account, game_id: Any, *, request_id: Any,
@@ -317,14 +347,21 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
     when given, is the step the player saw: a guess made on a stale view is refused (409).
     ``before_store`` runs once the guess is known to be new and valid, just before it is written
     (the web app counts it against the player's rate limit there; it may raise to refuse it).
+
+    A new guess costs one query (round, item, image and any guess stored under ``request_id``)
+    and three writes (the round, the guess, the item's label count), not committed.
     """
     request_id = check_request_id(request_id)
     if not isinstance(game_id, int) or isinstance(game_id, bool):
         raise GameError("no such round", status=404)
-    ack = replayed_guess(session, player, request_id, game_id)
-    if ack is not None:
-        return ack, True
-    game = get_game(session, study, player, game_id)
+    found = _round_for_guess(session, study, player, game_id, request_id)
+    if found is None:
+        replayed_guess(session, player, request_id, game_id)  # 409 when another player's guess has the id
+        raise GameError("no such round", status=404)
+    game, item, image, stored = found
+    if stored is not None:
+        _check_replay(stored, player, game_id)
+        return _ack(stored, image), True
     if not isinstance(guessed_class, str) or guessed_class not in study.classes:
         raise GameError("guessed_class must be one of the study's classes")
     text = clean_text(text)
@@ -339,39 +376,30 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
     if before_store is not None:
         before_store()
 
-    item = session.get(Item, game.item_id)
-    correct = guessed_class == answer_of(session.get(StudyImage, item.image_id))
+    correct = guessed_class == answer_of(image)
     current = game.step
     outcome = "win" if correct else ("loss" if current >= STEPS else None)
     now = _now()
+    moved = {"step": current if outcome else current + 1, "outcome": outcome, "points": points_for(current, correct),
+             "finished_at": now if outcome else None}
+    row = {"request_id": request_id, "game_id": game.id, "item_id": item.id, "player_id": player.id,
+           "player_name": player.username, "step": current, "guessed_class": guessed_class, "text": text,
+           "language": language, "correct": correct, "source": "game", "created_at": now}
+    connection = session.connection()  # the session's transaction; plain statements, no unit of work
     try:
-        result = session.execute(
-            update(Game).where(Game.id == game.id, Game.step == current, Game.outcome.is_(None))
-            .values(step=current if outcome else current + 1, outcome=outcome, points=points_for(current, correct),
-                    finished_at=now if outcome else None)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
+        if connection.execute(_MOVE_ROUND, {"round_id": game.id, "seen_step": current, **moved}).rowcount != 1:
             raise _Moved()
-        guess = Guess(request_id=request_id, game_id=game.id, item_id=item.id, player_id=player.id,
-                      player_name=player.username, step=current, guessed_class=guessed_class, text=text,
-                      language=language, correct=correct, source="game", created_at=now)
-        session.add(guess)
-        session.execute(
-            update(Item).where(Item.id == item.id).values(label_count=Item.label_count + 1)
-            .execution_options(synchronize_session=False)
-        )
-        session.flush()
+        guess_id = connection.execute(_ADD_GUESS, row).inserted_primary_key[0]
+        connection.execute(_COUNT_LABEL, {"label_item": item.id})
     except (_Moved, IntegrityError):
         session.rollback()
         ack = replayed_guess(session, player, request_id, game_id)  # a concurrent retry stored it first
         if ack is not None:
             return ack, True
         raise GameError("the round changed meanwhile: reload", status=409) from None
-    for key, value in (("step", current if outcome else current + 1), ("outcome", outcome),
-                       ("points", points_for(current, correct)), ("finished_at", now if outcome else None)):
+    for key, value in moved.items():
         set_committed_value(game, key, value)  # what the UPDATE above wrote
-    return _ack(session, guess), False
+    return _ack(Guess(id=guess_id, **row), image), False
 
 
 class _Moved(Exception):

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from netreveal.store import game as rules
 from netreveal.store.models import REVEAL_PERCENTS, Account, Study
-from netreveal.web.deps import check_csrf, current_account, db, render, require_role, study
+from netreveal.web.calls import Call, call_dependency
+from netreveal.web.deps import current_account, db, render, require_role, study
 
 router = APIRouter()
 player = require_role()  # any logged-in account can play
@@ -83,46 +84,57 @@ def how_to_play(request: Request, account: Account | None = Depends(current_acco
 
 # ---- JSON --------------------------------------------------------------------------------------
 
-@router.post("/api/rounds", dependencies=[Depends(check_csrf)])
-def api_start_round(session: Session = Depends(db), account: Account = Depends(player),
-                    current: Study = Depends(reveal_study)):
+# The calls a player makes while playing take a Call: two worker-thread hops instead of one per
+# dependency (see web/calls.py).
+playing = call_dependency(csrf=True, kind="reveal")  # state-changing: the CSRF token is checked
+looking = call_dependency(csrf=False, kind="reveal")
+
+
+@router.post("/api/rounds")
+async def api_start_round(call: Call = Depends(playing)):
     """The player's open round, or a new one on the item with the fewest labels they never had."""
-    game = rules.start_round(session, current, account)
-    return _state(session, current, game)
+    return await call.run(lambda session, current, account: _state(session, current,
+                                                                    rules.start_round(session, current, account)))
 
 
 @router.get("/api/rounds/{game_id:int}")
-def api_round(game_id: int, session: Session = Depends(db), account: Account = Depends(player),
-              current: Study = Depends(reveal_study)):
-    return _state(session, current, rules.get_game(session, current, account, game_id))
+async def api_round(game_id: int, call: Call = Depends(looking)):
+    return await call.run(lambda session, current, account: _state(
+        session, current, rules.get_game(session, current, account, game_id)))
 
 
-@router.post("/api/rounds/{game_id:int}/guesses", dependencies=[Depends(check_csrf)])
-def api_guess(request: Request, game_id: int, body: GuessIn, session: Session = Depends(db),
-              account: Account = Depends(player), current: Study = Depends(reveal_study)):
+@router.post("/api/rounds/{game_id:int}/guesses")
+async def api_guess(request: Request, game_id: int, body: GuessIn, call: Call = Depends(playing)):
     """Store a guess (idempotent by ``request_id``): the acknowledgement, the same on every retry."""
-    ack, replayed = rules.submit_guess(
-        session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
-        text=body.text, language=body.language, step=body.step,
-        before_store=lambda: request.app.state.limiter.hit("guesses", account.id))
+    limiter = request.app.state.limiter
+
+    def guess(session: Session, current: Study, account: Account):
+        return rules.submit_guess(
+            session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
+            text=body.text, language=body.language, step=body.step,
+            before_store=lambda: limiter.hit("guesses", account.id))
+
+    ack, replayed = await call.run(guess)
     return JSONResponse(ack.to_dict(), headers={"Idempotent-Replayed": "true" if replayed else "false"})
 
 
-@router.post("/api/rounds/{game_id:int}/reveal", dependencies=[Depends(check_csrf)])
-def api_reveal(request: Request, game_id: int, body: RevealIn | None = None, session: Session = Depends(db),
-               account: Account = Depends(player), current: Study = Depends(reveal_study)):
+@router.post("/api/rounds/{game_id:int}/reveal")
+async def api_reveal(request: Request, game_id: int, body: RevealIn | None = None, call: Call = Depends(playing)):
     """Show more: the next reveal step (``from_step`` makes a retry harmless)."""
-    game = rules.get_game(session, current, account, game_id)
-    request.app.state.limiter.hit("guesses", account.id)
-    game = rules.reveal_more(session, game, body.from_step if body else None)
-    return _state(session, current, game)
+    limiter = request.app.state.limiter
+
+    def reveal(session: Session, current: Study, account: Account):
+        game = rules.get_game(session, current, account, game_id)
+        limiter.hit("guesses", account.id)
+        return _state(session, current, rules.reveal_more(session, game, body.from_step if body else None))
+
+    return await call.run(reveal)
 
 
-@router.post("/api/rounds/{game_id:int}/resign", dependencies=[Depends(check_csrf)])
-def api_resign(game_id: int, session: Session = Depends(db), account: Account = Depends(player),
-               current: Study = Depends(reveal_study)):
-    game = rules.resign(session, rules.get_game(session, current, account, game_id))
-    return _state(session, current, game)
+@router.post("/api/rounds/{game_id:int}/resign")
+async def api_resign(game_id: int, call: Call = Depends(playing)):
+    return await call.run(lambda session, current, account: _state(
+        session, current, rules.resign(session, rules.get_game(session, current, account, game_id))))
 
 
 @router.get("/api/leaderboard")
