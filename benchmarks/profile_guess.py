@@ -5,7 +5,9 @@ guesses one after another through the app (httpx's ASGI transport: routing, depe
 validation, worker threads, the database; no sockets) and prints per guess: SQL statements and
 commits, hops to a worker thread, CPU milliseconds of the process (steadier than wall time on a
 shared machine) and wall milliseconds; with ``--profile``, the functions that take the CPU time
-(cProfile over every thread) — and the same for the store call alone (``submit_guess`` and commit).
+(cProfile over every thread) — and the same for the store call alone (``submit_guess`` and commit);
+last, the same guesses over loopback to the app under uvicorn in a subprocess, and the CPU time
+that server process used per request.
 
     python benchmarks/profile_guess.py                       # SQLite in a temporary folder
     python benchmarks/profile_guess.py --database-url postgresql+psycopg://u:p@127.0.0.1/db  # own schema, dropped after
@@ -205,6 +207,52 @@ def store_guesses(store, n: int, profile: bool, limit: int) -> None:
         top(profiles, limit)
 
 
+def server_guesses(url: str, n: int, tmp: str) -> None:
+    """The same guesses, one after another, to the app under uvicorn in a subprocess: the server's
+    CPU per request (read from /proc: HTTP parsing included, no client in the server's process)."""
+    import httpx
+    from load_game import Server, free_port
+
+    server = Server(url, free_port(), 1, str(Path(tmp) / "server.log"))
+    server.start()
+    try:
+        players = []
+        for i in range(n // 20 + 2):  # the app allows 30 guesses a minute per player
+            http = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
+            csrf = http.get("/api/session").json()["csrf_token"]
+            r = http.post("/api/signup", json={"username": f"profiler-http{i}", "password": "load-password"},
+                          headers={"X-CSRF-Token": csrf})
+            assert r.status_code == 201, r.text
+            players.append({"http": http, "headers": {"X-CSRF-Token": r.json()["csrf_token"]}, "state": None})
+        rng, requests = random.Random(2), 0
+
+        def guess(player) -> int:
+            http, headers, state, sent = player["http"], player["headers"], player["state"], 1
+            if state is None or state["outcome"] is not None:
+                state = http.post("/api/rounds", headers=headers).json()
+                sent += 1
+            body = {"request_id": str(uuid.uuid4()), "guessed_class": rng.choice(CLASSES), "text": "label",
+                    "language": "en", "step": state["step"]}
+            r = http.post(f"/api/rounds/{state['game_id']}/guesses", json=body, headers=headers)
+            assert r.status_code == 200, r.text
+            ack = r.json()
+            player["state"] = {**state, "outcome": ack["outcome"], "step": ack["next_step"]}
+            return sent
+
+        for player in players:  # warm up
+            guess(player)
+        cpu0 = server._cpu()
+        for i in range(n):
+            requests += guess(players[i % len(players)])
+        cpu = server._cpu() - cpu0
+        for player in players:
+            player["http"].close()
+    finally:
+        server.stop()
+    print(f"over HTTP to uvicorn ({n} guesses, {requests} requests with the rounds they need): server CPU ms "
+          f"{1000 * cpu / n:.2f} per guess, {1000 * cpu / requests:.2f} per request")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--guesses", type=int, default=300)
@@ -219,7 +267,7 @@ def main() -> int:
     from netreveal.web.ratelimit import RateLimit
 
     with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url, tmp) as url:
-        build_study(url, 40, 3)
+        build_study(url, max(40, args.guesses // 3), 3)  # enough pictures for every player's rounds
         store = open_store(url)
         try:
             counts = Counts(store.engine)
@@ -228,6 +276,7 @@ def main() -> int:
             store_guesses(store, args.guesses, args.profile, args.top)
         finally:
             store.close()
+        server_guesses(url, args.guesses, tmp)
     return 0
 
 
