@@ -147,7 +147,10 @@ def transport_reason(error: Exception) -> str:
     if isinstance(error, httpx.TimeoutException):
         return "timeout"
     if isinstance(error, httpx.ConnectError):
-        return "connection refused" if "refused" in str(error).lower() or not str(error) else "connect error"
+        cause = error
+        while cause is not None and not isinstance(cause, ConnectionRefusedError):
+            cause = cause.__cause__ or cause.__context__
+        return "connection refused" if cause is not None else "connect error"
     if isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         return "connection lost"
     return type(error).__name__
