@@ -29,6 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from netreveal.store import accounts
@@ -114,9 +115,12 @@ async def db(request: Request) -> AsyncIterator[Session]:
         await run_in_threadpool(finish_session, session, ok)
 
 
+_SERVED_STUDY = select(Study).where(Study.id == bindparam("study_id"))  # built once: every request runs it
+
+
 def study(request: Request, session: Session = Depends(db)) -> Study:
     """The study this app serves (503 when it was deleted while the app runs)."""
-    found = session.get(Study, request.app.state.study_id)
+    found = session.execute(_SERVED_STUDY, {"study_id": request.app.state.study_id}).scalar_one_or_none()
     if found is None:
         raise HTTPException(status_code=503, detail="the served study no longer exists")
     request.state.study = StudyView(found.id, found.name, found.kind, list(found.classes), list(found.layers))

@@ -17,7 +17,8 @@ from netreveal.web.calls import Call, call_dependency
 from netreveal.web.deps import current_account, db, render, require_role, study
 
 router = APIRouter()
-player = require_role()  # any logged-in account can play
+PLAYER_ROLES: tuple[str, ...] = ()  # any logged-in account can play
+player = require_role(*PLAYER_ROLES)
 
 
 def reveal_study(current: Study = Depends(study)) -> Study:
@@ -86,8 +87,8 @@ def how_to_play(request: Request, account: Account | None = Depends(current_acco
 
 # The calls a player makes while playing take a Call: two worker-thread hops instead of one per
 # dependency (see web/calls.py).
-playing = call_dependency(csrf=True, kind="reveal")  # state-changing: the CSRF token is checked
-looking = call_dependency(csrf=False, kind="reveal")
+playing = call_dependency(*PLAYER_ROLES, csrf=True, kind="reveal")  # state-changing: the CSRF token is checked
+looking = call_dependency(*PLAYER_ROLES, csrf=False, kind="reveal")
 
 
 @router.post("/api/rounds")
