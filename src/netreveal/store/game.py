@@ -165,10 +165,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _item_query(study: Study):
-    return select(Item).where(Item.study_id == study.id)
-
-
 # Statements of the busy calls, built once: building one costs more CPU than running it.
 _GAME = (
     select(Game, Item, StudyImage).join(Item, Item.id == Game.item_id)
