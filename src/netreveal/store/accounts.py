@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -169,6 +169,11 @@ def start_session(session: Session, account: Account, days: float = SESSION_DAYS
     return token, row
 
 
+# built once: every request looks its session up, and building the statement costs more than running it
+_SESSION_LOOKUP = (select(Account, WebSession).join(WebSession, WebSession.account_id == Account.id)
+                   .where(WebSession.token_hash == bindparam("token_hash")))
+
+
 def session_account(session: Session, token: str | None,
                     idle: timedelta = SESSION_IDLE) -> tuple[Account, WebSession] | None:
     """The account and session row behind a cookie token, or None (unknown, malformed, expired or
@@ -176,10 +181,7 @@ def session_account(session: Session, token: str | None,
     ``TOUCH_EVERY`` (an UPDATE in ``session``'s transaction)."""
     if not token or len(token) > 128:
         return None
-    found = session.execute(
-        select(Account, WebSession).join(WebSession, WebSession.account_id == Account.id)
-        .where(WebSession.token_hash == token_hash(token))
-    ).first()
+    found = session.execute(_SESSION_LOOKUP, {"token_hash": token_hash(token)}).first()
     if found is None:
         return None
     account, row = found
@@ -189,8 +191,9 @@ def session_account(session: Session, token: str | None,
         return None
     if now - last_seen > TOUCH_EVERY:
         session.execute(
-            update(WebSession).where(WebSession.token_hash == row.token_hash,
-                                     or_(WebSession.last_seen_at.is_(None), WebSession.last_seen_at < now - TOUCH_EVERY))
+            update(WebSession).where(
+                WebSession.token_hash == row.token_hash,
+                or_(WebSession.last_seen_at.is_(None), WebSession.last_seen_at < now - TOUCH_EVERY))
             .values(last_seen_at=now).execution_options(synchronize_session=False))
         set_committed_value(row, "last_seen_at", now)
     return account, row
@@ -212,7 +215,8 @@ def change_password(session: Session, account: Account, current: str, new: str) 
     """Set the password of the logged-in ``account`` after checking its ``current`` one (AccountError
     403 when wrong) and end all its sessions (the caller starts a new one for the browser that
     asked); the number of sessions ended."""
-    if not isinstance(current, str) or len(current) > PASSWORD_MAX or not verify_password(account.password_hash, current):
+    if (not isinstance(current, str) or len(current) > PASSWORD_MAX
+            or not verify_password(account.password_hash, current)):
         raise AccountError("the current password is wrong", status=403)
     check_password(new, account.username)
     if new == current:

@@ -36,10 +36,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy import Row, and_, bindparam, case, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from netreveal.errors import NetrevealError
 from netreveal.store.models import (
@@ -85,7 +86,7 @@ class GuessAck:
     answer: str | None  # the correct class, once the round is over
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))  # flat: no need for asdict's deep copy
 
 
 @dataclass(frozen=True)
@@ -164,16 +165,49 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# Statements of the busy calls, built once: building one costs more CPU than running it.
+_GAME = (
+    select(Game, Item, StudyImage).join(Item, Item.id == Game.item_id)
+    .join(StudyImage, StudyImage.id == Item.image_id)
+    .where(Game.id == bindparam("game_id"), Game.player_id == bindparam("player_id"),
+           Item.study_id == bindparam("study_id"))
+)
+_OPEN_GAME = (
+    select(Game).join(Item, Item.id == Game.item_id)
+    .where(Game.player_id == bindparam("player_id"), Game.outcome.is_(None), Item.study_id == bindparam("study_id"))
+    .order_by(Game.id).limit(1)
+)
+
+
+def _next_item_statement():
+    played = exists().where(Game.player_id == bindparam("player_id"), Game.item_id == Item.id)
+    has_frame = exists().where(RevealFrame.item_id == Item.id, RevealFrame.step == 1)
+    candidates = (
+        select(Item.id.label("id"), Item.label_count.label("labels"))
+        .where(Item.study_id == bindparam("study_id"), ~played, has_frame)
+        .order_by(Item.label_count, Item.id).limit(_CANDIDATES).subquery()
+    )
+    in_progress = (
+        select(func.count(Game.id)).where(Game.item_id == candidates.c.id, Game.outcome.is_(None))
+        .scalar_subquery()
+    )
+    return (select(Item).join(candidates, candidates.c.id == Item.id)
+            .order_by(candidates.c.labels, in_progress, candidates.c.id).limit(1))
+
+
+_NEXT_ITEM = _next_item_statement()
+_REVEAL = (update(Game.__table__).where(Game.id == bindparam("round_id"), Game.step == bindparam("seen_step"),
+                                        Game.outcome.is_(None)).values(step=Game.step + 1))
+_RESIGN = (update(Game.__table__).where(Game.id == bindparam("round_id"), Game.outcome.is_(None))
+           .values(outcome="resign", points=0))  # and finished_at, from the parameters
+
+
 def get_game(session: Session, study: Study, player: Account, game_id: Any) -> Game:
     """The player's round ``game_id`` in ``study``; GameError (404) for any other id."""
     if not isinstance(game_id, int) or isinstance(game_id, bool):
         raise GameError("no such round", status=404)
     # one query; the item and image land in the session's identity map for what follows
-    found = session.execute(
-        select(Game, Item, StudyImage).join(Item, Item.id == Game.item_id)
-        .join(StudyImage, StudyImage.id == Item.image_id)
-        .where(Game.id == game_id, Game.player_id == player.id, Item.study_id == study.id)
-    ).first()
+    found = session.execute(_GAME, {"game_id": game_id, "player_id": player.id, "study_id": study.id}).first()
     if found is None:
         raise GameError("no such round", status=404)
     return found[0]
@@ -181,30 +215,13 @@ def get_game(session: Session, study: Study, player: Account, game_id: Any) -> G
 
 def open_game(session: Session, study: Study, player: Account) -> Game | None:
     """The player's unfinished round in ``study``, if any."""
-    return session.scalars(
-        select(Game).join(Item, Item.id == Game.item_id)
-        .where(Game.player_id == player.id, Game.outcome.is_(None), Item.study_id == study.id)
-        .order_by(Game.id).limit(1)
-    ).first()
+    return session.scalars(_OPEN_GAME, {"player_id": player.id, "study_id": study.id}).first()
 
 
 def next_item(session: Session, study: Study, player: Account) -> Item | None:
-    """The item a new round of ``player`` gets (fewest labels first, never one they had), or None."""
-    played = exists().where(Game.player_id == player.id, Game.item_id == Item.id)
-    has_frame = exists().where(RevealFrame.item_id == Item.id, RevealFrame.step == 1)
-    candidates = (
-        select(Item.id.label("id"), Item.label_count.label("labels"))
-        .where(Item.study_id == study.id, ~played, has_frame)
-        .order_by(Item.label_count, Item.id).limit(_CANDIDATES).subquery()
-    )
-    in_progress = (
-        select(func.count(Game.id)).where(Game.item_id == candidates.c.id, Game.outcome.is_(None))
-        .scalar_subquery()
-    )
-    item_id = session.scalars(
-        select(candidates.c.id).order_by(candidates.c.labels, in_progress, candidates.c.id).limit(1)
-    ).first()
-    return session.get(Item, item_id) if item_id is not None else None
+    """The item a new round of ``player`` gets (fewest labels first, then fewest rounds in progress,
+    then lowest id, among the first few by labels; never one they had), or None."""
+    return session.scalars(_NEXT_ITEM, {"player_id": player.id, "study_id": study.id}).first()
 
 
 def start_round(session: Session, study: Study, player: Account) -> Game:
@@ -242,10 +259,7 @@ def reveal_more(session: Session, game: Game, from_step: int | None = None) -> G
     if game.step >= STEPS:
         raise GameError("everything there is to see is shown: guess or resign", status=409)
     step = game.step
-    result = session.execute(
-        update(Game).where(Game.id == game.id, Game.step == step, Game.outcome.is_(None))
-        .values(step=step + 1).execution_options(synchronize_session=False)
-    )
+    result = session.connection().execute(_REVEAL, {"round_id": game.id, "seen_step": step})
     if result.rowcount != 1:
         session.rollback()
         raise GameError("the round changed meanwhile: reload", status=409)
@@ -260,10 +274,7 @@ def resign(session: Session, game: Game) -> Game:
     if game.outcome is not None:
         raise GameError("this round is over", status=409)
     finished = _now()
-    result = session.execute(
-        update(Game).where(Game.id == game.id, Game.outcome.is_(None))
-        .values(outcome="resign", points=0, finished_at=finished).execution_options(synchronize_session=False)
-    )
+    result = session.connection().execute(_RESIGN, {"round_id": game.id, "finished_at": finished})
     if result.rowcount != 1:
         session.rollback()
         raise GameError("the round changed meanwhile: reload", status=409)
@@ -272,28 +283,51 @@ def resign(session: Session, game: Game) -> Game:
     return game
 
 
-def _ack(session: Session, guess: Guess) -> GuessAck:
-    outcome = "win" if guess.correct else ("loss" if guess.step >= STEPS else None)
-    answer = None
-    if outcome is not None:
-        item = session.get(Item, guess.item_id)
-        answer = answer_of(session.get(StudyImage, item.image_id))
-    return GuessAck(request_id=guess.request_id, guess_id=guess.id, game_id=guess.game_id, item_id=guess.item_id,
-                    step=guess.step, guessed_class=guess.guessed_class, correct=guess.correct, outcome=outcome,
-                    points=points_for(guess.step, guess.correct),
-                    next_step=guess.step if outcome is not None else guess.step + 1, answer=answer)
+# A stored guess as its acknowledgement needs it, with the answer of its round.
+_STORED_GUESS = (Guess.id.label("guess_id"), Guess.request_id, Guess.game_id, Guess.item_id, Guess.player_id,
+                 Guess.step, Guess.guessed_class, Guess.correct, StudyImage.true_class, StudyImage.predicted_class)
+# Statements of a guess, built once (building a statement costs more CPU than running it).
+_REPLAY = (select(*_STORED_GUESS).join(Item, Item.id == Guess.item_id).join(StudyImage, StudyImage.id == Item.image_id)
+           .where(Guess.request_id == bindparam("request_id")))
+_GUESS_ROUND = (  # the player's round with the answer, and the guess stored under the request id (or NULLs)
+    select(Game.step.label("round_step"), Game.outcome, Game.item_id.label("round_item"), *_STORED_GUESS)
+    .select_from(Game).join(Item, Item.id == Game.item_id).join(StudyImage, StudyImage.id == Item.image_id)
+    .outerjoin(Guess, Guess.request_id == bindparam("request_id"))
+    .where(Game.id == bindparam("game_id"), Game.player_id == bindparam("player_id"),
+           Item.study_id == bindparam("study_id"))
+)
+_MOVE_ROUND = (  # SET from the parameters named after columns: step, outcome, points, finished_at
+    update(Game.__table__).where(Game.id == bindparam("round_id"), Game.step == bindparam("seen_step"),
+                                 Game.outcome.is_(None))
+)
+_ADD_GUESS = insert(Guess.__table__)
+_COUNT_LABEL = update(Item.__table__).where(Item.id == bindparam("label_item")).values(label_count=Item.label_count + 1)
+
+
+def _ack(stored: Row) -> GuessAck:
+    """The acknowledgement of a stored guess (a row of ``_STORED_GUESS``)."""
+    outcome = "win" if stored.correct else ("loss" if stored.step >= STEPS else None)
+    return GuessAck(request_id=stored.request_id, guess_id=stored.guess_id, game_id=stored.game_id,
+                    item_id=stored.item_id, step=stored.step, guessed_class=stored.guessed_class,
+                    correct=bool(stored.correct), outcome=outcome, points=points_for(stored.step, stored.correct),
+                    next_step=stored.step if outcome is not None else stored.step + 1,
+                    answer=answer_of(stored) if outcome is not None else None)
+
+
+def _check_replay(stored: Row, player: Account, game_id: int | None) -> None:
+    if stored.player_id != player.id or (game_id is not None and stored.game_id != game_id):
+        raise GameError("request_id was already used for another guess", status=409)
 
 
 def replayed_guess(session: Session, player: Account, request_id: str, game_id: int | None = None) -> GuessAck | None:
     """The acknowledgement of an already stored guess with ``request_id``, or None.
 
     GameError (409) when the id was used by another player or for another round."""
-    guess = session.scalars(select(Guess).where(Guess.request_id == request_id)).first()
-    if guess is None:
+    stored = session.execute(_REPLAY, {"request_id": request_id}).first()
+    if stored is None:
         return None
-    if guess.player_id != player.id or (game_id is not None and guess.game_id != game_id):
-        raise GameError("request_id was already used for another guess", status=409)
-    return _ack(session, guess)
+    _check_replay(stored, player, game_id)
+    return _ack(stored)
 
 
 def submit_guess(session: Session, study: Study, player: Account, game_id: Any, *, request_id: Any,
@@ -305,75 +339,84 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
     when given, is the step the player saw: a guess made on a stale view is refused (409).
     ``before_store`` runs once the guess is known to be new and valid, just before it is written
     (the web app counts it against the player's rate limit there; it may raise to refuse it).
+
+    A new guess costs one query (the round, its answer and any guess stored under ``request_id``)
+    and three writes (the round, the guess, the item's label count), not committed.
     """
     request_id = check_request_id(request_id)
     if not isinstance(game_id, int) or isinstance(game_id, bool):
         raise GameError("no such round", status=404)
-    ack = replayed_guess(session, player, request_id, game_id)
-    if ack is not None:
-        return ack, True
-    game = get_game(session, study, player, game_id)
+    found = session.execute(_GUESS_ROUND, {"request_id": request_id, "game_id": game_id, "player_id": player.id,
+                                           "study_id": study.id}).first()
+    if found is None:
+        replayed_guess(session, player, request_id, game_id)  # 409 when another player's guess has the id
+        raise GameError("no such round", status=404)
+    if found.guess_id is not None:  # stored before: this is a retry
+        _check_replay(found, player, game_id)
+        return _ack(found), True
     if not isinstance(guessed_class, str) or guessed_class not in study.classes:
         raise GameError("guessed_class must be one of the study's classes")
     text = clean_text(text)
     language = check_language(language)
-    if game.outcome is not None or (step is not None and step != game.step):
+    current = found.round_step
+    if found.outcome is not None or (step is not None and step != current):
         ack = replayed_guess(session, player, request_id, game_id)  # a concurrent retry got there first
         if ack is not None:
             return ack, True
-        if game.outcome is not None:
+        if found.outcome is not None:
             raise GameError("this round is over", status=409)
-        raise GameError(f"the round is at step {game.step}: reload", status=409)
+        raise GameError(f"the round is at step {current}: reload", status=409)
     if before_store is not None:
         before_store()
 
-    item = session.get(Item, game.item_id)
-    correct = guessed_class == answer_of(session.get(StudyImage, item.image_id))
-    current = game.step
+    answer = answer_of(found)
+    correct = guessed_class == answer
     outcome = "win" if correct else ("loss" if current >= STEPS else None)
     now = _now()
+    moved = {"step": current if outcome else current + 1, "outcome": outcome, "points": points_for(current, correct),
+             "finished_at": now if outcome else None}
+    connection = session.connection()  # the session's transaction; plain statements, no unit of work
     try:
-        result = session.execute(
-            update(Game).where(Game.id == game.id, Game.step == current, Game.outcome.is_(None))
-            .values(step=current if outcome else current + 1, outcome=outcome, points=points_for(current, correct),
-                    finished_at=now if outcome else None)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
+        if connection.execute(_MOVE_ROUND, {"round_id": game_id, "seen_step": current, **moved}).rowcount != 1:
             raise _Moved()
-        guess = Guess(request_id=request_id, game_id=game.id, item_id=item.id, player_id=player.id,
-                      player_name=player.username, step=current, guessed_class=guessed_class, text=text,
-                      language=language, correct=correct, source="game", created_at=now)
-        session.add(guess)
-        session.execute(
-            update(Item).where(Item.id == item.id).values(label_count=Item.label_count + 1)
-            .execution_options(synchronize_session=False)
-        )
-        session.flush()
+        guess_id = connection.execute(_ADD_GUESS, {
+            "request_id": request_id, "game_id": game_id, "item_id": found.round_item, "player_id": player.id,
+            "player_name": player.username, "step": current, "guessed_class": guessed_class, "text": text,
+            "language": language, "correct": correct, "source": "game", "created_at": now,
+        }).inserted_primary_key[0]
+        connection.execute(_COUNT_LABEL, {"label_item": found.round_item})
     except (_Moved, IntegrityError):
         session.rollback()
         ack = replayed_guess(session, player, request_id, game_id)  # a concurrent retry stored it first
         if ack is not None:
             return ack, True
         raise GameError("the round changed meanwhile: reload", status=409) from None
-    for key, value in (("step", current if outcome else current + 1), ("outcome", outcome),
-                       ("points", points_for(current, correct)), ("finished_at", now if outcome else None)):
-        set_committed_value(game, key, value)  # what the UPDATE above wrote
-    return _ack(session, guess), False
+    game = session.identity_map.get(identity_key(Game, game_id))
+    if game is not None:  # the caller holds the round: show it what the UPDATE wrote
+        for key, value in moved.items():
+            set_committed_value(game, key, value)
+    return GuessAck(request_id=request_id, guess_id=guess_id, game_id=game_id, item_id=found.round_item, step=current,
+                    guessed_class=guessed_class, correct=correct, outcome=outcome, points=moved["points"],
+                    next_step=moved["step"], answer=answer if outcome is not None else None), False
 
 
 class _Moved(Exception):
     pass
 
 
+_ROUND_FRAME = (
+    select(RevealFrame.percent, RevealFrame.media_id, StudyImage.media_id, StudyImage.true_class,
+           StudyImage.predicted_class)
+    .join(Item, Item.id == RevealFrame.item_id).join(StudyImage, StudyImage.id == Item.image_id)
+    .where(RevealFrame.item_id == bindparam("item_id"), RevealFrame.step == bindparam("step"))
+)
+_ROUND_GUESSES = (select(Guess.step, Guess.guessed_class, Guess.text, Guess.correct)
+                  .where(Guess.game_id == bindparam("game_id")).order_by(Guess.id))
+
+
 def round_state(session: Session, study: Study, game: Game) -> dict[str, Any]:
     """What the game page shows of a round: step, frame media, outcome, points and (when over) the answer."""
-    found = session.execute(
-        select(RevealFrame.percent, RevealFrame.media_id, StudyImage.media_id, StudyImage.true_class,
-               StudyImage.predicted_class)
-        .join(Item, Item.id == RevealFrame.item_id).join(StudyImage, StudyImage.id == Item.image_id)
-        .where(RevealFrame.item_id == game.item_id, RevealFrame.step == game.step)
-    ).first()
+    found = session.execute(_ROUND_FRAME, {"item_id": game.item_id, "step": game.step}).first()
     if found is None:
         raise GameError("this picture has no reveal frame at that step", status=404)
     percent, frame_media, image_media, true_class, predicted = found
@@ -381,8 +424,8 @@ def round_state(session: Session, study: Study, game: Game) -> dict[str, Any]:
     guesses = []
     if over or game.step > 1:  # a round still at step 1 has no guess yet (a guess ends it or moves it on)
         guesses = [
-            {"step": g.step, "guessed_class": g.guessed_class, "text": g.text, "correct": g.correct}
-            for g in session.scalars(select(Guess).where(Guess.game_id == game.id).order_by(Guess.id))
+            {"step": step, "guessed_class": guessed_class, "text": text, "correct": correct}
+            for step, guessed_class, text, correct in session.execute(_ROUND_GUESSES, {"game_id": game.id})
         ]
     return {
         "game_id": game.id, "item_id": game.item_id, "step": game.step, "steps": STEPS, "percent": percent,
@@ -440,7 +483,8 @@ def player_stats(session: Session, study: Study, player: Account, recent: int = 
     )
     stats.players = session.scalar(select(func.count()).select_from(totals)) or 0
     if stats.rounds and player.role == "player":
-        stats.rank = 1 + (session.scalar(select(func.count()).select_from(totals).where(totals.c.points > stats.points)) or 0)
+        ahead = select(func.count()).select_from(totals).where(totals.c.points > stats.points)
+        stats.rank = 1 + (session.scalar(ahead) or 0)
     stats.recent = [
         {"text": g.text, "guessed_class": g.guessed_class, "correct": g.correct, "step": g.step}
         for g in session.scalars(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from netreveal.store import accounts
@@ -79,40 +80,48 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def _finish(session: Session, ok: bool) -> None:
-    if ok:
-        session.commit()
-    else:
-        session.rollback()
+def finish_session(session: Session, ok: bool) -> None:
+    """The end of a request's session: commit (or roll back) and close, in one go."""
+    try:
+        if ok:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
 
 
-def db(request: Request) -> Iterator[Session]:
+async def db(request: Request) -> AsyncIterator[Session]:
     """A database session for one request: committed on success, rolled back on error.
 
     The commit runs as soon as the route function returns (before the response is sent), whatever
     dependency scope the caller uses; a commit error therefore reaches the client as an error.
+    Opening a session does no I/O, so only its end (commit and close together) takes a worker thread.
     """
     session = Session(get_store(request).engine, expire_on_commit=False)
     function_stack = request.scope.get("fastapi_function_astack")
     if function_stack is not None:
         async def finish(exc_type, _exc, _tb) -> bool:
-            await run_in_threadpool(_finish, session, exc_type is None)
+            await run_in_threadpool(finish_session, session, exc_type is None)
             return False
 
         function_stack.push_async_exit(finish)
+        yield session
+        return
+    ok = False
     try:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        ok = True
     finally:
-        session.close()
+        await run_in_threadpool(finish_session, session, ok)
+
+
+_SERVED_STUDY = select(Study).where(Study.id == bindparam("study_id"))  # built once: every request runs it
 
 
 def study(request: Request, session: Session = Depends(db)) -> Study:
     """The study this app serves (503 when it was deleted while the app runs)."""
-    found = session.get(Study, request.app.state.study_id)
+    found = session.execute(_SERVED_STUDY, {"study_id": request.app.state.study_id}).scalar_one_or_none()
     if found is None:
         raise HTTPException(status_code=503, detail="the served study no longer exists")
     request.state.study = StudyView(found.id, found.name, found.kind, list(found.classes), list(found.layers))
@@ -137,26 +146,29 @@ def current_account(request: Request, session: Session = Depends(db)) -> Account
     return account
 
 
-def require_role(*roles: str):
-    """A dependency returning the logged-in account when its role is in ``roles`` (admins always pass).
+def check_role(account: Account | None, roles: tuple[str, ...]) -> Account:
+    """``account`` when it is logged in with a role in ``roles`` (any role when empty; admins always
+    pass). Logged out: 401 (pages redirect to /login). Other role: 403."""
+    if account is None:
+        raise LoginRequired()
+    if roles and account.role != "admin" and account.role not in roles:
+        raise HTTPException(status_code=403, detail=f"this needs the role {' or '.join(roles)}")
+    return account
 
-    No roles: any logged-in account. Logged out: 401 (pages redirect to /login). Other role: 403.
-    """
+
+def require_role(*roles: str) -> Callable[..., Awaitable[Account]]:
+    """A dependency returning the logged-in account when its role is in ``roles`` (see :func:`check_role`)."""
     for role in roles:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
 
     async def dependency(account: Account | None = Depends(current_account)) -> Account:  # no I/O: no thread hop
-        if account is None:
-            raise LoginRequired()
-        if roles and account.role != "admin" and account.role not in roles:
-            raise HTTPException(status_code=403, detail=f"this needs the role {' or '.join(roles)}")
-        return account
+        return check_role(account, roles)
 
     return dependency
 
 
-def require_player(refusal: str):
+def require_player(refusal: str) -> Callable[..., Awaitable[Account]]:
     """A dependency returning the logged-in account when it is a player (the only role that plays
     the reveal game, scores and takes part in evaluation studies). Logged out: 401; an annotator or
     admin: 403 with ``refusal`` as the message."""
@@ -181,10 +193,8 @@ def home_for(role: str, study_kind: str | None = "reveal") -> str:
     return "/study" if study_kind == "evaluation" else "/play"
 
 
-async def check_csrf(request: Request, account: Account | None = Depends(current_account)) -> None:
-    """403 unless the request carries the session's CSRF token (header ``X-CSRF-Token`` or form field
-    ``csrf_token``). Put it on every state-changing route."""
-    expected = getattr(request.state, "csrf_token", None)
+async def sent_csrf_token(request: Request) -> str | None:
+    """The CSRF token the request carries: header ``X-CSRF-Token``, else form field ``csrf_token``."""
     sent = request.headers.get(CSRF_HEADER)
     if not sent:
         content_type = request.headers.get("content-type", "")
@@ -192,8 +202,21 @@ async def check_csrf(request: Request, account: Account | None = Depends(current
             form = await request.form()
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else None
+    return sent
+
+
+def verify_csrf(request: Request, sent: str | None) -> None:
+    """403 unless ``sent`` is the CSRF token of the request's session (``request.state.csrf_token``,
+    set by :func:`current_account`)."""
+    expected = getattr(request.state, "csrf_token", None)
     if not expected or not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise HTTPException(status_code=403, detail="missing or wrong CSRF token: reload the page and try again")
+
+
+async def check_csrf(request: Request, account: Account | None = Depends(current_account)) -> None:
+    """403 unless the request carries the session's CSRF token (header ``X-CSRF-Token`` or form field
+    ``csrf_token``). Put it on every state-changing route."""
+    verify_csrf(request, await sent_csrf_token(request))
 
 
 def _page_state(request: Request) -> None:

@@ -8,21 +8,14 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from netreveal.store import game as rules
 from netreveal.store.models import REVEAL_PERCENTS, Account, Study
-from netreveal.web.deps import (
-    check_csrf,
-    current_account,
-    db,
-    home_for,
-    render,
-    require_player,
-    study,
-)
+from netreveal.web.calls import Call, call_dependency
+from netreveal.web.deps import current_account, db, home_for, render, require_player, study
 from netreveal.web.params import DbId
 
 router = APIRouter()
@@ -60,7 +53,8 @@ def _state(session: Session, current: Study, game) -> dict[str, Any]:
 # ---- pages -------------------------------------------------------------------------------------
 
 @router.get("/")
-def home(request: Request, session: Session = Depends(db), account: Account | None = Depends(current_account)):
+def home(request: Request, session: Session = Depends(db),
+         account: Account | None = Depends(current_account)) -> Response:
     served = session.get(Study, request.app.state.study_id)
     kind = served.kind if served is not None else None
     if account is not None:  # a player's home in an evaluation study is the study
@@ -71,7 +65,7 @@ def home(request: Request, session: Session = Depends(db), account: Account | No
 
 
 @router.get("/play")
-def play_page(request: Request, account: Account = Depends(player), current: Study = Depends(study)):
+def play_page(request: Request, account: Account = Depends(player), current: Study = Depends(study)) -> Response:
     if current.kind == "evaluation":  # where logging in leads: the study takes the game's place
         return RedirectResponse("/study", status_code=303)
     return render(request, "play.html", {"classes": current.classes, "steps": rules.STEPS})
@@ -79,70 +73,81 @@ def play_page(request: Request, account: Account = Depends(player), current: Stu
 
 @router.get("/leaderboard")
 def leaderboard_page(request: Request, session: Session = Depends(db), current: Study = Depends(reveal_study),
-                     account: Account | None = Depends(current_account)):
+                     account: Account | None = Depends(current_account)) -> HTMLResponse:
     return render(request, "leaderboard.html", {"rows": rules.leaderboard(session, current, limit=50)})
 
 
 @router.get("/stats")
 def stats_page(request: Request, session: Session = Depends(db), account: Account = Depends(player),
-               current: Study = Depends(reveal_study)):
+               current: Study = Depends(reveal_study)) -> HTMLResponse:
     return render(request, "stats.html", {"stats": rules.player_stats(session, current, account)})
 
 
 @router.get("/how-to-play")
-def how_to_play(request: Request, account: Account | None = Depends(current_account)):
+def how_to_play(request: Request, account: Account | None = Depends(current_account)) -> HTMLResponse:
     return render(request, "howto.html", {"percents": REVEAL_PERCENTS, "points": rules.POINTS})
 
 
 # ---- JSON --------------------------------------------------------------------------------------
 
-@router.post("/api/rounds", dependencies=[Depends(check_csrf)])
-def api_start_round(session: Session = Depends(db), account: Account = Depends(player),
-                    current: Study = Depends(reveal_study)):
+# The calls a player makes while playing take a Call: two worker-thread hops instead of one per
+# dependency (see web/calls.py).
+playing = call_dependency(csrf=True, kind="reveal", players_only=NOT_A_PLAYER)  # state-changing: CSRF checked
+looking = call_dependency(csrf=False, kind="reveal", players_only=NOT_A_PLAYER)
+
+
+@router.post("/api/rounds", response_model=None)
+async def api_start_round(call: Call = Depends(playing)) -> dict[str, Any]:
     """The player's open round, or a new one on the item with the fewest labels they never had."""
-    game = rules.start_round(session, current, account)
-    return _state(session, current, game)
+    return await call.run(lambda session, current, account: _state(session, current,
+                                                                    rules.start_round(session, current, account)))
 
 
-@router.get("/api/rounds/{game_id:int}")
-def api_round(game_id: DbId, session: Session = Depends(db), account: Account = Depends(player),
-              current: Study = Depends(reveal_study)):
-    return _state(session, current, rules.get_game(session, current, account, game_id))
+@router.get("/api/rounds/{game_id:int}", response_model=None)
+async def api_round(game_id: DbId, call: Call = Depends(looking)) -> dict[str, Any]:
+    return await call.run(lambda session, current, account: _state(
+        session, current, rules.get_game(session, current, account, game_id)))
 
 
-@router.post("/api/rounds/{game_id:int}/guesses", dependencies=[Depends(check_csrf)])
-def api_guess(request: Request, game_id: DbId, body: GuessIn, session: Session = Depends(db),
-              account: Account = Depends(player), current: Study = Depends(reveal_study)):
+@router.post("/api/rounds/{game_id:int}/guesses")
+async def api_guess(request: Request, game_id: DbId, body: GuessIn, call: Call = Depends(playing)) -> JSONResponse:
     """Store a guess (idempotent by ``request_id``): the acknowledgement, the same on every retry."""
-    ack, replayed = rules.submit_guess(
-        session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
-        text=body.text, language=body.language, step=body.step,
-        before_store=lambda: request.app.state.limiter.check_guess(session, account.id))
+    limiter = request.app.state.limiter
+
+    def guess(session: Session, current: Study, account: Account) -> tuple[Any, bool]:
+        return rules.submit_guess(
+            session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
+            text=body.text, language=body.language, step=body.step,
+            before_store=lambda: limiter.check_guess(session, account.id))
+
+    ack, replayed = await call.run(guess)
     return JSONResponse(ack.to_dict(), headers={"Idempotent-Replayed": "true" if replayed else "false"})
 
 
-@router.post("/api/rounds/{game_id:int}/reveal", dependencies=[Depends(check_csrf)])
-def api_reveal(game_id: DbId, body: RevealIn | None = None, session: Session = Depends(db),
-               account: Account = Depends(player), current: Study = Depends(reveal_study)):
+@router.post("/api/rounds/{game_id:int}/reveal", response_model=None)
+async def api_reveal(game_id: DbId, body: RevealIn | None = None, call: Call = Depends(playing)) -> dict[str, Any]:
     """Show more: the next reveal step (``from_step`` makes a retry harmless). Not rate limited:
     the rules allow at most five per round."""
-    game = rules.get_game(session, current, account, game_id)
-    game = rules.reveal_more(session, game, body.from_step if body else None)
-    return _state(session, current, game)
+
+    def reveal(session: Session, current: Study, account: Account) -> dict[str, Any]:
+        game = rules.get_game(session, current, account, game_id)
+        return _state(session, current, rules.reveal_more(session, game, body.from_step if body else None))
+
+    return await call.run(reveal)
 
 
-@router.post("/api/rounds/{game_id:int}/resign", dependencies=[Depends(check_csrf)])
-def api_resign(game_id: DbId, session: Session = Depends(db), account: Account = Depends(player),
-               current: Study = Depends(reveal_study)):
-    game = rules.resign(session, rules.get_game(session, current, account, game_id))
-    return _state(session, current, game)
+@router.post("/api/rounds/{game_id:int}/resign", response_model=None)
+async def api_resign(game_id: DbId, call: Call = Depends(playing)) -> dict[str, Any]:
+    return await call.run(lambda session, current, account: _state(
+        session, current, rules.resign(session, rules.get_game(session, current, account, game_id))))
 
 
-@router.get("/api/leaderboard")
-def api_leaderboard(session: Session = Depends(db), current: Study = Depends(reveal_study)):
+@router.get("/api/leaderboard", response_model=None)
+def api_leaderboard(session: Session = Depends(db), current: Study = Depends(reveal_study)) -> list[dict[str, Any]]:
     return [asdict(row) for row in rules.leaderboard(session, current, limit=50)]
 
 
-@router.get("/api/stats")
-def api_stats(session: Session = Depends(db), account: Account = Depends(player), current: Study = Depends(reveal_study)):
+@router.get("/api/stats", response_model=None)
+def api_stats(session: Session = Depends(db), account: Account = Depends(player),
+              current: Study = Depends(reveal_study)) -> dict[str, Any]:
     return rules.player_stats(session, current, account).to_dict()

@@ -1,0 +1,143 @@
+# ruff: noqa: F811  (pytest fixtures imported from dbs are redefined as test arguments)
+"""What one guess costs: SQL statements, commits and worker-thread hops (the game's busiest call),
+and that the cheaper path keeps the answers and releases its database connection (SQLite and
+PostgreSQL)."""
+
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+
+import pytest
+from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures)
+from sqlalchemy import event, func, select
+from webstudy import Client, study_ids
+
+from netreveal.store import accounts
+from netreveal.store import game as rules
+from netreveal.store.models import Account, Guess, Study
+from netreveal.web.app import create_app
+from netreveal.web.ratelimit import RateLimit
+
+
+@pytest.fixture
+def ids(store):
+    return study_ids(store, make_tiny_study(store))
+
+
+@pytest.fixture
+def app(store, ids):
+    return create_app(store, rate_limit=RateLimit(guesses=1000, signups=1000, failed_logins=1000))
+
+
+@contextmanager
+def counted(store):
+    """SQL statements (by first word) and commits on ``store`` while the block runs."""
+    statements, commits = Counter(), []
+
+    def on_statement(_conn, _cursor, statement, *_args):
+        statements[statement.split(None, 1)[0].upper()] += 1
+
+    def on_commit(_conn):
+        commits.append(1)
+
+    event.listen(store.engine, "before_cursor_execute", on_statement)
+    event.listen(store.engine, "commit", on_commit)
+    try:
+        yield statements, commits
+    finally:
+        event.remove(store.engine, "before_cursor_execute", on_statement)
+        event.remove(store.engine, "commit", on_commit)
+
+
+@contextmanager
+def worker_hops():
+    """Calls the event loop hands to a worker thread while the block runs (a list of one count)."""
+    import anyio.to_thread
+
+    real, hops = anyio.to_thread.run_sync, [0]
+
+    async def counting(*args, **kwargs):
+        hops[0] += 1
+        return await real(*args, **kwargs)
+
+    anyio.to_thread.run_sync = counting
+    try:
+        yield hops
+    finally:
+        anyio.to_thread.run_sync = real
+
+
+def test_a_new_guess_is_one_query_and_three_writes(store, ids):
+    with store.session() as s:
+        me = accounts.create_account(s, "pl1", "plum-kettle-42")
+        study = s.get(Study, ids["study"])
+        game = rules.start_round(s, study, me)
+        wrong = next(c for c in study.classes if c != ids["answer"][game.item_id])
+    with store.session() as s:
+        study, me = s.get(Study, ids["study"]), s.get(Account, me.id)
+        with counted(store) as (statements, _):
+            ack, replayed = rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()),
+                                               guessed_class=wrong, text="ears")
+        assert dict(statements) == {"SELECT": 1, "UPDATE": 2, "INSERT": 1}
+        assert not replayed and ack.outcome is None and ack.next_step == 2
+        # a retry of it: the same one query, nothing written
+        with counted(store) as (statements, _):
+            again, replayed = rules.submit_guess(s, study, me, game.id, request_id=ack.request_id,
+                                                 guessed_class=wrong, text="ears")
+        assert dict(statements) == {"SELECT": 1} and replayed and again == ack
+
+
+def test_a_request_id_names_one_guess_of_one_round(store, ids):
+    with store.session() as s:
+        me = accounts.create_account(s, "pl1", "plum-kettle-42")
+        study = s.get(Study, ids["study"])
+        first = rules.start_round(s, study, me)
+        answer = ids["answer"][first.item_id]
+        ack, _ = rules.submit_guess(s, study, me, first.id, request_id=str(uuid.uuid4()), guessed_class=answer,
+                                    text="won")
+        second = rules.start_round(s, study, me)
+        with pytest.raises(rules.GameError) as err:  # the same id on the player's next round
+            rules.submit_guess(s, study, me, second.id, request_id=ack.request_id, guessed_class=answer, text="x")
+        assert err.value.status == 409
+        with pytest.raises(rules.GameError) as err:  # no such round of theirs
+            rules.submit_guess(s, study, me, second.id + 1000, request_id=str(uuid.uuid4()), guessed_class=answer,
+                               text="x")
+        assert err.value.status == 404
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Guess)) == 1
+
+
+def test_a_guess_over_http_is_two_worker_thread_hops_and_one_commit(store, app):
+    c = Client(app)
+    assert c.signup("player1").status_code == 201
+    state = c.start()
+    with counted(store) as (_, commits), worker_hops() as hops:
+        r = c.guess(state["game_id"], state["classes"][0], "ears", step=state["step"])
+    assert r.status_code == 200
+    assert hops[0] == 2 and len(commits) == 1
+    with worker_hops() as hops:  # starting a round, looking at it: the same two hops
+        assert c.post("/api/rounds").status_code == 200
+        assert c.get(f"/api/rounds/{state['game_id']}").status_code == 200
+    assert hops[0] == 4
+
+
+def test_every_call_gives_its_connection_back(store, app):
+    c = Client(app)
+    assert c.signup("player1").status_code == 201
+    state = c.start()
+    gid = state["game_id"]
+    good = {"request_id": str(uuid.uuid4()), "guessed_class": state["classes"][0], "text": "x"}
+    calls = [
+        lambda: c.post(f"/api/rounds/{gid}/guesses", {**good, "text": 5}),  # 422: the body, after the session opened
+        lambda: c.post(f"/api/rounds/{gid}/guesses", {**good, "request_id": "nope"}),  # 400 from the rules
+        lambda: c.post(f"/api/rounds/{gid + 999}/guesses", good),  # 404
+        lambda: c.http.post(f"/api/rounds/{gid}/guesses", json=good),  # 403: no CSRF token
+        lambda: Client(app).post("/api/rounds"),  # 401
+        lambda: c.post(f"/api/rounds/{gid}/guesses", good),  # 200
+        lambda: c.get("/play"),  # a page
+    ]
+    statuses = []
+    for call in calls:
+        statuses.append(call().status_code)
+        assert store.engine.pool.checkedout() == 0, statuses
+    assert statuses == [422, 400, 404, 403, 401, 200, 200]
