@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from netreveal.store.models import ROLES, Account, Study
 from netreveal.web.deps import (
+    check_player,
     check_role,
     current_account,
     finish_session,
@@ -67,9 +68,7 @@ def _open(request: Request, roles: tuple[str, ...], csrf: bool, sent: str | None
         account = current_account(request, session)
         if csrf:
             verify_csrf(request, sent)
-        account = check_role(account, roles)
-        if players_only is not None and account.role != "player":
-            raise HTTPException(status_code=403, detail=players_only)
+        account = check_role(account, roles) if players_only is None else check_player(account, players_only)
         served = study(request, session)
         if kind is not None and served.kind != kind:
             raise HTTPException(status_code=404, detail=f"this study has no {kind} game")

@@ -168,17 +168,21 @@ def require_role(*roles: str) -> Callable[..., Awaitable[Account]]:
     return dependency
 
 
+def check_player(account: Account | None, refusal: str) -> Account:
+    """``account`` when it is a player (the only role that plays the reveal game, scores and takes
+    part in evaluation studies). Logged out: 401; an annotator or admin: 403 with ``refusal``."""
+    if account is None:
+        raise LoginRequired()
+    if account.role != "player":
+        raise HTTPException(status_code=403, detail=refusal)
+    return account
+
+
 def require_player(refusal: str) -> Callable[..., Awaitable[Account]]:
-    """A dependency returning the logged-in account when it is a player (the only role that plays
-    the reveal game, scores and takes part in evaluation studies). Logged out: 401; an annotator or
-    admin: 403 with ``refusal`` as the message."""
+    """A dependency returning the logged-in account when it is a player (see :func:`check_player`)."""
 
     async def dependency(account: Account | None = Depends(current_account)) -> Account:
-        if account is None:
-            raise LoginRequired()
-        if account.role != "player":
-            raise HTTPException(status_code=403, detail=refusal)
-        return account
+        return check_player(account, refusal)
 
     return dependency
 
