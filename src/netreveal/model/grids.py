@@ -25,7 +25,7 @@ from torch import nn
 
 from netreveal.errors import NetrevealError
 
-NCHW, TOKENS, NHWC = "nchw", "tokens", "nhwc"
+NCHW, TOKENS, NHWC, RAW = "nchw", "tokens", "nhwc", "raw"
 # Modules whose 4-D output is channels-first even inside a channels-last model.
 _CHANNELS_FIRST = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
@@ -53,7 +53,7 @@ class Layout:
             h, w = self.grid or (0, 0)
             dropped = f", {self.prefix_tokens} prefix token(s) dropped" if self.prefix_tokens else ""
             return f"patch tokens on a {h}x{w} grid{dropped}"
-        return "channels-last map" if self.kind == NHWC else "feature map"
+        return {NHWC: "channels-last map", RAW: "tensor"}.get(self.kind, "feature map")
 
 
 def _pair(value) -> tuple[int, int] | None:
@@ -124,9 +124,19 @@ def grid_layout(info: ModelGrid, shape: tuple[int, ...], module: nn.Module | Non
                          "a token sequence (B, N, C) or a channels-last map (B, H, W, C)")
 
 
+def tap_layout(info: ModelGrid, shape: tuple[int, ...], module: nn.Module | None, name: str) -> Layout:
+    """:func:`grid_layout`, or the ``raw`` layout (the output kept as it is) for an output that is
+    no grid, such as a classifier's vector: a tap can read any tensor, a method that needs a grid
+    checks for one (:func:`netreveal.model.layers.check_feature_maps`)."""
+    try:
+        return grid_layout(info, shape, module, name)
+    except NetrevealError:
+        return Layout(RAW)
+
+
 def to_grid(out: torch.Tensor, layout: Layout) -> torch.Tensor:
     """The (B, C, h, w) grid of a layer output (a view when the layout allows)."""
-    if layout.kind == NCHW:
+    if layout.kind in (NCHW, RAW):
         return out
     if layout.kind == NHWC:
         return out.permute(0, 3, 1, 2)
@@ -138,7 +148,7 @@ def to_grid(out: torch.Tensor, layout: Layout) -> torch.Tensor:
 def from_grid(grid: torch.Tensor, out: torch.Tensor, layout: Layout) -> torch.Tensor:
     """A new tensor in the layer's own layout whose values are ``grid`` (and ``out``'s prefix
     tokens): what the network goes on with after a tap, so gradients flow to ``grid``."""
-    if layout.kind == NCHW:
+    if layout.kind in (NCHW, RAW):
         return grid.clone()
     if layout.kind == NHWC:
         return grid.permute(0, 2, 3, 1).clone(memory_format=torch.contiguous_format)

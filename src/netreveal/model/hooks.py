@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from netreveal.errors import NetrevealError
-from netreveal.model.grids import Layout, ModelGrid, from_grid, grid_layout, model_grid, to_grid
+from netreveal.model.grids import Layout, ModelGrid, from_grid, model_grid, tap_layout, to_grid
 from netreveal.model.hook_list import HookList, hooks_on
 from netreveal.model.layers import resolve_layers
 from netreveal.model.sites import split_call
@@ -99,7 +99,7 @@ class LayerTaps:
             if self.grid is None:
                 layout = Layout("nchw")
             else:
-                layout = self.layouts.setdefault(name, grid_layout(self.grid, tuple(out.shape), module, name))
+                layout = self.layouts.setdefault(name, tap_layout(self.grid, tuple(out.shape), module, name))
             grid = to_grid(out, layout)
             if self.track_grad and not grid.requires_grad:
                 grid = grid.detach().requires_grad_(True)
@@ -193,5 +193,5 @@ def describe_taps(model: nn.Module, example: torch.Tensor, layouts: dict[str, La
     texts = {}
     for name, layout in layouts.items():
         text = describe_site(model, name, example, module_type)
-        texts[name] = text if layout.kind == "nchw" else f"{text}, {layout.describe()}"
+        texts[name] = text if layout.kind in ("nchw", "raw") else f"{text}, {layout.describe()}"
     return texts

@@ -150,8 +150,12 @@ def _record(model: nn.Module, example: torch.Tensor) -> list[_Call]:
     return calls
 
 
+_ACTIVATION_NAMES = {"Relu": "ReLU", "Gelu": "GELU", "Silu": "SiLU", "LeakyRelu": "LeakyReLU", "Elu": "ELU",
+                     "Hardtanh": "Hardtanh (ReLU6)"}
+
+
 def _activation_text(activation: str | None) -> str:
-    return f" and {activation.upper() if activation == 'Relu' else activation}" if activation else ""
+    return f" and {_ACTIVATION_NAMES.get(activation, activation)}" if activation else ""
 
 
 def trace_sites(model: nn.Module, example: torch.Tensor) -> Sites:
