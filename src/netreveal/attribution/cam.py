@@ -75,12 +75,12 @@ class CAM:
             raise NetrevealError(f"got {len(target)} targets for a batch of {images.shape[0]} images")
         if images.shape[0] == 0:
             raise NetrevealError("no image given")
-        ((layer_name, module),) = resolve_layers(model, layer, example=images[:1])
+        ((layer_name, _),) = resolve_layers(model, layer, example=images[:1])
         raws, targets, probs, layouts = [], [], [], {}
         starts = range(0, images.shape[0], batch_size)
         for start in tqdm(starts, desc=self.name, disable=not progress, unit="batch"):
             stop = min(start + batch_size, images.shape[0])
-            cap = capture(model, images[start:stop], module, slice_targets(target, start, stop), call=call)
+            cap = capture(model, images[start:stop], layer_name, slice_targets(target, start, stop), call=call)
             (act,), (grad,) = cap.activations.values(), cap.gradients.values()
             layouts = cap.layouts
             raws.append(self.combine(act, grad))
