@@ -118,7 +118,7 @@ def test_last_block_of_a_class_token_vit_has_no_patch_gradient_and_cam_refuses_i
     (last,) = [n for n, _ in resolve_layers(ad.model, "last:1", example=images)]
     cap = capture(ad.model, images, last, TARGETS)
     assert float(cap.gradients[last].abs().sum()) == 0.0
-    with pytest.raises(NetrevealError, match="do not reach the class score"):
+    with pytest.raises(NetrevealError, match="no gradient on the patch tokens"):
         check_feature_maps(ad.model, last, images[:1], "Grad-CAM", gradient=True)
     check_feature_maps(ad.model, last, images[:1], "INV")  # a grid all the same
 
@@ -209,3 +209,22 @@ def test_a_vector_layer_is_refused_with_one_line():
     ad, images = _vit("vit-timm")
     with pytest.raises(NetrevealError, match="outputs a vector"):
         check_feature_maps(ad.model, "head", images[:1], "Grad-CAM")
+
+
+def test_cli_explains_a_timm_vit_at_a_transformer_block(tmp_path):
+    from PIL import Image
+
+    from netreveal.cli import main
+    from netreveal.results import load
+
+    image = tmp_path / "a.png"
+    Image.effect_noise((224, 224), 40).convert("RGB").save(image)
+    out = tmp_path / "out"
+    assert main(["explain", "--model", "timm:vit_tiny_patch16_224", "--images", str(image), "--method",
+                 "gradcam,layercam", "--out", str(out), "--quiet"]) == 0
+    result = load(out / "results" / "gradcam.pt")
+    assert result.params["layer"] == "blocks.10"  # the last block's patch tokens do not reach the class token
+    assert result.params["tap"] == ("transformer block output, patch tokens on a 14x14 grid, "
+                                    "1 prefix token(s) dropped")
+    assert result.raw.shape == (1, 14, 14)
+    assert "layer blocks.10 (transformer block output, patch tokens on a 14x14 grid" in (out / "index.html").read_text()

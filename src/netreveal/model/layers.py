@@ -229,6 +229,7 @@ def check_feature_maps(
 
         for name in tokens:
             if not patch_gradient_reaches(model, example, name):
-                raise NetrevealError(f"the patch tokens of layer {name!r} do not reach the class score (the head "
-                                     f"reads the class token only); {purpose} needs an earlier block, e.g. auto:1")
+                raise NetrevealError(f"the class score has no gradient on the patch tokens of layer {name!r} (the "
+                                     f"last block of a class-token ViT, or a zero head); {purpose} needs a layer "
+                                     "they reach, e.g. auto:1")
     return resolved
