@@ -226,14 +226,17 @@ def test_a_limit_below_one_is_one_line(tmp_path, capsys, parts_folder):
     assert not (tmp_path / "out").exists() and not (tmp_path / "e.csv").exists()
 
 
-def test_a_transformer_block_for_gradcam_is_one_line(tmp_path, capsys):
+def test_a_vit_block_without_patch_gradient_for_gradcam_is_one_line(tmp_path, capsys):
+    """Transformer blocks are feature grids now, but the last block of a class-token ViT gives the
+    class score no gradient on its patch tokens (and a fresh torchvision ViT's head is zero)."""
     image = tmp_path / "a.png"
     Image.effect_noise((224, 224), 40).convert("RGB").save(image)
     out = tmp_path / "out"
     fails_with_one_line(capsys, ["explain", "--model", "vit_b_16", "--images", str(image), "--layer",
                                  "encoder.layers.encoder_layer_11", "--out", str(out), *QUICK],
-                        "layer 'encoder.layers.encoder_layer_11' outputs a token sequence (1, 197, 768), "
-                        "not a feature map (B, C, H, W); Grad-CAM needs a convolutional feature map")
+                        "the class score has no gradient on the patch tokens of layer "
+                        "'encoder.layers.encoder_layer_11' (the last block of a class-token ViT, or a zero head); "
+                        "Grad-CAM needs a layer they reach, e.g. auto:1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 

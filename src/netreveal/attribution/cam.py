@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
 from netreveal.imaging import minmax, upsample
-from netreveal.model.hooks import capture
+from netreveal.model.hooks import capture, describe_taps
 from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
@@ -75,20 +75,22 @@ class CAM:
             raise NetrevealError(f"got {len(target)} targets for a batch of {images.shape[0]} images")
         if images.shape[0] == 0:
             raise NetrevealError("no image given")
-        ((layer_name, module),) = resolve_layers(model, layer, example=images[:1])
-        raws, targets, probs = [], [], []
+        ((layer_name, _),) = resolve_layers(model, layer, example=images[:1])
+        raws, targets, probs, layouts = [], [], [], {}
         starts = range(0, images.shape[0], batch_size)
         for start in tqdm(starts, desc=self.name, disable=not progress, unit="batch"):
             stop = min(start + batch_size, images.shape[0])
-            cap = capture(model, images[start:stop], module, slice_targets(target, start, stop), call=call)
+            cap = capture(model, images[start:stop], layer_name, slice_targets(target, start, stop), call=call)
             (act,), (grad,) = cap.activations.values(), cap.gradients.values()
+            layouts = cap.layouts
             raws.append(self.combine(act, grad))
             targets.append(cap.targets)
             p = cap.logits.softmax(dim=1)
             prob = p.gather(1, cap.targets.clamp_min(0)[:, None]).squeeze(1)
             probs.append(torch.where(cap.targets >= 0, prob, torch.full_like(prob, float("nan"))))  # NaN: callable
         raw = torch.cat(raws)
-        params = {"layer": layer_name, "relu": relu, "normalize": normalize, "call": call, "score": "logit",
+        tap = describe_taps(model, images[:1], layouts).get(layer_name, "")
+        params = {"layer": layer_name, "tap": tap, "relu": relu, "normalize": normalize, "call": call, "score": "logit",
                   **self.params}
         return AttributionResult(
             method=self.name,

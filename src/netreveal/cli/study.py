@@ -41,7 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     create.add_argument("--options", type=int, default=4, help="evaluation: choices per forward question (default 4)")
     create.add_argument("--images", required=True, help="image folder (flat or class sub-folders)")
     add_model_args(create)
-    create.add_argument("--layers", default="last:9", help="layers INV explains (default: last:9)")
+    create.add_argument("--layers", default="auto:9",
+                        help="layers INV explains (default: auto:9, the model's nine default layers)")
     create.add_argument("--limit", type=int, help="use at most this many images")
     create.add_argument("--batch-size", type=int, default=8)
     create.add_argument("--seed", type=int, default=0)

@@ -3,8 +3,9 @@
 A *layer spec* names where to read: a module's output (``layer4``) or its input (``avgpool@input``,
 used for "the map the global pooling sees"). What is read is turned into a feature map
 (B, D, h, w):
-- 4-D outputs are channels-first by default; ``layout="nhwc"`` reads channels-last maps (e.g. a
-  timm Swin stage output);
+- 4-D outputs are channels-first, except in a channels-last model (timm ``output_fmt="NHWC"``,
+  torchvision Swin: see :mod:`netreveal.model.grids`), where they are read channels-last;
+  ``layout="nchw"`` / ``"nhwc"`` overrides;
 - 3-D token sequences (B, T, D) of a ViT drop their prefix tokens (class / register / distillation
   tokens: ``prefix_tokens``, found automatically from ``num_prefix_tokens`` / ``class_token`` or
   from the token count) and the remaining tokens are laid out row-major on the patch grid.
@@ -30,8 +31,11 @@ import torch
 from torch import nn
 
 from netreveal.errors import NetrevealError
+from netreveal.model.grids import NHWC, model_grid
+from netreveal.model.grids import grid_layout as _grid_layout
 from netreveal.model.hooks import HookList, frozen
 from netreveal.model.layers import get_module, module_names, named_root, resolve_layers
+from netreveal.model.sites import split_call
 
 POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 LAYOUTS = ("auto", "nchw", "nhwc", "tokens", "vector")
@@ -103,11 +107,14 @@ def read_layers(
     root = named_root(model)
     modules = dict(root.named_modules())
     found: list[torch.Tensor | None] = [None] * len(specs)
+    wanted = [split_call(spec.name)[1] or 0 for spec in specs]  # name#k: call k, else the first call
+    seen_calls = [0] * len(specs)
 
     def record(i: int, value):
         if not isinstance(value, torch.Tensor):
             raise NetrevealError(f"layer {specs[i]} gives {type(value).__name__}, not a tensor")
-        if found[i] is not None:  # a module that runs several times: keep the first call
+        seen_calls[i] += 1
+        if found[i] is not None or seen_calls[i] - 1 != wanted[i]:  # keep the wanted call only
             return None
         if grad_from == i:
             value = value.detach().requires_grad_(True)
@@ -253,13 +260,25 @@ def trace_events(
     return events
 
 
+def map_layout(model: nn.Module, shape: tuple, module: nn.Module | None, name: str = "") -> str:
+    """``nhwc`` for a channels-last 4-D output of a channels-last model, else ``nchw``."""
+    return NHWC if _grid_layout(model_grid(model), tuple(shape), module, name).kind == NHWC else "nchw"
+
+
 def find_feature_layer(model: nn.Module, example: torch.Tensor) -> LayerSpec:
     """The default feature map of a backbone (see the module docstring for the rules)."""
     events = trace_events(model, example)
     image_hw = tuple(example.shape[-2:])
+    channels_last = model_grid(model).channels_last
 
-    def spatial(shape: tuple) -> bool:
-        return len(shape) == 4 and shape[2] * shape[3] > 1
+    def layout_of(module: nn.Module, shape: tuple) -> str:
+        return map_layout(model, shape, module) if channels_last else "nchw"
+
+    def spatial(shape: tuple, module: nn.Module | None = None) -> bool:
+        if len(shape) != 4:
+            return False
+        h, w = (shape[1], shape[2]) if layout_of(module, shape) == NHWC else (shape[2], shape[3])
+        return h * w > 1
 
     last_pool = max(
         (i for i, e in enumerate(events) if e[2] == "input" and len(e[3]) == 4), default=None
@@ -268,15 +287,15 @@ def find_feature_layer(model: nn.Module, example: torch.Tensor) -> LayerSpec:
         later_maps = [
             e
             for e in events[last_pool + 1 :]
-            if e[2] == "output" and spatial(e[3]) and e[1] is not events[last_pool][1]
+            if e[2] == "output" and spatial(e[3], e[1]) and e[1] is not events[last_pool][1]
         ]
         if not later_maps:
             return LayerSpec(events[last_pool][0], "input", "nchw")
-    for name, _module, port, shape in reversed(events):
+    for name, module, port, shape in reversed(events):
         if port != "output":
             continue
-        if spatial(shape):
-            return LayerSpec(name, "output", "nchw")
+        if spatial(shape, module):
+            return LayerSpec(name, "output", layout_of(module, shape))
         if len(shape) == 3 and shape[1] > 1:
             try:
                 n = prefix_token_count(model, shape[1], image_hw)
@@ -334,6 +353,8 @@ def layer_spec(
         chosen = layout
         if layout == "auto":
             chosen = {4: "nchw", 3: "tokens", 2: "vector"}.get(raw.dim())
+            if chosen == "nchw":
+                chosen = map_layout(model, tuple(raw.shape), get_module(model, name), name)
             if chosen is None:
                 raise NetrevealError(
                     f"layer {layer!r} gives a {raw.dim()}-D tensor; expected a map, tokens or a vector"

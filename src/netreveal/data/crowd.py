@@ -265,7 +265,7 @@ def items_from_inv(result: InvResult, samples: Sequence[Sample]) -> list[StudyIt
 
 def partsworld_items(
     n_images: int = 80,
-    layers: str | list = "last:9",
+    layers: str | list = "auto:9",
     model: torch.nn.Module | None = None,
     split: str = "test",
     start: int = 0,

@@ -1,6 +1,7 @@
 """INV: layer-wise explanations of the whole feature extraction of an image classifier.
 
-For each chosen layer (default: the last nine conv layers) the feature maps are weighted by a guided
+For each chosen layer (default ``auto:9``: the last nine conv layers of a plain CNN, residual
+blocks of a ResNet, transformer blocks of a transformer) the feature maps are weighted by a guided
 Grad-CAM variant, weak maps dropped, the rest clustered (PCA, t-SNE, Ward with the k of best
 silhouette) and each cluster drawn as a weighted mean map with its weight in percent.
 

@@ -28,7 +28,7 @@ from netreveal.inv.reduce import is_degenerate, normalised_points, pca_scores
 from netreveal.inv.result import InvCluster, InvImage, InvLayer, InvResult
 from netreveal.inv.tsne import exact_tsne
 from netreveal.inv.weights import map_weights, resolve_threshold
-from netreveal.model.hooks import capture
+from netreveal.model.hooks import capture, describe_taps
 from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
 from netreveal.targets import Target, slice_targets
@@ -71,7 +71,7 @@ class _Set:
 def explain_inv(
     model: nn.Module,
     images: torch.Tensor,
-    layers: str | nn.Module | list = "last:9",
+    layers: str | nn.Module | list = "auto:9",
     target: Target = None,
     *,
     config: InvConfig = DEFAULT_CONFIG,
@@ -81,10 +81,12 @@ def explain_inv(
 ) -> InvResult:
     """INV explanations of ``images`` (B, 3, H, W) in [0, 1] for the given ``layers``.
 
-    ``layers`` is any layer spec of :func:`netreveal.model.hooks.capture` (default: the last nine
-    Conv2d layers); ``target`` the class per image (None = predicted). ``batch_size`` images share
-    one forward/backward pass and one batched t-SNE. ``seed`` feeds every random step (only the
-    t-SNE random initialisation is random; the default PCA initialisation is deterministic).
+    ``layers`` is any layer spec of :func:`netreveal.model.hooks.capture` (default ``auto:9``: the
+    last nine Conv2d layers of a plain CNN, residual block outputs of a ResNet, transformer blocks
+    of a transformer; see :mod:`netreveal.model.defaults`); ``target`` the class per image (None =
+    predicted). ``batch_size`` images share one forward/backward pass and one batched t-SNE.
+    ``seed`` feeds every random step (only the t-SNE random initialisation is random; the default
+    PCA initialisation is deterministic).
 
     The result is deterministic for a given seed and batch size, and a set's t-SNE does not depend
     on the other sets optimised with it. A different ``batch_size`` can still change details: the
@@ -125,12 +127,14 @@ def explain_inv(
             model, images[start:stop], names, slice_targets(target, start, stop), score=config.score
         )
         stats["forward_backward"] += _clock() - t0
+        layouts = cap.layouts
         out.extend(_explain_batch(cap, names, start, size, config, seed, stats))
     stats["total"] = sum(stats[s] for s in STAGES) + stats["tsne_kernel"]
     params = config.to_params()
     params.update(
         {
             "layers": names,
+            "taps": describe_taps(model, images[:1], layouts),
             "target": _describe_target(target),
             "batch_size": batch_size,
             "tsne_kernel": kernel,

@@ -31,7 +31,7 @@ class CAMMethod(Method):
     def check(self, adapter: ModelAdapter, example: torch.Tensor, options: CAMOptions) -> None:
         from netreveal.model.layers import check_feature_maps
 
-        check_feature_maps(adapter.model, options.layer, example, self.title)
+        check_feature_maps(adapter.model, options.layer, example, self.title, gradient=True)
 
     def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
             options: CAMOptions) -> AttributionResult:

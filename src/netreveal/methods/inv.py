@@ -1,4 +1,4 @@
-"""INV: for each of ``--layers`` (default ``last:9``) the layer's feature maps weighted by a guided
+"""INV: for each of ``--layers`` (default ``auto:9``) the layer's feature maps weighted by a guided
 Grad-CAM, clustered and merged into weighted cluster maps, shallow to deep. ``evaluate`` adds a
 per-layer table: alignment of cluster maps with ground-truth parts, and each layer's combined map
 against Grad-CAM at the same layer."""

@@ -101,11 +101,14 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 def layer_option() -> Any:
-    return option("last:1", "layer of the CAM methods (Grad-CAM, Grad-CAM++, LayerCAM): dotted name or selector")
+    return option("auto:1", "layer of the CAM methods (Grad-CAM, Grad-CAM++, LayerCAM): dotted name or selector "
+                  "(auto:1: the last conv of a plain CNN, the last residual block of a ResNet, the last transformer "
+                  "block whose patch tokens reach the head)")
 
 
 def layers_option() -> Any:
-    return option("last:9", "layers of the layer-wise methods (INV): names or a selector such as last:9")
+    return option("auto:9", "layers of the layer-wise methods (INV): names or a selector such as last:9, "
+                  "last:9:block, last:3:relu (auto:9: the model's nine default layers, as for auto:1)")
 
 
 def baseline_option() -> Any:

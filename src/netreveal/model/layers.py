@@ -2,6 +2,12 @@
 
 Selectors are resolved by tracing one forward pass and recording the order in which modules run,
 because ``named_modules`` order is declaration order, which need not be execution order.
+
+Selector kinds: a module type (``last:3:Linear``); ``block`` (transformer blocks on a transformer,
+residual blocks elsewhere) and ``relu`` (post-activation points), see :mod:`netreveal.model.sites`.
+Without a kind, ``last:N`` counts Conv2d layers, or transformer blocks on a transformer. ``auto:N``
+is the model's default: see :mod:`netreveal.model.defaults`. ``name#k`` taps call ``k`` of a module
+that runs several times.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from torch import nn
 
 from netreveal.errors import NetrevealError
 from netreveal.model.hook_list import hooks_on
+from netreveal.model.sites import model_sites, split_call
 
-_SELECTOR = re.compile(r"^(last|first|all)(?::(\d+))?(?::([A-Za-z_][A-Za-z0-9_]*))?$")
+_SELECTOR = re.compile(r"^(last|first|all|auto)(?::(\d+))?(?::([A-Za-z_][A-Za-z0-9_]*))?$")
+SITE_KINDS = ("block", "relu")
 
 
 def named_root(model: nn.Module) -> nn.Module:
@@ -35,7 +43,9 @@ def module_names(model: nn.Module) -> dict[nn.Module, str]:
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
-    """The submodule at dotted ``name``; an unknown name raises an error listing the closest names."""
+    """The submodule at dotted ``name`` (``name#k``: the module of call ``k``); an unknown name raises
+    an error listing the closest names."""
+    name, _ = split_call(name)
     modules = dict(named_root(model).named_modules())
     if name in modules and name != "":
         return modules[name]
@@ -101,8 +111,22 @@ def _kind_from_name(name: str | None) -> type[nn.Module]:
         return nn.Conv2d
     kind = getattr(nn, name, None)
     if not (isinstance(kind, type) and issubclass(kind, nn.Module)):
-        raise NetrevealError(f"unknown module type {name!r} in layer selector")
+        raise NetrevealError(f"unknown module type {name!r} in layer selector; "
+                             f"use a torch.nn type or one of {', '.join(SITE_KINDS)}")
     return kind
+
+
+def selector_order(model: nn.Module, example: torch.Tensor, kind_name: str | None) -> list[str]:
+    """Names a selector of kind ``kind_name`` counts, in forward order (see the module docstring)."""
+    if kind_name in SITE_KINDS or kind_name is None:
+        sites = model_sites(model, example)
+        if kind_name == "relu":
+            return [site.name for site in sites.relu]
+        if sites.transformer:
+            return list(sites.transformer_blocks)
+        if kind_name == "block":
+            return [site.name for site in sites.residual_blocks]
+    return trace_order(model, example, _kind_from_name(kind_name))
 
 
 def resolve_layers(
@@ -113,8 +137,9 @@ def resolve_layers(
     """Turn a layer spec into ``[(name, module), ...]``.
 
     ``layers`` may be a module, a dotted name, a comma-separated list of names, a list of either, or a
-    selector: ``last:N`` / ``first:N`` / ``all`` with an optional module type (``last:3:Linear``);
-    the type defaults to ``Conv2d``. Selectors need ``example`` (one input batch) to trace the order.
+    selector: ``last:N`` / ``first:N`` / ``all`` with an optional kind (``last:3:Linear``,
+    ``last:9:block``, ``last:3:relu``; default: Conv2d, transformer blocks on a transformer) or
+    ``auto:N``. Selectors need ``example`` (one input batch) to trace the order.
     """
     names = module_names(model)
     if isinstance(layers, nn.Module):
@@ -125,7 +150,14 @@ def resolve_layers(
             if example is None:
                 raise NetrevealError(f"layer selector {layers!r} needs an example input to trace")
             which, count, kind_name = match.groups()
-            order = trace_order(model, example, _kind_from_name(kind_name))
+            if which == "auto":
+                from netreveal.model.defaults import default_layers
+
+                if kind_name is not None:
+                    raise NetrevealError(f"layer selector {layers!r}: auto:N takes no kind")
+                chosen = default_layers(model, example, int(count) if count else 1)
+                return [(name, get_module(model, name)) for name in chosen]
+            order = selector_order(model, example, kind_name)
             if not order:
                 raise NetrevealError(f"layer selector {layers!r} matched no layer in this model")
             if which == "all":
@@ -150,16 +182,22 @@ def resolve_layers(
     return resolved
 
 
-@torch.no_grad()
 def check_feature_maps(
     model: nn.Module,
     layers: str | nn.Module | Sequence[str | nn.Module],
     example: torch.Tensor,
     purpose: str = "this method",
+    *,
+    gradient: bool = False,
 ) -> list[tuple[str, nn.Module]]:
     """:func:`resolve_layers`, then one forward pass on ``example`` to check that every layer
-    outputs a feature map (B, C, H, W). A transformer block's token sequence (B, N, C), a vector or
-    a tuple is a NetrevealError naming the layer and what it gives."""
+    gives a feature grid: a map (B, C, H, W), a token sequence (B, N, C) that fits the patch grid, or
+    a channels-last map (B, H, W, C) (see :mod:`netreveal.model.grids`). A vector, a tuple or tokens
+    that fit no grid are a NetrevealError naming the layer and what it gives. With ``gradient``, a
+    token layer whose patch tokens do not reach the class score (the last block of a class-token
+    ViT) is an error too: its gradient-weighted maps would be zero."""
+    from netreveal.model.grids import grid_layout, model_grid
+
     resolved = resolve_layers(model, layers, example=example)
     outputs: dict[str, object] = {}
 
@@ -169,16 +207,29 @@ def check_feature_maps(
 
         return hook
 
-    _observe(model, example, resolved, make_hook)
-    for name, _ in resolved:
+    with torch.no_grad():
+        _observe(model, example, resolved, make_hook)
+    info = model_grid(model)
+    tokens = []
+    for name, module in resolved:
         out = outputs.get(name)
         if out is None:
             raise NetrevealError(f"layer {name!r} does not run in the model's forward pass")
         if not isinstance(out, torch.Tensor):
             raise NetrevealError(f"layer {name!r} outputs a {type(out).__name__}, not a feature map (B, C, H, W); "
-                                 f"{purpose} needs a convolutional feature map")
-        if out.dim() != 4:
-            what = "a token sequence" if out.dim() == 3 else f"a {out.dim()}-D tensor"
-            raise NetrevealError(f"layer {name!r} outputs {what} {tuple(out.shape)}, not a feature map (B, C, H, W); "
-                                 f"{purpose} needs a convolutional feature map")
+                                 f"{purpose} needs a feature map or a token grid")
+        try:
+            layout = grid_layout(info, tuple(out.shape), module, name)
+        except NetrevealError as exc:
+            raise NetrevealError(f"{exc}; {purpose} needs a feature map or a token grid") from None
+        if layout.kind == "tokens":
+            tokens.append(name)
+    if gradient and tokens:
+        from netreveal.model.defaults import patch_gradient_reaches
+
+        for name in tokens:
+            if not patch_gradient_reaches(model, example, name):
+                raise NetrevealError(f"the class score has no gradient on the patch tokens of layer {name!r} (the "
+                                     f"last block of a class-token ViT, or a zero head); {purpose} needs a layer "
+                                     "they reach, e.g. auto:1")
     return resolved

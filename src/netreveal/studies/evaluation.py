@@ -57,7 +57,7 @@ def create_evaluation_study(
     attention_every: int = 8,
     n_options: int = 4,
     batch_size: int = 8,
-    layers: str = "last:9",
+    layers: str = "auto:9",
     progress: bool = False,
 ) -> int:
     """Run ``methods`` (names from :mod:`netreveal.methods`) on ``inputs``

@@ -23,7 +23,7 @@ def create_study(
     adapter,
     inputs,
     *,
-    layers: str | Sequence[str] = "last:9",
+    layers: str | Sequence[str] = "auto:9",
     seed: int = 0,
     batch_size: int = 8,
     progress: bool = False,

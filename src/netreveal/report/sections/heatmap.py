@@ -27,7 +27,7 @@ def describe(params: dict) -> str:
         return (f"{p['n_masks']} masks, {p['cell']}x{p['cell']} grid, p {p['p']}, {p['baseline']} baseline, "
                 f"seed {p['seed']}")
     if "layer" in p:
-        return f"layer {p['layer']}"
+        return f"layer {p['layer']}" + (f" ({p['tap']})" if p.get("tap") else "")
     return ""
 
 

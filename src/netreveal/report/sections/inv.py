@@ -15,13 +15,14 @@ from netreveal.report.sections import renders
 THUMB_PX = 112
 
 
-def inv_story_html(report: Report, key: str, image: torch.Tensor, explained) -> str:
-    """HTML table for one :class:`netreveal.inv.InvImage` (pictures are written into the report)."""
+def inv_story_html(report: Report, key: str, image: torch.Tensor, explained, taps: dict | None = None) -> str:
+    """HTML table for one :class:`netreveal.inv.InvImage` (pictures are written into the report);
+    ``taps`` says what each layer's tapped tensor is (``InvResult.params["taps"]``)."""
     rows = []
     widest = max((len(layer.clusters) for layer in explained.layers), default=0)
     for depth, layer in enumerate(explained.layers, start=1):
         cells = [
-            (f'<th class="inv-layer">{depth}. {html.escape(layer.name)}<br>'
+            (f'<th class="inv-layer">{depth}. {html.escape(layer.name)}<br>{_tap_note(taps, layer.name)}'
              f'<span class="metrics">{layer.n_kept}/{layer.n_maps} maps kept · k={layer.k}</span></th>')
         ]
         if layer.empty:
@@ -45,8 +46,14 @@ def inv_story_html(report: Report, key: str, image: torch.Tensor, explained) -> 
     return f'<div class="scroll"><table class="inv-story">{header}{"".join(rows)}</table></div>'
 
 
+def _tap_note(taps: dict | None, name: str) -> str:
+    text = (taps or {}).get(name)
+    return f'<span class="metrics inv-tap">{html.escape(text)}</span><br>' if text else ""
+
+
 @renders(InvResult)
 def inv_sections(report: Report, keys: list[str], images: torch.Tensor, result: InvResult, title: str) -> None:
     for i, key in enumerate(keys):
         report.add_section(key, "INV: layer-wise feature maps (shallow to deep)",
-                           inv_story_html(report, key, images[i], result.images[i]))
+                           inv_story_html(report, key, images[i], result.images[i],
+                                          result.params.get("taps")))
