@@ -1,4 +1,5 @@
-"""LIME (captum) on seeded SLIC superpixels: a weighted ridge regression on random on/off samples."""
+"""LIME (captum) on seeded SLIC superpixels: a weighted ridge regression on random on/off samples; a
+switched-off superpixel shows its mean colour (the lime package's default) or the ``--baseline`` image."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from netreveal.methods.base import Method
 from netreveal.methods.options import (
     MethodOptions,
     baseline_option,
+    option,
     samples_option,
     segments_option,
 )
@@ -23,6 +25,8 @@ class LimeOptions(MethodOptions):
     baseline: str = baseline_option()
     samples: int | None = samples_option()
     segments: int | None = segments_option()
+    lime_fill: str = option("mean", "what a switched-off LIME superpixel shows: mean (its own mean colour, as the "
+                            "lime package) or baseline (the --baseline image)", choices=("mean", "baseline"))
 
 
 @register_method
@@ -36,5 +40,6 @@ class LimeMethod(Method):
         from netreveal.attribution.captum_baselines import lime
 
         return lime(adapter.model, images, targets, n_samples=options.samples, segments=options.segments,
-                    seed=options.seed, baseline=options.baseline, batch_size=options.perturbed_batch,
+                    seed=options.seed, baseline=options.baseline, fill=options.lime_fill,
+                    batch_size=options.perturbed_batch,
                     progress=options.progress)
