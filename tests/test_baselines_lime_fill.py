@@ -54,7 +54,7 @@ def test_superpixel_means_are_the_lime_packages_fudged_image():
 def test_perturbed_images_show_hidden_superpixels_in_their_mean_colour():
     model = Recorder().eval()
     images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    result = lime(model, images, [0, 1], n_samples=40, segments=9, seed=0, batch_size=16)
+    result = lime(model, images, [0, 1], n_samples=40, segments=9, seed=0, batch_size=16, fill="mean")
     assert result.params["fill"] == "mean" and result.params["baseline"] == "superpixel mean colour"
     perturbed = torch.cat(model.seen[1:])  # the first batch predicts the unperturbed images
     assert perturbed.shape[0] == 2 * 40
@@ -74,17 +74,17 @@ def test_perturbed_images_show_hidden_superpixels_in_their_mean_colour():
 def test_the_baseline_fill_and_the_method_option():
     model = Recorder().eval()
     images = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
-    result = lime(model, images, 0, n_samples=16, segments=9, baseline="black", fill="baseline", batch_size=16)
+    result = lime(model, images, 0, n_samples=16, segments=9, baseline="black", batch_size=16)  # the default fill
     assert result.params["fill"] == "baseline" and result.params["baseline"] == "black"
     for z in torch.cat(model.seen[1:]):
         assert bool(((z == images[0]) | (z == 0)).all())  # each pixel is the image's or black
     with pytest.raises(NetrevealError, match="LIME fill must be one of mean, baseline"):
         lime(model, images, 0, n_samples=16, segments=9, fill="grey")
     method = METHODS["lime"]
-    assert method.options().lime_fill == "mean"
+    assert method.options().lime_fill == "baseline"
     adapter = ModelAdapter(model, "rec", SIZE, ["a", "b", "c"])
-    run = method.run(adapter, images, torch.tensor([0]), method.options(lime_fill="baseline", samples=16,
+    run = method.run(adapter, images, torch.tensor([0]), method.options(lime_fill="mean", samples=16,
                                                                          segments=9, progress=False))
-    assert run.params["fill"] == "baseline" and run.params["baseline"] == "blur"
-    with pytest.raises(NetrevealError, match="--lime-fill must be one of mean, baseline"):
+    assert run.params["fill"] == "mean" and run.params["baseline"] == "superpixel mean colour"
+    with pytest.raises(NetrevealError, match="--lime-fill must be one of baseline, mean"):
         method.options(lime_fill="grey")

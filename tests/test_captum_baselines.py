@@ -135,8 +135,7 @@ def test_kernel_shap_recovers_the_shapley_value_of_the_one_superpixel_that_count
 def test_lime_ranks_the_superpixel_that_counts_first():
     model = RegionModel()
     images = block_images()
-    # flat blocks are their own mean colour: the mean fill would hide nothing, so hide with black
-    res = lime(model, images, 0, n_samples=200, segments=16, baseline="black", fill="baseline")
+    res = lime(model, images, 0, n_samples=200, segments=16, baseline="black")
     drop = _region_drop(model, images)
     for i, coef in enumerate(res.extras["coefficients"]):
         k = int(res.extras["segments"][i][model.region.bool()][0])
@@ -189,8 +188,7 @@ def test_registered_methods_run_through_the_pipeline(tmp_path):
     region = model.region.bool()
     inputs = pipeline.Inputs(["a", "b"], images, [0, 0], ["region"] * 2, [region, region])
     opts = MethodOptions(batch_size=8, seed=0, progress=False)
-    # blur baseline (LIME's mean fill would hide nothing on these flat blocks)
-    runs = [method.configure({**opts.__dict__, "lime_fill": "baseline"}) for method in methods]
+    runs = [method.configure(opts.__dict__) for method in methods]  # blur baseline
     probs, targets, done = pipeline.run_methods(adapter, inputs, runs, opts, None)
     assert targets.tolist() == [0, 0] and bool((probs[:, 0] > 0.9).all())
     for method in methods:

@@ -1,12 +1,11 @@
 """Perturbation baselines through captum: occlusion, LIME and KernelSHAP, as netreveal results.
 
 All three explain the target's softmax probability and replace hidden pixels with a baseline image
-(a heavy blur by default, as the deletion/insertion metrics use), except LIME, which by default
-fills each switched-off superpixel with that superpixel's mean colour, as the reference ``lime``
-package does (``LimeImageExplainer.explain_instance(hide_color=None)``); ``fill="baseline"`` gives
-it the baseline image instead. Each image is explained on its own (a progress bar counts images);
-its perturbed copies go through the model ``batch_size`` at a time (captum's
-``perturbations_per_eval``).
+(a heavy blur by default, as the deletion/insertion metrics use). LIME's ``fill="mean"`` fills each
+switched-off superpixel with that superpixel's mean colour instead, as the reference ``lime``
+package does by default (``LimeImageExplainer.explain_instance(hide_color=None)``). Each image is
+explained on its own (a progress bar counts images); its perturbed copies go through the model
+``batch_size`` at a time (captum's ``perturbations_per_eval``).
 
 - Occlusion (Zeiler and Fergus 2014): a ``window`` square slides with ``stride``; a pixel's score is
   the mean drop in probability over the windows covering it.
@@ -259,15 +258,16 @@ def lime(
     segments: int | None = None,
     seed: int = 0,
     baseline: str | torch.Tensor = "blur",
-    fill: str = "mean",
+    fill: str = "baseline",
     batch_size: int = 64,
     progress: bool = False,
 ) -> AttributionResult:
     """LIME heatmaps (B, H, W) over SLIC superpixels for ``target`` (None: the predicted class, an int
     for all, or one class per image) of ``images`` in [0, 1].
 
-    ``fill``: what a switched-off superpixel shows, ``mean`` (its own mean colour, the lime
-    package's default) or ``baseline`` (the ``baseline`` image, a heavy blur by default).
+    ``fill``: what a switched-off superpixel shows, ``baseline`` (default: the ``baseline`` image, a
+    heavy blur unless given, as the other perturbation methods and the deletion/insertion metrics)
+    or ``mean`` (its own mean colour, the lime package's default; see docs/methods/lime.md).
     ``segments`` defaults to :func:`default_segments`, ``n_samples`` to :func:`default_samples`.
     ``raw`` is each pixel's superpixel coefficient; ``extras`` keeps the superpixel labels (B, H, W)
     and each image's coefficients.

@@ -1,5 +1,6 @@
 """LIME (captum) on seeded SLIC superpixels: a weighted ridge regression on random on/off samples; a
-switched-off superpixel shows its mean colour (the lime package's default) or the ``--baseline`` image."""
+switched-off superpixel shows the ``--baseline`` image (default) or its own mean colour
+(``--lime-fill mean``, the lime package's default)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ class LimeOptions(MethodOptions):
     baseline: str = baseline_option()
     samples: int | None = samples_option()
     segments: int | None = segments_option()
-    lime_fill: str = option("mean", "what a switched-off LIME superpixel shows: mean (its own mean colour, as the "
-                            "lime package) or baseline (the --baseline image)", choices=("mean", "baseline"))
+    lime_fill: str = option("baseline", "what a switched-off LIME superpixel shows: baseline (the --baseline image, "
+                            "default) or mean (its own mean colour, as the lime package)", choices=("baseline", "mean"))
 
 
 @register_method

@@ -109,8 +109,8 @@ def layers_option() -> Any:
 
 
 def baseline_option() -> Any:
-    return option("blur", "'nothing here' image of deletion/insertion, SAG, occlusion, KernelSHAP and LIME "
-                  "(with --lime-fill baseline)", choices=BASELINE_CHOICES)
+    return option("blur", "'nothing here' image of deletion/insertion, SAG, occlusion, LIME and KernelSHAP",
+                  choices=BASELINE_CHOICES)
 
 
 def samples_option() -> Any:
