@@ -8,9 +8,10 @@ on). scikit-learn refuses a perplexity that is not below the number of points, s
 keeping 30 maps or fewer the notebook stops with an error; there the reference setting uses that
 unused ``2 n / 3`` instead (:func:`reference_perplexity`).
 
-Each set gets its own ``random_state`` (the seed netreveal derives for the image and layer), which
-seeds the randomised PCA of the initialisation; the rest of Barnes-Hut t-SNE is deterministic
-apart from its multi-threaded sums (see docs/methods/inv.md for what was measured).
+Each set gets its own ``random_state`` (the seed netreveal derives for the image and layer); it
+reaches only the PCA of the initialisation, which scikit-learn randomises for large sets alone.
+Measured on the demo, results repeat bit for bit, also across OpenMP thread counts (see
+docs/methods/inv.md).
 """
 
 from __future__ import annotations

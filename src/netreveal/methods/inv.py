@@ -25,8 +25,8 @@ MAX_BATCH = 8  # images per INV batch (each batch runs one batched t-SNE per lay
 @dataclasses.dataclass
 class InvOptions(MethodOptions):
     layers: str = layers_option()
-    inv_tsne: str = option("exact", "t-SNE of INV: exact (default; batched, deterministic) or reference (the INV "
-                           "notebook's scikit-learn Barnes-Hut t-SNE, one set at a time)",
+    inv_tsne: str = option("exact", "t-SNE of INV: exact (default; all sets of a batch at once, several times "
+                           "faster) or reference (the INV notebook's scikit-learn Barnes-Hut t-SNE, one set at a time)",
                            choices=("exact", "reference"))
 
 
