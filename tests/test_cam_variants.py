@@ -66,7 +66,7 @@ def test_gradcam_plus_plus_is_the_papers_formula_for_an_exponential_score():
         w = (alpha * dy.detach().clamp_min(0)).sum(dim=(2, 3), keepdim=True)
         expected = (w * a.detach()).sum(dim=1)[0]  # carries the factor exp(S) our weights leave out
         torch.testing.assert_close(result.raw[i] * torch.exp(s.detach()), expected, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(result.maps[i], minmax(upsample(expected[None], (6, 6)).clamp_min(0))[0],
+        torch.testing.assert_close(result.maps[i], minmax(upsample(expected[None].clamp_min(0), (6, 6)))[0],
                                    rtol=1e-4, atol=1e-5)
     assert result.method == "gradcam++" and result.targets.tolist() == [0, 2]
     assert "exp(logit)" in result.params["weights"]
@@ -108,7 +108,35 @@ def test_layercam_weighs_each_position_by_its_positive_gradient():
         assert bool((g < 0).any()) and bool((g > 0).any())
         expected = (g.clamp_min(0) * a).sum(dim=1)[0]
         torch.testing.assert_close(result.raw[i], expected, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(result.maps[i], minmax(upsample(expected[None], (8, 8)).clamp_min(0))[0],
+        torch.testing.assert_close(result.maps[i], minmax(upsample(expected[None].clamp_min(0), (8, 8)))[0],
                                    rtol=1e-4, atol=1e-5)
     grad_cam = run("gradcam", model, x, targets)
     assert float((grad_cam.raw - result.raw).abs().max()) > 1e-4  # a different map than Grad-CAM's
+
+
+def strided_net(seed: int = 0) -> nn.Module:
+    """stride-2 conv -> ReLU -> conv (tapped as "2", signed) -> ReLU -> mean -> linear: the tapped
+    layer has half the input's resolution, so its maps are upsampled."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, stride=2), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+
+
+def test_every_cam_variant_applies_its_relu_before_upsampling():
+    # pytorch-grad-cam's BaseCAM (Grad-CAM, Grad-CAM++, LayerCAM alike) and captum's LayerGradCam
+    # take the positive part at the layer's resolution and only then resize the map
+    model = strided_net()
+    x = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(5))
+    targets = torch.tensor([0, 1, 2])
+    adapter = ModelAdapter(model, "tiny", 12, ["a", "b", "c"])
+    for name in ("gradcam", "gradcam++", "layercam"):
+        method = METHODS[name]
+        result = method.run(adapter, x, targets, method.options(layer="2", progress=False))
+        assert result.raw.shape[-2:] == (6, 6)
+        definition = minmax(upsample(result.raw.clamp_min(0), (12, 12)))
+        torch.testing.assert_close(result.maps, definition, rtol=1e-5, atol=1e-6)
+        assert result.params["relu_at"] == "layer"
+        torch.testing.assert_close(method.map_from_raw(result.raw, (12, 12)), definition, rtol=1e-5, atol=1e-6)
+        late = minmax(upsample(result.raw, (12, 12)).clamp_min(0))
+        if name != "layercam":  # the other order differs; LayerCAM's map is >= 0 below a ReLU (g = 0 where A < 0)
+            assert float((late - result.maps).abs().max()) > 1e-3, name

@@ -73,14 +73,22 @@ def test_relu_and_normalize_options():
     signed = gradcam(net, images, "conv", target, relu=False, normalize=False)
     torch.testing.assert_close(signed.raw, cam)
     torch.testing.assert_close(signed.maps, up)
+    # the ReLU acts at the layer's resolution, then the map is upsampled (the definition) ...
+    pos = F.interpolate(cam.clamp_min(0)[:, None], size=(8, 8), mode="bilinear", align_corners=False)[:, 0]
     positive = gradcam(net, images, "conv", target, relu=True, normalize=False)
-    torch.testing.assert_close(positive.maps, up.clamp_min(0))
+    torch.testing.assert_close(positive.maps, pos)
+    # ... or, on request, after upsampling (a different map wherever neighbouring cells change sign)
+    late = gradcam(net, images, "conv", target, relu=True, normalize=False, relu_at="upsampled")
+    torch.testing.assert_close(late.maps, up.clamp_min(0))
+    assert float((late.maps - positive.maps).abs().max()) > 1e-3
+    assert positive.params["relu_at"] == "layer" and late.params["relu_at"] == "upsampled"
     both = gradcam(net, images, "conv", target)
-    pos = up.clamp_min(0)
     lo = pos.amin(dim=(1, 2), keepdim=True)
     hi = pos.amax(dim=(1, 2), keepdim=True)
     torch.testing.assert_close(both.maps, (pos - lo) / (hi - lo))
     assert both.params["relu"] and both.params["normalize"]
+    with pytest.raises(NetrevealError, match="relu_at must be one of layer, upsampled"):
+        gradcam(net, images, "conv", target, relu_at="input")
 
 
 def test_batch_target_list_with_chunks_and_callable_target():

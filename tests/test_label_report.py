@@ -245,12 +245,15 @@ def test_tcav_rows_follow_their_definition(tmp_path):
                   for lab in g.labels if lab.word == r.concept}
         assert scores[r.layer] == max(scores.values())
         assert 0 <= r.score <= 1 and 0 <= r.random <= 1 and 0 <= r.p_value <= 1
-        assert r.significant == (r.p_value < 0.05)
+        assert bool(r.warning) == (r.n_class_images < 6)  # the fewest images a test at 0.05 can speak for
+        assert r.significant == (r.p_value < 0.05 and not r.warning)
         assert r.n_concept_images == min(40, best.count(r.concept))
         assert r.n_class_images == sum(i.predicted_class == r.image_class for i in analysis.images)
     page = write_label_report(analysis, tmp_path / "rep").read_text()
     assert page.count("<tr class=\"ns-row\">") == sum(not r.significant for r in tc.rows)
     assert page.count("<tr class=\"sig-row\">") == sum(r.significant for r in tc.rows)
+    assert page.count("too few class images") == sum(bool(r.warning) for r in tc.rows)
+    assert ("with too few images to test" in page) == any(r.warning for r in tc.rows)
 
 
 def test_short_layer_names_drop_the_shared_prefix_only():

@@ -80,21 +80,26 @@ def test_train_cav_finds_the_separating_direction():
     neg = torch.randn(80, 10, generator=gen)
     pos = torch.randn(80, 10, generator=gen)
     pos[:, 3] += 4.0
-    cav, acc = train_cav(pos, neg, seed=0)
+    cav, acc = train_cav(pos, neg, seed=0, classifier="logistic")
     assert acc > 0.9
     assert abs(cav.norm().item() - 1) < 1e-5
     assert cav[3] > 0.9
+    cav, acc = train_cav(pos, neg, seed=0)  # the reference's SGD linear SVM: noisier, same direction
+    assert acc > 0.8 and abs(cav.norm().item() - 1) < 1e-5 and cav[3] > 0.8
 
 
 def test_tcav_separates_a_driving_concept_from_an_irrelevant_one(setup):
+    # with logistic-regression CAVs; the default hinge-loss CAVs are checked against their
+    # definition in test_tcav_reference.py
     model, pool, images, targets = setup
     red, red_maps = patched(40, 0, seed=20)
     blue, blue_maps = patched(40, 2, seed=30)
     red_c = concept_images(red, red_maps, fraction=0.1, baseline="mean")
     blue_c = concept_images(blue, blue_maps, fraction=0.1, baseline="mean")
     r = tcav(model, red_c, pool, images, targets, "features", name="red", n_runs=10,
-             class_names=["red", "green"], seed=0)
-    b = tcav(model, blue_c, pool, images, targets, "features", name="blue", n_runs=10, seed=0)
+             class_names=["red", "green"], seed=0, classifier="logistic")
+    b = tcav(model, blue_c, pool, images, targets, "features", name="blue", n_runs=10, seed=0,
+             classifier="logistic")
     assert r.layers == ["features"] and r.classes == [0, 1]
     # red drives class 0: every CAV points up the red channel, so every class-0 image scores
     assert r.scores[0, 0].min() == 1.0
@@ -109,6 +114,8 @@ def test_tcav_separates_a_driving_concept_from_an_irrelevant_one(setup):
     assert rows[0]["class"] == "red" and rows[0]["significant"] is True
     assert rows[0]["direction"] == "positive"
     assert math.isclose(rows[0]["tcav"], 1.0)
+    assert rows[0]["class_images"] == 30 and rows[0]["warning"] == "" and r.warnings == []
+    assert r.params["cav_classifier"] == "logistic" and r.params["min_class_images"] == 6
 
 
 def test_shared_random_activations_and_gradients_give_the_same_result(setup):

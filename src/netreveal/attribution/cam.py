@@ -4,7 +4,13 @@ One forward/backward pass per batch taps a layer's activation A (B, K, h, w) and
 g = dS/dA of each image's class logit S. A variant says how to weigh the channels:
 
     raw = combine(A, g) = sum_k weights(A, g)_k * A_k          (B, h, w), signed
-    map = min-max(ReLU(upsample(raw)))                          (B, H, W) in [0, 1]
+    map = min-max(upsample(ReLU(raw)))                          (B, H, W) in [0, 1]
+
+The ReLU acts at the layer's resolution and the result is upsampled (bilinear, half-pixel centres,
+i.e. ``align_corners=False``), as the Grad-CAM definition has it and as pytorch-grad-cam (every
+variant) and captum (``LayerGradCam`` with ``relu_attributions=True``, then
+``LayerAttribution.interpolate``) compute it. ``relu_at="upsampled"`` keeps the other order
+(upsample the signed map, then ReLU): negative evidence then bleeds less into positive cells.
 
 ``weights`` is (B, K, 1, 1) for one weight per channel or (B, K, h, w) for one per position; a
 variant overrides it (or ``combine``) and nothing else. :class:`GradCAM` is the plain one; the
@@ -27,6 +33,15 @@ from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
 from netreveal.targets import Target, slice_targets
 
+# where the ReLU acts: on the layer's map before upsampling (the definition) or after upsampling
+RELU_AT = ("layer", "upsampled")
+
+
+def check_relu_at(relu_at: str) -> None:
+    """Raise :class:`NetrevealError` unless ``relu_at`` is one of :data:`RELU_AT`."""
+    if relu_at not in RELU_AT:
+        raise NetrevealError(f"relu_at must be one of {', '.join(RELU_AT)}, got {relu_at!r}")
+
 
 class CAM:
     """The template: subclasses set ``name`` and override :meth:`weights` (or :meth:`combine`);
@@ -44,10 +59,13 @@ class CAM:
         return (self.weights(activation, gradient) * activation).sum(dim=1)
 
     def to_map(self, raw: torch.Tensor, size: tuple[int, int], relu: bool = True,
-               normalize: bool = True) -> torch.Tensor:
-        """Maps (B, H, W) at ``size`` from signed layer maps (B, h, w)."""
-        maps = upsample(raw, tuple(size))
-        if relu:
+               normalize: bool = True, relu_at: str = "layer") -> torch.Tensor:
+        """Maps (B, H, W) at ``size`` from signed layer maps (B, h, w); ``relu_at`` says whether the
+        ReLU acts before upsampling (``layer``, the definition) or after it (``upsampled``)."""
+        check_relu_at(relu_at)
+        maps = raw.clamp_min(0) if relu and relu_at == "layer" else raw
+        maps = upsample(maps, tuple(size))
+        if relu and relu_at == "upsampled":
             maps = maps.clamp_min(0)
         return minmax(maps) if normalize else maps
 
@@ -60,6 +78,7 @@ class CAM:
         *,
         relu: bool = True,
         normalize: bool = True,
+        relu_at: str = "layer",
         batch_size: int = 32,
         call: int = -1,
         progress: bool = False,
@@ -68,9 +87,12 @@ class CAM:
 
         ``target``: None (predicted class), an int, one class per image, or a callable
         ``logits -> (B,) scores``. ``relu`` keeps positive evidence only; ``normalize`` scales each
-        map to [0, 1]; with both off the signed map is returned as computed. ``raw`` holds the maps
-        at the layer's resolution; ``call`` picks the call of a layer that runs several times.
+        map to [0, 1]; with both off the signed map is returned as computed. ``relu_at``: ``layer``
+        (default) applies the ReLU at the layer's resolution and then upsamples, ``upsampled`` the
+        other way round (see the module docstring). ``raw`` holds the signed maps at the layer's
+        resolution; ``call`` picks the call of a layer that runs several times.
         """
+        check_relu_at(relu_at)
         if isinstance(target, (list, tuple, torch.Tensor)) and len(target) != images.shape[0]:
             raise NetrevealError(f"got {len(target)} targets for a batch of {images.shape[0]} images")
         if images.shape[0] == 0:
@@ -90,11 +112,11 @@ class CAM:
             probs.append(torch.where(cap.targets >= 0, prob, torch.full_like(prob, float("nan"))))  # NaN: callable
         raw = torch.cat(raws)
         tap = describe_taps(model, images[:1], layouts).get(layer_name, "")
-        params = {"layer": layer_name, "tap": tap, "relu": relu, "normalize": normalize, "call": call, "score": "logit",
-                  **self.params}
+        params = {"layer": layer_name, "tap": tap, "relu": relu, "relu_at": relu_at, "normalize": normalize,
+                  "call": call, "score": "logit", **self.params}
         return AttributionResult(
             method=self.name,
-            maps=self.to_map(raw, tuple(images.shape[-2:]), relu, normalize),
+            maps=self.to_map(raw, tuple(images.shape[-2:]), relu, normalize, relu_at),
             targets=torch.cat(targets),
             target_probs=torch.cat(probs),
             params=params,

@@ -1,9 +1,11 @@
 """Perturbation baselines through captum: occlusion, LIME and KernelSHAP, as netreveal results.
 
 All three explain the target's softmax probability and replace hidden pixels with a baseline image
-(a heavy blur by default, as the deletion/insertion metrics use). Each image is explained on its
-own (a progress bar counts images); its perturbed copies go through the model ``batch_size`` at a
-time (captum's ``perturbations_per_eval``).
+(a heavy blur by default, as the deletion/insertion metrics use). LIME's ``fill="mean"`` fills each
+switched-off superpixel with that superpixel's mean colour instead, as the reference ``lime``
+package does by default (``LimeImageExplainer.explain_instance(hide_color=None)``). Each image is
+explained on its own (a progress bar counts images); its perturbed copies go through the model
+``batch_size`` at a time (captum's ``perturbations_per_eval``).
 
 - Occlusion (Zeiler and Fergus 2014): a ``window`` square slides with ``stride``; a pixel's score is
   the mean drop in probability over the windows covering it.
@@ -37,6 +39,8 @@ from netreveal.targets import Target
 LIME_KERNEL_WIDTH = 0.25
 LIME_RIDGE_ALPHA = 1.0
 SLIC_COMPACTNESS = 10.0
+# what a switched-off superpixel shows in LIME: its own mean colour (the lime package) or the baseline
+LIME_FILLS = ("mean", "baseline")
 
 
 def default_window(size: int) -> tuple[int, int]:
@@ -92,6 +96,18 @@ def superpixels(images: torch.Tensor, segments: int, compactness: float = SLIC_C
             dense, fallbacks = grid_segments(h, w, segments), fallbacks + 1
         labels.append(dense)
     return torch.stack(labels).to(images.device), fallbacks
+
+
+def superpixel_means(image: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """``image`` (C, H, W) or (1, C, H, W) with every pixel replaced by the mean colour of its
+    superpixel in ``segments`` (H, W), labels 0..K-1: the lime package's ``hide_color=None``."""
+    x = image.reshape(-1, *image.shape[-2:])
+    seg = segments.reshape(-1).to(x.device).long()
+    k = int(seg.max()) + 1
+    flat = x.reshape(x.shape[0], -1).double()
+    sums = torch.zeros(x.shape[0], k, dtype=torch.float64, device=x.device).index_add_(1, seg, flat)
+    counts = torch.bincount(seg, minlength=k).clamp_min(1).double()
+    return (sums / counts)[:, seg].to(image.dtype).reshape(image.shape)
 
 
 def _check(images: torch.Tensor, batch_size: int) -> None:
@@ -173,10 +189,13 @@ def _lime_similarity(original, perturbed, interpretable: torch.Tensor, **kwargs)
 
 
 def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Target, *, n_samples: int | None,
-               segments: int | None, seed: int, baseline, batch_size: int, progress: bool) -> AttributionResult:
+               segments: int | None, seed: int, baseline, batch_size: int, progress: bool,
+               fill: str = "baseline") -> AttributionResult:
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import KernelShap, Lime
 
+    if fill not in LIME_FILLS:
+        raise NetrevealError(f"LIME fill must be one of {', '.join(LIME_FILLS)}, got {fill!r}")
     _check(images, batch_size)
     device = model_device(model)
     images = images.to(device)
@@ -201,8 +220,9 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Targ
             attributor = KernelShap(forward)
         for i in tqdm(range(len(images)), desc=method, unit="img", disable=not progress):
             x, t, seg = images[i:i + 1], targets[i:i + 1], labels[i]
+            hidden = superpixel_means(x, seg) if fill == "mean" else make_baseline(x, baseline)
             with seeded(seed):
-                coef = attributor.attribute(x, baselines=make_baseline(x, baseline), target=int(t),
+                coef = attributor.attribute(x, baselines=hidden, target=int(t),
                                             feature_mask=seg[None, None], n_samples=n_samples,
                                             perturbations_per_eval=batch_size, return_input_shape=False)
             coef = coef.reshape(-1).float().to(device)
@@ -216,7 +236,9 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Targ
         maps=minmax(raw),
         targets=targets.cpu(),
         target_probs=probs.cpu(),
-        params={"n_samples": n_samples, "segments": segments, "seed": seed, "baseline": _baseline_name(baseline),
+        params={"n_samples": n_samples, "segments": segments, "seed": seed,
+                "baseline": "superpixel mean colour" if fill == "mean" else _baseline_name(baseline),
+                **({"fill": fill} if method == "lime" else {}),
                 "segmentation": {"algorithm": "slic", "n_segments": segments, "compactness": SLIC_COMPACTNESS,
                                  "sigma": default_slic_sigma(h, w), "grid_fallbacks": fallbacks},
                 "surrogate": surrogate, "score": "softmax probability",
@@ -236,18 +258,22 @@ def lime(
     segments: int | None = None,
     seed: int = 0,
     baseline: str | torch.Tensor = "blur",
+    fill: str = "baseline",
     batch_size: int = 64,
     progress: bool = False,
 ) -> AttributionResult:
     """LIME heatmaps (B, H, W) over SLIC superpixels for ``target`` (None: the predicted class, an int
     for all, or one class per image) of ``images`` in [0, 1].
 
+    ``fill``: what a switched-off superpixel shows, ``baseline`` (default: the ``baseline`` image, a
+    heavy blur unless given, as the other perturbation methods and the deletion/insertion metrics)
+    or ``mean`` (its own mean colour, the lime package's default; see docs/methods/lime.md).
     ``segments`` defaults to :func:`default_segments`, ``n_samples`` to :func:`default_samples`.
     ``raw`` is each pixel's superpixel coefficient; ``extras`` keeps the superpixel labels (B, H, W)
     and each image's coefficients.
     """
     return _surrogate("lime", model, images, target, n_samples=n_samples, segments=segments, seed=seed,
-                      baseline=baseline, batch_size=batch_size, progress=progress)
+                      baseline=baseline, batch_size=batch_size, progress=progress, fill=fill)
 
 
 def kernel_shap(

@@ -36,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     analyse.add_argument("--tcav-layers", default="best",
                          help="best (the layer where a label scores highest for the class), named (every layer where "
                               "it is a top label) or comma-separated layer names (default: best)")
+    analyse.add_argument("--tcav-classifier", choices=("hinge", "logistic"), default="hinge",
+                         help="concept vectors from a hinge-loss linear SVM by SGD (the TCAV reference code's) or "
+                              "from logistic regression (default: hinge)")
     analyse.add_argument("--top", type=int, default=5,
                          help="labels per class and layer in the global explanations (default: 5)")
     analyse.add_argument("--seed", type=int, default=0)
@@ -127,7 +130,8 @@ def analyse(args) -> int:
     try:
         analysis = analyse_study(store, args.study, model=args.embedding_model, tcav=args.tcav, top=args.top,
                                  tcav_concepts=args.tcav_concepts, tcav_runs=args.tcav_runs,
-                                 tcav_layers=_tcav_layers(args.tcav_layers), seed=args.seed,
+                                 tcav_layers=_tcav_layers(args.tcav_layers), tcav_classifier=args.tcav_classifier,
+                                 seed=args.seed,
                                  progress=not args.quiet)
     finally:
         store.close()
@@ -139,5 +143,7 @@ def analyse(args) -> int:
         print(line)
     if analysis.tcav is not None:
         sig = sum(r.significant for r in analysis.tcav.rows)
-        print(f"TCAV: {sig} of {len(analysis.tcav.rows)} concept/class/layer tests significant")
+        few = sum(bool(r.warning) for r in analysis.tcav.rows)
+        untested = f"; {few} not tested (too few class images, see the report)" if few else ""
+        print(f"TCAV: {sig} of {len(analysis.tcav.rows)} concept/class/layer tests significant{untested}")
     return 0

@@ -3,11 +3,16 @@
 A concept is a set of images showing it; here, typically, the regions its INV cluster maps reveal
 (:func:`concept_images`: each image kept where its map is strongest, on a blurred background).
 Per layer, a linear classifier separates the concept's activations from those of a random set;
-its normal is the concept activation vector (CAV). The TCAV score of a class is the share of the
-class's images whose class logit grows along the CAV (positive directional derivative). The
-experiment runs ``n_runs`` times against different random sets, and as many times for random
-sets against each other; a two-sided t-test between the two score samples marks a concept as
-significant for a class and layer.
+its normal is the concept activation vector (CAV; :mod:`netreveal.concepts.cav`: a hinge-loss
+linear SVM by SGD as tensorflow/tcav and captum train it, or logistic regression). The TCAV score
+of a class is the share of the class's images whose class logit grows along the CAV (positive
+directional derivative). The experiment runs ``n_runs`` times against different random sets, and
+as many times for random sets against each other; a two-sided t-test between the two score samples
+marks a concept as significant for a class and layer.
+
+A class needs enough images for that verdict to speak for the class (:func:`min_class_images_for`: 6
+at the usual level 0.05). With fewer, the score is reported with a warning and never marked
+significant: the runs then only measure how stable the CAV is on those few images.
 
 Random sets are drawn from a pool of images. For concepts built from map regions, build the pool
 with :func:`random_region_images` (random regions of random images on the same background), so a
@@ -17,7 +22,6 @@ CAV can only tell the concept from chance by what the regions show, not by the m
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -26,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from netreveal.concepts.cav import check_classifier, describe_classifier, train_cav
 from netreveal.errors import NetrevealError
 from netreveal.imaging import gaussian_blur, make_baseline, upsample
 from netreveal.metrics.alignment import top_region
@@ -35,6 +40,10 @@ from netreveal.provenance import provenance
 from netreveal.results import register
 
 
+class TcavWarning(UserWarning):
+    """A TCAV result that cannot say what it seems to (e.g. a class with too few images)."""
+
+
 @register
 @dataclasses.dataclass
 class TcavResult:
@@ -42,8 +51,10 @@ class TcavResult:
 
     ``scores`` / ``random_scores`` (layers, classes, runs): TCAV scores with CAVs of the concept
     vs random sets and of random vs random sets; ``p_values`` and ``significant`` (layers,
-    classes) from the two-sided t-test at ``params['alpha']``; ``cav_accuracy`` /
-    ``random_accuracy`` (layers, runs): held-out accuracy of each linear classifier.
+    classes) from the two-sided t-test at ``params['level']``, never significant for a class with
+    fewer than ``params['min_class_images']`` images; ``cav_accuracy`` / ``random_accuracy``
+    (layers, runs): held-out accuracy of each linear classifier. ``class_counts``: images per
+    class; ``warnings``: one line per class too small to test.
     """
 
     concept: str
@@ -58,6 +69,13 @@ class TcavResult:
     params: dict
     provenance: dict
     class_names: list[str] | None = None
+    class_counts: list[int] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def too_few_images(self, class_index: int) -> bool:
+        """True when the class at ``class_index`` has too few images to be tested."""
+        minimum = self.params.get("min_class_images", 0)
+        return bool(self.class_counts) and self.class_counts[class_index] < minimum
 
     def mean_scores(self) -> torch.Tensor:
         """(layers, classes) mean TCAV score over runs."""
@@ -65,10 +83,12 @@ class TcavResult:
 
     def rows(self) -> list[dict]:
         """One plain row per layer and class (for tables and JSON); ``direction`` says whether
-        the concept scores above (positive) or below (negative) the random runs."""
+        the concept scores above (positive) or below (negative) the random runs; ``warning`` is
+        non-empty for a class with too few images to test."""
         out = []
         for li, layer in enumerate(self.layers):
             for ci, cls in enumerate(self.classes):
+                too_few = self.too_few_images(ci)
                 out.append({
                     "concept": self.concept,
                     "layer": layer,
@@ -82,8 +102,36 @@ class TcavResult:
                     if self.scores[li, ci].mean() > self.random_scores[li, ci].mean()
                     else "negative",
                     "cav_accuracy": float(self.cav_accuracy[li].mean()),
+                    "class_images": self.class_counts[ci] if self.class_counts else None,
+                    "warning": too_few_warning(self.class_counts[ci], self.params["min_class_images"])
+                    if too_few else "",
                 })
         return out
+
+
+def min_class_images_for(level: float) -> int:
+    """Fewest class images for which a TCAV verdict can be significant at ``level``: the smallest n
+    with 2 * 0.5**n < level (6 at 0.05).
+
+    Whether a class responds to a concept is a statement about its images. Under the null each
+    image's directional derivative is as likely positive as negative, so even the most extreme
+    outcome, all n images on one side, has probability 2 * 0.5**n (a two-sided sign test over the
+    images); with fewer images than this no outcome is significant, however many runs agree. The
+    t-test over runs cannot see this: its spread comes from the CAVs only (a 1-image class whose one
+    image agreed with every CAV came out significant).
+    """
+    if not 0 < level < 1:
+        raise NetrevealError(f"the test level must be in (0, 1), got {level}")
+    n = 1
+    while 2 * 0.5**n >= level:
+        n += 1
+    return n
+
+
+def too_few_warning(count: int, minimum: int) -> str:
+    """The warning for a class of ``count`` images below ``minimum``."""
+    return (f"{count} class image(s), fewer than {minimum}: the score is shown but not tested "
+            "(no outcome on so few images could be significant)")
 
 
 # ---------------------------------------------------------------- concept and random image sets
@@ -175,49 +223,6 @@ def _given(tensors: Mapping[str, torch.Tensor] | None, names: Sequence[str], row
     return {n: tensors[n] for n in names}
 
 
-def train_cav(
-    positives: torch.Tensor,
-    negatives: torch.Tensor,
-    l2: float = 0.01,
-    test_fraction: float = 0.33,
-    seed: int = 0,
-    max_iter: int = 200,
-) -> tuple[torch.Tensor, float]:
-    """A unit CAV (dim,) separating ``positives`` (n, dim) from ``negatives`` (m, dim): L2
-    regularised logistic regression (L-BFGS) on a random ``1 - test_fraction`` of each set, and
-    its accuracy on the rest (NaN when nothing is held out)."""
-    x = torch.cat([positives, negatives]).double()
-    y = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))]).double().to(x.device)
-    gen = torch.Generator().manual_seed(int(seed))
-    test = torch.zeros(len(x), dtype=torch.bool)
-    for lo, hi in ((0, len(positives)), (len(positives), len(x))):
-        k = round((hi - lo) * test_fraction)
-        if 0 < k < hi - lo:
-            test[lo + torch.randperm(hi - lo, generator=gen)[:k]] = True
-    test = test.to(x.device)
-    scale = x[~test].norm(dim=1).mean().clamp_min(1e-12)  # a scalar: the CAV direction is unchanged
-    xs = x / scale
-    w = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True)
-    b = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
-    train_x, train_y = xs[~test], y[~test]
-
-    def closure():
-        opt.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(train_x @ w + b, train_y)
-        loss = loss + 0.5 * l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    w = w.detach()
-    acc = math.nan
-    if bool(test.any()):
-        acc = float((((xs[test] @ w + b.detach()) > 0).double() == y[test]).double().mean())
-    return (w / w.norm().clamp_min(1e-12)).float(), acc
-
-
 def _ttest(a: torch.Tensor, b: torch.Tensor) -> float:
     from scipy.stats import ttest_ind
 
@@ -237,6 +242,13 @@ def _sets(n_pool: int, size: int, rng: np.random.Generator, count: int) -> list[
     return [rng.choice(n_pool, size=size, replace=False) for _ in range(count)]
 
 
+def random_run_sets(n_pool: int, set_size: int, n_runs: int, seed: int) -> list[list[np.ndarray]]:
+    """The two random index sets (into the pool) of each run, as :func:`tcav` draws them: the
+    concept is trained against the first, and the first against the second for the random runs."""
+    rng = np.random.default_rng(seed)
+    return [_sets(n_pool, set_size, rng, 2) for _ in range(n_runs)]
+
+
 def tcav(
     model: nn.Module,
     concept: torch.Tensor,
@@ -252,6 +264,8 @@ def tcav(
     bonferroni: bool = False,
     l2: float = 0.01,
     test_fraction: float = 0.33,
+    classifier: str = "hinge",
+    min_class_images: int | None = None,
     batch_size: int = 32,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
@@ -268,6 +282,10 @@ def tcav(
     scores are computed on, per class. ``layers``: any layer spec of
     :func:`netreveal.model.hooks.capture`. Activations and gradients are captured once, in batches
     of ``batch_size``. ``bonferroni`` divides ``alpha`` by the number of (layer, class) tests.
+    ``classifier``: ``hinge`` (the reference SGD linear SVM, default) or ``logistic``, with L2
+    strength ``l2`` (see :mod:`netreveal.concepts.cav`). ``min_class_images`` (default: from the
+    test level, :func:`min_class_images_for`): a class with fewer images gets a warning and is never
+    marked significant.
 
     Several concepts tested against one random pool on one image set can share that work: pass
     ``random_activations`` (of ``randoms``) and ``image_gradients`` (of ``images`` for ``targets``)
@@ -277,6 +295,9 @@ def tcav(
     """
     if n_runs < 2:
         raise NetrevealError("TCAV needs at least two runs for its significance test")
+    check_classifier(classifier)
+    if min_class_images is not None and min_class_images < 1:
+        raise NetrevealError(f"min_class_images must be at least 1, got {min_class_images}")
     for what, t in (("concept", concept), ("randoms", randoms), ("images", images)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[0] == 0:
             raise NetrevealError(f"{what} must be a non-empty (N, 3, H, W) tensor")
@@ -296,8 +317,7 @@ def tcav(
     if grads is None:
         grads = layer_gradients(model, images.to(device), targets.to(device), names, batch_size)
     classes = sorted(set(targets.tolist()))
-    rng = np.random.default_rng(seed)
-    run_sets = [_sets(randoms.shape[0], set_size, rng, 2) for _ in range(n_runs)]
+    run_sets = random_run_sets(randoms.shape[0], set_size, n_runs, seed)
     n_layers, n_cls = len(names), len(classes)
     scores = torch.zeros(n_layers, n_cls, n_runs)
     rscores = torch.zeros(n_layers, n_cls, n_runs)
@@ -309,12 +329,12 @@ def tcav(
         for r, (set_a, set_b) in enumerate(run_sets):
             ra = acts_r[layer][torch.as_tensor(set_a, device=device)]
             rb = acts_r[layer][torch.as_tensor(set_b, device=device)]
-            cav, acc[li, r] = train_cav(acts_c[layer], ra, l2, test_fraction, seed + r)
-            key = (layer, tuple(set_a.tolist()), tuple(set_b.tolist()), l2, test_fraction, seed + r)
+            cav, acc[li, r] = train_cav(acts_c[layer], ra, l2, test_fraction, seed + r, classifier)
+            key = (layer, tuple(set_a.tolist()), tuple(set_b.tolist()), l2, test_fraction, seed + r, classifier)
             if random_cavs is not None and key in random_cavs:
                 rcav, racc[li, r] = random_cavs[key]
             else:
-                rcav, racc[li, r] = trained = train_cav(ra, rb, l2, test_fraction, seed + r)
+                rcav, racc[li, r] = trained = train_cav(ra, rb, l2, test_fraction, seed + r, classifier)
                 if random_cavs is not None:
                     random_cavs[key] = trained
             deriv = grads[layer] @ cav.to(grads[layer].dtype)
@@ -329,6 +349,13 @@ def tcav(
                       for li in range(n_layers)], dtype=torch.float64)
     if class_names is not None:
         class_names = [str(class_names[c]) for c in classes]
+    counts = [int(m.sum()) for m in masks]
+    minimum = min_class_images_for(level) if min_class_images is None else int(min_class_images)
+    too_few = torch.tensor([n < minimum for n in counts], dtype=torch.bool)
+    names_out = class_names or [str(c) for c in classes]
+    notes = [f"class {names_out[ci]}: {too_few_warning(n, minimum)}" for ci, n in enumerate(counts) if n < minimum]
+    for note in notes:
+        warnings.warn(f"TCAV of {name!r}: {note}", TcavWarning, stacklevel=2)
     return TcavResult(
         concept=name,
         layers=names,
@@ -336,7 +363,7 @@ def tcav(
         scores=scores,
         random_scores=rscores,
         p_values=p,
-        significant=p < level,
+        significant=(p < level) & ~too_few[None, :],
         cav_accuracy=acc,
         random_accuracy=racc,
         params={
@@ -349,9 +376,14 @@ def tcav(
             "test_fraction": test_fraction,
             "concept_images": int(concept.shape[0]),
             "random_pool": int(randoms.shape[0]),
-            "classifier": "logistic regression (L-BFGS, L2), activations scaled by their mean norm",
+            "cav_classifier": classifier,
+            "classifier": describe_classifier(classifier, l2),
             "test": "two-sided t-test (scipy.stats.ttest_ind) of concept vs random-vs-random scores",
+            "min_class_images": minimum,
         },
         provenance=provenance(seed=seed),
         class_names=class_names,
+        class_counts=counts,
+        warnings=notes,
     )
+

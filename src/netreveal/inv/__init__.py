@@ -17,7 +17,8 @@ from netreveal.inv.maps import cluster_maps, combined_map
 from netreveal.inv.pipeline import STAGES, explain_inv, problem_seed
 from netreveal.inv.reduce import REDUCERS, normalised_points, pca_scores
 from netreveal.inv.result import InvCluster, InvImage, InvLayer, InvResult
-from netreveal.inv.tsne import TsneConfig, effective_perplexity, exact_tsne, joint_probabilities
+from netreveal.inv.tsne import TsneConfig, effective_perplexity, embed_sets, exact_tsne, joint_probabilities
+from netreveal.inv.tsne_reference import reference_perplexity, reference_tsne
 from netreveal.inv.weights import map_weights, prune_threshold, resolve_threshold
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "cluster_maps",
     "combined_map",
     "effective_perplexity",
+    "embed_sets",
     "exact_tsne",
     "explain_inv",
     "joint_probabilities",
@@ -39,6 +41,8 @@ __all__ = [
     "normalised_points",
     "pca_scores",
     "problem_seed",
+    "reference_perplexity",
+    "reference_tsne",
     "prune_threshold",
     "resolve_threshold",
     "silhouettes",

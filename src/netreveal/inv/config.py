@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from netreveal.errors import NetrevealError
 from netreveal.inv.reduce import REDUCERS
 from netreveal.inv.tsne import TsneConfig
+from netreveal.inv.tsne_reference import reference_params
 from netreveal.inv.weights import Threshold, describe_threshold
 from netreveal.targets import SCORES
 
@@ -29,6 +30,8 @@ class InvConfig:
       not depend on it.
     - ``score``: the class score Y differentiated: ``logit`` (default), ``prob`` or ``log_prob``.
     - ``tsne``: t-SNE settings (scikit-learn's defaults; ``max_iter`` can be lowered for speed).
+      ``TsneConfig(method="reference")`` runs the INV notebook's t-SNE instead (scikit-learn's
+      Barnes-Hut with its defaults; see :mod:`netreveal.inv.tsne_reference`).
     - ``map_dtype``: dtype of the stored maps (``float16`` halves the file size; values stay in
       [0, 1]).
     """
@@ -65,8 +68,11 @@ class InvConfig:
 
     def to_params(self) -> dict:
         """All settings as saveable plain values."""
-        tsne = dataclasses.asdict(self.tsne)
-        tsne["momentum"] = list(tsne["momentum"])
+        if self.tsne.method == "reference":
+            tsne = reference_params()
+        else:
+            tsne = dataclasses.asdict(self.tsne)
+            tsne["momentum"] = list(tsne["momentum"])
         return {
             "threshold": describe_threshold(self.threshold),
             "reducer": self.reducer,

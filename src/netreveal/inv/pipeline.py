@@ -26,7 +26,7 @@ from netreveal.inv.kernels import kernel_name, step_kernel
 from netreveal.inv.maps import cluster_maps, combined_map
 from netreveal.inv.reduce import is_degenerate, normalised_points, pca_scores
 from netreveal.inv.result import InvCluster, InvImage, InvLayer, InvResult
-from netreveal.inv.tsne import exact_tsne
+from netreveal.inv.tsne import embed_sets
 from netreveal.inv.weights import map_weights, resolve_threshold
 from netreveal.model.hooks import capture, describe_taps
 from netreveal.model.layers import resolve_layers
@@ -112,7 +112,7 @@ def explain_inv(
     stats: dict[str, float] = defaultdict(float)
     device = images.device
     kernel = None
-    if config.reducer == "tsne":
+    if config.reducer == "tsne" and config.tsne.method == "exact":
         t0 = _clock()
         # ready the t-SNE step outside the per-batch timings (a load, or a one-time build)
         kernel = kernel_name(step_kernel(config.tsne.kernel, device))
@@ -199,7 +199,7 @@ def _explain_batch(cap, names, start, size, config: InvConfig, seed, stats) -> l
     if config.reducer == "tsne" and todo:
         t0 = _clock()
         seeds = [problem_seed(seed, start + s.image, s.layer) for s in todo]
-        embedded = exact_tsne([s.points for s in todo], config.tsne, seeds=seeds)
+        embedded = embed_sets([s.points for s in todo], config.tsne, seeds)
         for s, e in zip(todo, embedded):
             s.points = e
             s.embedding = e

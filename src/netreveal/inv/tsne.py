@@ -29,6 +29,10 @@ calibration). The one deliberate difference: the perplexity is capped at (n - 1)
 (see :func:`effective_perplexity`), where scikit-learn would refuse (perplexity >= n) or calibrate
 nearly uniform neighbourhoods.
 
+This exact method is INV's default. ``TsneConfig(method="reference")`` runs instead what the INV
+paper's notebook runs: scikit-learn's Barnes-Hut ``TSNE`` with its default parameters, one set at a
+time (:mod:`netreveal.inv.tsne_reference`); :func:`embed_sets` picks the one a config asks for.
+
 A set's result does not depend on the other sets of the batch: padding contributes exact zeros and
 each set's sums run over its points in the same order whatever the padded size (padding to
 multiples of 16).
@@ -57,12 +61,16 @@ PAD = 16
 # padded pairs per group: 2**21 float32 probabilities (8 MB) stay in the last-level cache
 GROUP_PAIRS = 1 << 21
 INITS = ("pca", "random")
+METHODS = ("exact", "reference")  # this module's exact t-SNE, or the notebook's scikit-learn Barnes-Hut
 
 
 @dataclass(frozen=True)
 class TsneConfig:
     """Settings of the exact t-SNE; the defaults are those of scikit-learn's ``TSNE``.
 
+    ``method``: ``exact`` (default: this module, batched over sets) or ``reference`` (scikit-learn's
+    Barnes-Hut ``TSNE`` with the INV notebook's parameters, see
+    :mod:`netreveal.inv.tsne_reference`; the other settings apply to ``exact`` only).
     ``kernel`` picks the implementation of an iteration (same algorithm): ``aot`` (fused, compiled
     once per machine and cached), ``compiled`` (fused, ``torch.compile`` in each process),
     ``eager`` (batched matrix products, no compiler) or ``auto`` (the first of these that works on
@@ -80,9 +88,14 @@ class TsneConfig:
     momentum: tuple[float, float] = (0.5, 0.8)
     init: str = "pca"
     kernel: str = "auto"
+    method: str = "exact"
 
     def validate(self) -> None:
         """Raise :class:`NetrevealError` for settings outside their domain."""
+        if self.method not in METHODS:
+            raise NetrevealError(
+                f"unknown t-SNE method {self.method!r}; choose one of {', '.join(METHODS)}"
+            )
         if self.perplexity <= 0:
             raise NetrevealError(f"t-SNE perplexity must be positive, got {self.perplexity}")
         if self.max_iter < 1 or self.exaggeration_iter < 0:
@@ -313,6 +326,20 @@ def exact_tsne(
         seeds = list(seeds) if seeds is not None else list(range(len(points)))
         inits = [random_init(p.shape[0], s, p.device) for p, s in zip(points, seeds)]
     return exact_tsne_from_distances(sqdist, inits, config)
+
+
+def embed_sets(
+    points: Sequence[torch.Tensor], config: TsneConfig, seeds: Sequence[int]
+) -> list[torch.Tensor]:
+    """2-D t-SNE embeddings of point sets by ``config.method``: :func:`exact_tsne` (all sets
+    together) or the reference's scikit-learn Barnes-Hut (one set at a time, ``seeds[i]`` as its
+    ``random_state``)."""
+    config.validate()
+    if config.method == "reference":
+        from netreveal.inv.tsne_reference import reference_tsne
+
+        return reference_tsne(points, seeds)
+    return exact_tsne(points, config, seeds=seeds)
 
 
 def exact_tsne_from_distances(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class TcavRow:
     cav_accuracy: float
     n_concept_images: int
     n_class_images: int
+    warning: str = ""
 
 
 @dataclass
@@ -282,6 +284,7 @@ def validate_concepts(
     min_images: int = 4,
     fraction: float = 0.13,
     alpha: float = 0.05,
+    classifier: str = "hinge",
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = False,
@@ -292,9 +295,13 @@ def validate_concepts(
     "best" tests each (concept, class) at the layer where the concept has its highest global score
     for the class, "named" at every layer where it is among the class's top labels, a list of
     layer names at those layers. A concept with fewer than ``min_images`` maps is skipped (listed
-    in ``skipped``).
+    in ``skipped``). ``classifier``: the CAV classifier (``hinge``, the reference's, or
+    ``logistic``). A class with too few images for a significant verdict keeps its row with a
+    ``warning`` and is never marked significant (see :func:`netreveal.concepts.tcav.min_class_images_for`).
     """
+    from netreveal.concepts.cav import check_classifier
     from netreveal.concepts.tcav import (
+        TcavWarning,
         concept_images,
         layer_activations,
         layer_gradients,
@@ -302,6 +309,7 @@ def validate_concepts(
         tcav,
     )
 
+    check_classifier(classifier)
     if concepts_per_class < 1:
         raise NetrevealError("tcav_concepts must be at least 1")
     if set_size < 2 or min_images < 2:
@@ -326,7 +334,8 @@ def validate_concepts(
             wanted[word][cls] = [best_layer] if layers == "best" else named if layers == "named" else list(layers)
     params = {"concepts_per_class": concepts_per_class, "layers": layers,
               "n_runs": n_runs, "set_size": set_size, "max_images": max_images, "min_images": min_images,
-              "fraction": fraction, "alpha": alpha, "seed": seed, "model": adapter.describe(),
+              "fraction": fraction, "alpha": alpha, "classifier": classifier, "seed": seed,
+              "model": adapter.describe(),
               "positives": "regions of the maps whose best label is the concept (strongest first)",
               "randoms": "random regions of the study's images on the same blurred background"}
     rows: list[TcavRow] = []
@@ -377,12 +386,14 @@ def validate_concepts(
         test_layers = sorted({layer for cls in classes for layer in per_class[cls]},
                              key=lambda name: depth.get(name, len(depth)))
         rows_idx = torch.tensor([index_of[i.media_id] for i in members], device=device)
-        result = tcav(adapter.model, positives.to(device), randoms.to(device), images.to(device), targets,
-                      test_layers, name=word, n_runs=n_runs, set_size=min(set_size, len(chosen)), alpha=alpha,
-                      batch_size=batch_size, seed=seed, class_names=names,
-                      random_activations={layer: random_acts[layer] for layer in test_layers},
-                      image_gradients={layer: all_grads[layer][rows_idx] for layer in test_layers},
-                      random_cavs=random_cavs)
+        with warnings.catch_warnings():  # the rows carry the warnings
+            warnings.simplefilter("ignore", TcavWarning)
+            result = tcav(adapter.model, positives.to(device), randoms.to(device), images.to(device), targets,
+                          test_layers, name=word, n_runs=n_runs, set_size=min(set_size, len(chosen)), alpha=alpha,
+                          classifier=classifier, batch_size=batch_size, seed=seed, class_names=names,
+                          random_activations={layer: random_acts[layer] for layer in test_layers},
+                          image_gradients={layer: all_grads[layer][rows_idx] for layer in test_layers},
+                          random_cavs=random_cavs)
         counts = Counter(i.predicted_class for i in members)
         for row in result.rows():
             if row["layer"] not in per_class.get(row["class"], []):
@@ -391,7 +402,8 @@ def validate_concepts(
                                 score_std=row["tcav_std"], random=row["random"], p_value=row["p_value"],
                                 significant=row["significant"], direction=row["direction"],
                                 cav_accuracy=row["cav_accuracy"], n_concept_images=len(chosen),
-                                n_class_images=counts[row["class"]]))
+                                n_class_images=counts[row["class"]], warning=row["warning"]))
+        params["min_class_images"] = result.params["min_class_images"]
     order = {name: i for i, name in enumerate(analysis.classes)}
     rows.sort(key=lambda r: (order.get(r.image_class, len(order)), r.image_class, r.concept,
                              expl.layers.index(r.layer) if r.layer in expl.layers else 0))
@@ -422,6 +434,7 @@ def analyse_study(
     tcav_set_size: int = 20,
     tcav_min_images: int = 4,
     tcav_fraction: float = 0.13,
+    tcav_classifier: str = "hinge",
     alpha: float = 0.05,
     seed: int = 0,
     batch_size: int = 32,
@@ -481,7 +494,7 @@ def analyse_study(
         analysis.tcav = validate_concepts(
             store, analysis, adapter, concepts_per_class=tcav_concepts, layers=tcav_layers, n_runs=tcav_runs,
             set_size=tcav_set_size, min_images=tcav_min_images, fraction=tcav_fraction, alpha=alpha,
-            batch_size=batch_size, seed=seed, progress=progress,
+            classifier=tcav_classifier, batch_size=batch_size, seed=seed, progress=progress,
         )
     if pictures:
         labelled = {r.item_id for r in records}

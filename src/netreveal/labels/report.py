@@ -224,7 +224,10 @@ def _tcav_table(analysis: StudyAnalysis) -> Table | None:
     table = Table(["class", "concept", "layer", "TCAV", "± sd", "random", "p", "", "CAV accuracy", "concept maps",
                    "class images"])
     for r in analysis.tcav.rows:
-        verdict = Cell(f"significant, {r.direction}", "sig") if r.significant else Cell("n.s.", "ns")
+        if r.warning:
+            verdict = Cell("too few class images", "ns")
+        else:
+            verdict = Cell(f"significant, {r.direction}", "sig") if r.significant else Cell("n.s.", "ns")
         table.add([name(r.image_class), name(r.concept), r.layer, fmt(r.score), fmt(r.score_std), fmt(r.random),
                    fmt_p(r.p_value), verdict, fmt(r.cav_accuracy), str(r.n_concept_images), str(r.n_class_images)],
                   "sig-row" if r.significant else "ns-row")

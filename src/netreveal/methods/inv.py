@@ -12,7 +12,7 @@ import torch
 
 from netreveal.csvtable import Table
 from netreveal.methods.base import Evaluation, Method
-from netreveal.methods.options import MethodOptions, layers_option
+from netreveal.methods.options import MethodOptions, layers_option, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
 
@@ -25,6 +25,9 @@ MAX_BATCH = 8  # images per INV batch (each batch runs one batched t-SNE per lay
 @dataclasses.dataclass
 class InvOptions(MethodOptions):
     layers: str = layers_option()
+    inv_tsne: str = option("exact", "t-SNE of INV: exact (default; all sets of a batch at once, several times "
+                           "faster) or reference (the INV notebook's scikit-learn Barnes-Hut t-SNE, one set at a time)",
+                           choices=("exact", "reference"))
 
 
 @register_method
@@ -39,9 +42,10 @@ class InvMethod(Method):
         check_feature_maps(adapter.model, options.layers, example, "INV")
 
     def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor, options: InvOptions) -> InvResult:
-        from netreveal.inv import explain_inv
+        from netreveal.inv import InvConfig, TsneConfig, explain_inv
 
         return explain_inv(adapter.model, images, options.layers, targets,
+                           config=InvConfig(tsne=TsneConfig(method=options.inv_tsne)),
                            batch_size=min(options.batch_size, MAX_BATCH), seed=options.seed,
                            progress=options.progress)
 

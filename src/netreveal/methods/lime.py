@@ -1,4 +1,6 @@
-"""LIME (captum) on seeded SLIC superpixels: a weighted ridge regression on random on/off samples."""
+"""LIME (captum) on seeded SLIC superpixels: a weighted ridge regression on random on/off samples; a
+switched-off superpixel shows the ``--baseline`` image (default) or its own mean colour
+(``--lime-fill mean``, the lime package's default)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from netreveal.methods.base import Method
 from netreveal.methods.options import (
     MethodOptions,
     baseline_option,
+    option,
     samples_option,
     segments_option,
 )
@@ -23,6 +26,8 @@ class LimeOptions(MethodOptions):
     baseline: str = baseline_option()
     samples: int | None = samples_option()
     segments: int | None = segments_option()
+    lime_fill: str = option("baseline", "what a switched-off LIME superpixel shows: baseline (the --baseline image, "
+                            "default) or mean (its own mean colour, as the lime package)", choices=("baseline", "mean"))
 
 
 @register_method
@@ -36,5 +41,6 @@ class LimeMethod(Method):
         from netreveal.attribution.captum_baselines import lime
 
         return lime(adapter.model, images, targets, n_samples=options.samples, segments=options.segments,
-                    seed=options.seed, baseline=options.baseline, batch_size=options.perturbed_batch,
+                    seed=options.seed, baseline=options.baseline, fill=options.lime_fill,
+                    batch_size=options.perturbed_batch,
                     progress=options.progress)

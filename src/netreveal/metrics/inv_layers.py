@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from netreveal.attribution.cam import GradCAM
 from netreveal.attribution.gradcam import gradcam_layers
 from netreveal.data.inputs import Inputs
-from netreveal.imaging import minmax, upsample
 from netreveal.metrics.alignment import best_part_iou
 from netreveal.metrics.perturbation import deletion_insertion
 from netreveal.model.adapter import ModelAdapter
@@ -31,7 +31,7 @@ def evaluate_inv_layers(adapter: ModelAdapter, inputs: Inputs, result, steps: in
         part = gradcam_layers(adapter.model, inputs.images[start:start + batch_size], result.layers,
                               targets[start:start + batch_size])
         for name, raw in part.items():
-            cams.setdefault(name, []).append(minmax(upsample(raw, size).clamp_min(0)))
+            cams.setdefault(name, []).append(GradCAM().to_map(raw, size))
     rows = []
     for depth, name in enumerate(tqdm(result.layers, desc="INV layers", disable=not progress)):
         ious = []

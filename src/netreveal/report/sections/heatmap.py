@@ -21,8 +21,8 @@ def describe(params: dict) -> str:
         (wh, ww), (sh, sw) = p["window"], p["stride"]
         return f"{wh}x{ww} px window, stride {sh}x{sw}, {p['baseline']} baseline"
     if "n_samples" in p and "segments" in p:
-        return (f"{p['n_samples']} samples over {p['segments']} SLIC superpixels, {p['baseline']} baseline, "
-                f"seed {p['seed']}")
+        hidden = "hidden superpixels in their mean colour" if p.get("fill") == "mean" else f"{p['baseline']} baseline"
+        return f"{p['n_samples']} samples over {p['segments']} SLIC superpixels, {hidden}, seed {p['seed']}"
     if "n_masks" in p:
         return (f"{p['n_masks']} masks, {p['cell']}x{p['cell']} grid, p {p['p']}, {p['baseline']} baseline, "
                 f"seed {p['seed']}")
