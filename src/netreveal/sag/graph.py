@@ -18,9 +18,9 @@ from netreveal.sag.result import SagEdge, SagNode, SagResult
 
 
 def printed_percent(value: float) -> int:
-    """A probability as the reference prints it under a node: rounded to 3 decimals, in percent,
-    truncated to an integer (0.4096 -> 40, 0.4104 -> 41)."""
-    return int(round(float(value), 3) * 100)
+    """A probability as the reference prints it under a node: rounded to 3 decimals (half to even,
+    as numpy's ``around``), in percent, truncated to an integer (0.4094 -> 40, 0.4096 -> 41)."""
+    return int(round(float(value) * 1000) / 1000 * 100)
 
 
 def _root_nodes(scorer: PatchScorer, roots: Sequence[PatchSet], full_prob: float,
