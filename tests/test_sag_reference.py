@@ -33,7 +33,7 @@ from netreveal.report.sections.sag import roots_summary
 from netreveal.sag import root_sets_text, structured_attention_graph
 from netreveal.sag.graph import build_tree, printed_percent
 from netreveal.sag.patches import PatchScorer, patch_masks
-from netreveal.sag.reference import largest_compatible, prune_raster
+from netreveal.sag.reference import disparity_order, largest_compatible, prune_raster
 from netreveal.sag.search import prune_to_minimal
 
 GRID, SIZE = 7, 25
@@ -424,6 +424,17 @@ def test_largest_compatible_is_the_depth_first_search_of_the_reference():
         for overlap in (0, 1, 2):
             assert largest_compatible(roots, overlap) == Port.largest(roots, overlap)
     assert largest_compatible([(1, 2), (2, 3), (1, 3), (7, 8)], 0) == [0, 3]
+
+
+def test_disparity_order_is_the_2020_least_overlap_order():
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        roots = [tuple(sorted(rng.choice(15, size=rng.integers(1, 6), replace=False).tolist()))
+                 for _ in range(rng.integers(1, 13))]
+        probs = rng.choice([0.91, 0.95, 0.99], size=len(roots)).tolist()
+        assert disparity_order(roots, probs) == Port.disparity(roots, probs)
+    # every root has a disjoint partner: the likeliest goes first, then the one it overlaps least
+    assert disparity_order([(1, 2), (1, 3), (4, 5)], [0.9, 0.95, 0.9]) == [1, 2, 0]
 
 
 def test_printed_percent_is_the_reference_rounding():

@@ -192,12 +192,13 @@ def disparity_order(roots: Sequence[PatchSet], probs: Sequence[float]) -> list[i
     n = len(sets)
     overlap = [[len(sets[i] & sets[j]) for j in range(n)] for i in range(n)]
     chosen: list[int] = []
-    while len(chosen) < n:
-        if not chosen:
-            score = {i: min(overlap[i]) for i in range(n)}
-        else:
-            score = {i: max(overlap[i][j] for j in chosen) for i in range(n) if i not in chosen}
+    score = {i: min(overlap[i]) for i in range(n)}  # first pick; then the worst overlap so far
+    while score:
         low = min(score.values())
-        tied = [i for i in score if score[i] == low]
-        chosen.append(max(tied, key=lambda i: (probs[i], -i)))
+        pick = max((i for i in score if score[i] == low), key=lambda i: (probs[i], -i))
+        chosen.append(pick)
+        del score[pick]
+        first = len(chosen) == 1
+        for i in score:
+            score[i] = overlap[i][pick] if first else max(score[i], overlap[i][pick])
     return chosen
