@@ -148,7 +148,8 @@ def test_evaluate_prints_the_sag_and_inv_tables(tmp_path, capsys):
                  "--sag-saliency-iterations", "1", "--sag-saliency-steps", "2", "--layers", "last:2",
                  "--csv", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "Structured Attention Graphs (2x2 patches, blur baseline)" in out and "INV per layer" in out
+    assert "Structured Attention Graphs (2x2 soft patches, black baseline, reference variant)" in out
+    assert "INV per layer" in out
     sag = list(csv.DictReader(path.with_name("e-sag.csv").open()))
     assert sag[0]["images"] == "2"
     layers = list(csv.DictReader(path.with_name("e-inv-layers.csv").open()))

@@ -1,5 +1,8 @@
-"""Structured Attention Graphs on toy models with planted sufficient patch sets."""
+"""Structured Attention Graphs on toy models with planted sufficient patch sets: netreveal's own
+variant (hard patches, its beam search and merged graph). The reference variant, the default, is
+tested in test_sag_reference.py."""
 
+import functools
 import itertools
 import xml.etree.ElementTree as ET
 
@@ -16,12 +19,13 @@ from netreveal.sag import (
     SagResult,
     render_sag_svg,
     sag_expression,
-    structured_attention_graph,
 )
+from netreveal.sag import structured_attention_graph as sag
 from netreveal.sag.search import pixel_patches
 from netreveal.sag.svg import HIDDEN_GREY, node_thumbnail
 
 GRID, SIZE = 7, 28  # 4 x 4 pixel patches
+structured_attention_graph = functools.partial(sag, variant="netreveal")
 
 
 class PairModel(nn.Module):

@@ -1,6 +1,6 @@
 """Structured Attention Graphs: several minimal sufficient patch sets per image (``--grid`` 7) and
-how confidence falls as patches are removed. ``evaluate`` adds how often a set was found and at
-what cost."""
+how confidence falls as patches are removed, by the paper's reference rules (``--sag-variant``).
+``evaluate`` adds how often a set was found and at what cost."""
 
 from __future__ import annotations
 
@@ -13,15 +13,47 @@ from netreveal.methods.base import Evaluation, Method
 from netreveal.methods.options import MethodOptions, baseline_option, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
+from netreveal.sag.patches import INSERTIONS
 from netreveal.sag.result import SagBatch
+from netreveal.sag.variants import SAG_BASELINES, SELECTIONS, VARIANTS
 
 
 @dataclasses.dataclass
 class SagOptions(MethodOptions):
     grid: int = option(7, "SAG patch grid side", minimum=1)
     baseline: str = baseline_option()
-    sag_saliency_iterations: int = option(5, "iGOS++ iterations of the map that orders SAG's patches", minimum=1)
-    sag_saliency_steps: int = option(10, "iGOS++ path steps of the map that orders SAG's patches", minimum=1)
+    sag_variant: str = option("reference", "SAG rules: reference (the paper's reference code), reference-2020 "
+                              "(its 2020 release) or netreveal (netreveal's own search)", choices=VARIANTS)
+    sag_baseline: str | None = option(None, "SAG's 'nothing here' image (default: black for the reference "
+                                      "variants, --baseline for netreveal)", choices=SAG_BASELINES)
+    sag_patches: str | None = option(None, "how SAG pastes patches: soft (bilinear blobs, the reference's) or "
+                                     "hard (squares; netreveal's default)", choices=INSERTIONS)
+    sag_max_patches: int | None = option(None, "most patches in a SAG candidate set (default: reference every "
+                                         "patch, reference-2020 4, netreveal half of them)", minimum=1)
+    sag_beam_width: int | None = option(None, "SAG beam width (default: reference 3, netreveal 5)", minimum=1)
+    sag_select: str | None = option(None, "how SAG picks the roots it draws: largest (reference), disparity "
+                                    "(reference-2020) or probable (netreveal)", choices=SELECTIONS)
+    sag_expand_above: float | None = option(None, "SAG expands a graph node whose confidence exceeds this "
+                                            "(default 0.4)", minimum=0)
+    sag_saliency_iterations: int | None = option(None, "iterations of the I-GOS map that orders SAG's patches "
+                                                 "(default: reference 2, reference-2020 15, netreveal 5 of "
+                                                 "iGOS++)", minimum=1)
+    sag_saliency_steps: int | None = option(None, "path steps of the I-GOS map that orders SAG's patches "
+                                            "(default: 20; netreveal 10)", minimum=1)
+
+
+def sag_arguments(options: SagOptions) -> dict:
+    """The keyword arguments of :func:`~netreveal.sag.structured_attention_graph` that ``options``
+    ask for (None: the variant's own setting)."""
+    baseline = options.sag_baseline
+    if baseline is None and options.sag_variant == "netreveal":
+        baseline = options.baseline
+    saliency = {"iterations": options.sag_saliency_iterations, "ig_steps": options.sag_saliency_steps}
+    return {"variant": options.sag_variant, "grid": options.grid, "baseline": baseline,
+            "insertion": options.sag_patches, "max_patches": options.sag_max_patches,
+            "beam_width": options.sag_beam_width, "select": options.sag_select,
+            "expand_above": options.sag_expand_above, "batch_size": options.perturbed_batch,
+            "seed": options.seed, "saliency_options": {k: v for k, v in saliency.items() if v is not None}}
 
 
 @register_method
@@ -38,16 +70,12 @@ class SagMethod(Method):
         from netreveal.provenance import provenance
         from netreveal.sag import structured_attention_graph
 
+        arguments = sag_arguments(options)
         graphs = [
-            structured_attention_graph(adapter.model, images[i], int(targets[i]), grid=options.grid,
-                                       baseline=options.baseline, batch_size=options.perturbed_batch,
-                                       seed=options.seed,
-                                       saliency_options={"iterations": options.sag_saliency_iterations,
-                                                         "ig_steps": options.sag_saliency_steps})
+            structured_attention_graph(adapter.model, images[i], int(targets[i]), **arguments)
             for i in tqdm(range(len(images)), desc="SAG", unit="img", disable=not options.progress)
         ]
-        params = {"grid": options.grid, "baseline": options.baseline,
-                  "saliency": {"iterations": options.sag_saliency_iterations, "ig_steps": options.sag_saliency_steps}}
+        params = dict(graphs[0].params) if graphs else {"variant": options.sag_variant, "grid": options.grid}
         return SagBatch(graphs=graphs, params=params, provenance=provenance(seed=options.seed, method="sag"))
 
     def batch_invariants(self, result: SagBatch) -> dict:
@@ -60,5 +88,7 @@ class SagMethod(Method):
         from netreveal.sag.statistics import sag_statistics
 
         header, rows = sag_statistics(result.graphs, seconds)
-        title = f"Structured Attention Graphs ({options.grid}x{options.grid} patches, {options.baseline} baseline)"
+        p = result.params
+        title = (f"Structured Attention Graphs ({options.grid}x{options.grid} {p.get('insertion', '')} patches, "
+                 f"{p.get('baseline', options.baseline)} baseline, {p.get('variant', options.sag_variant)} variant)")
         return [Table(title, header, rows, "sag")]

@@ -2,12 +2,17 @@
 
 A classifier often has more than one way to be confident about an image. A SAG finds patch sets
 (on a ``grid x grid`` grid) that are each enough on their own: with only those patches pasted on
-a black (or blurred) image the target probability stays above ``threshold`` times the full
-image's, and no single patch can be dropped. It shows a diverse few of them as roots of a graph
-whose children remove one patch at a time, labelled with the confidence that remains.
+a black (or blurred) image the target probability stays above a threshold, and no single patch
+can be dropped. It draws a few of them as roots of a graph whose children remove one patch at a
+time, labelled with the confidence that remains.
+
+By default every rule follows the paper's reference code (``variant="reference"``); see
+:mod:`netreveal.sag.variants` for the presets and docs/methods/sag.md for the differences.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,14 +24,21 @@ from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline
 from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
-from netreveal.sag.graph import build_graph
+from netreveal.sag.graph import build_graph, build_tree
+from netreveal.sag.patches import PatchScorer, PatchSet
+from netreveal.sag.reference import (
+    combination_search,
+    disparity_order,
+    largest_compatible,
+    prune_raster,
+    reference_beam_search,
+)
 from netreveal.sag.result import SagResult
-from netreveal.sag.search import PatchScorer, beam_search, diverse_subset
+from netreveal.sag.search import beam_search, diverse_subset, prune_to_minimal
+from netreveal.sag.variants import SAG_BASELINES, resolve_settings
 from netreveal.targets import resolve_targets
 
-SAG_BASELINES = ("black", "blur")
-# a ranking of grid x grid patches needs a coarse map only: iGOS++ with a short optimisation
-SALIENCY_DEFAULTS = {"method": "igos++", "iterations": 5, "ig_steps": 10}
+__all__ = ["SAG_BASELINES", "structured_attention_graph"]
 
 
 def _one_image(image: torch.Tensor) -> torch.Tensor:
@@ -56,24 +68,65 @@ def _coarse(saliency: torch.Tensor, grid: int, device) -> torch.Tensor:
     return sal
 
 
+def _search(scorer: PatchScorer, order: list[int], needed: float, s: dict[str, Any],
+            patience: int | None, salient_path: bool, progress: bool
+            ) -> tuple[list[PatchSet], list[float] | None, int, str]:
+    """(roots, the 2020 search's candidate probabilities or None, depth, stop reason)."""
+    prune = prune_raster if s["prune"] == "raster" else prune_to_minimal
+    if s["search"] == "combinations":
+        return combination_search(scorer, order, needed, top_patches=s["top_patches"],
+                                  max_patches=s["max_patches"], prune=prune)
+    with tqdm(total=s["max_patches"], desc="SAG search", disable=not progress, unit="depth") as bar:
+        if s["search"] == "beam":
+            roots, depth, reason = reference_beam_search(
+                scorer, order, needed, beam_width=s["beam_width"], successors=s["successors"],
+                max_roots=s["max_roots"], max_patches=s["max_patches"], prune=prune, progress=bar)
+        else:
+            roots, depth, reason = beam_search(
+                scorer, order, needed, beam_width=s["beam_width"], successors=s["successors"],
+                max_roots=s["max_roots"], max_depth=s["max_patches"], patience=patience,
+                salient_path=salient_path, prune=prune, progress=bar)
+    return roots, None, depth, reason
+
+
+def _shown(roots: list[PatchSet], root_probs: list[float], first_probs: list[float] | None,
+           s: dict[str, Any]) -> list[int]:
+    if s["select"] == "largest":
+        return largest_compatible(roots, s["max_overlap"])[: s["max_shown"]]
+    if s["select"] == "disparity":
+        return disparity_order(roots, first_probs or root_probs)[: s["max_shown"]]
+    return diverse_subset(roots, root_probs, s["max_shown"], s["max_overlap"])
+
+
 def structured_attention_graph(
     model: nn.Module,
     image: torch.Tensor,
     target: int | None = None,
     *,
+    variant: str = "reference",
     grid: int = 7,
-    baseline: str = "black",
-    threshold: float = 0.9,
-    beam_width: int = 5,
-    successors: int = 15,
-    max_roots: int = 10,
-    max_shown: int = 3,
-    max_overlap: int = 1,
-    expand_above: float = 0.4,
+    baseline: str | None = None,
+    insertion: str | None = None,
+    search: str | None = None,
+    threshold: float | None = None,
+    threshold_scale: str | None = None,
+    beam_width: int | None = None,
+    successors: int | None = None,
+    max_roots: int | None = None,
+    max_patches: int | None = None,
+    top_patches: int | None = None,
+    prune: str | None = None,
+    select: str | None = None,
+    max_shown: int | None = None,
+    max_overlap: int | None = None,
+    graph: str | None = None,
+    expand_above: float | None = None,
+    expand_scale: str | None = None,
+    expand_first: int | None = None,
+    max_nodes: int | None = None,
     max_depth: int | None = None,
     patience: int | None = 3,
     salient_path: bool = True,
-    max_nodes: int = 60,
     batch_size: int = 64,
     saliency: torch.Tensor | None = None,
     saliency_options: dict | None = None,
@@ -82,112 +135,101 @@ def structured_attention_graph(
 ) -> SagResult:
     """Structured Attention Graph of ``image`` (3, H, W) for ``target`` (None = predicted class).
 
-    - Patches: ``grid x grid``, index ``row * grid + col``. A patch set is *sufficient* when,
-      pasted alone on the ``baseline`` ("black" | "blur"), it keeps the target probability
-      >= ``threshold`` x the full-image probability.
-    - Search: beam search from the empty set (``beam_width`` states, each extended by its
-      ``successors`` most salient unused patches), every depth scored in batches of
-      ``batch_size`` images; sufficient candidates are pruned to 1-minimal roots, up to
-      ``max_roots``. ``salient_path`` also keeps the saliency map's own insertion path (its k most
-      salient patches at depth k) in the beam, so the search does no worse than the map. The
-      search stops at depth ``max_depth`` (default half the patches: a set covering more of the
-      image is no explanation) or once ``patience`` consecutive depths after the first root found
-      no new root (None: never).
-    - Graph: at most ``max_shown`` roots, most probable first, pairwise sharing at most
-      ``max_overlap`` patches; nodes above ``expand_above`` relative confidence get one child
-      per patch (at most ``max_nodes`` nodes).
+    ``variant`` ("reference" | "reference-2020" | "netreveal", see
+    :mod:`netreveal.sag.variants`) presets every setting left at None:
+
+    - Patches: ``grid x grid``, index ``row * grid + col``, pasted on the ``baseline`` ("black" |
+      "blur") through ``insertion`` masks ("soft": bilinear upsampling of the 0/1 cell grid, as
+      the reference; "hard": squares). A set is *sufficient* when its probability is above
+      ``threshold`` x the full image's (``threshold_scale="relative"``) or above ``threshold``
+      itself ("absolute").
+    - ``search``: "beam" (the reference's beam search: ``beam_width``, ``successors`` most salient
+      unused patches per state, stop after more than ``max_roots`` roots or ``max_patches``
+      depths), "combinations" (every ``max_patches``-subset of the ``top_patches`` most salient
+      patches) or "netreveal" (netreveal's beam: stops at ``max_roots`` roots, ``max_patches``
+      depths (``max_depth`` is its older name) or ``patience`` depths without a new root; with
+      ``salient_path`` it keeps the saliency map's own insertion path in the beam).
+    - ``prune``: "raster" (drop patches in index order while sufficient, as the reference) or
+      "best" (drop the patch that keeps the highest probability).
+    - ``select`` the roots the graph is drawn from, at most ``max_shown``: "largest" (largest set
+      pairwise sharing at most ``max_overlap`` patches), "disparity" (the 2020 release's least
+      overlap order) or "probable" (most probable first, overlap at most ``max_overlap``).
+    - ``graph``: "tree" (the reference's: duplicates drawn again, expansion on the printed
+      percentage) or "dag" (merged); a node is expanded above ``expand_above`` (of its relative
+      confidence or, ``expand_scale="absolute"``, its probability) by removing each of its first
+      ``expand_first`` patches (0: all); at most ``max_nodes`` nodes.
     - ``saliency``: a map ranking the patches (any 2-D size, averaged to the grid; higher = more
-      salient). Default: iGOS++ at ``mask_size=grid`` on the same baseline with 5 iterations of
-      10 path steps (a ranking needs no more); ``saliency_options`` overrides any argument of
-      :func:`~netreveal.attribution.igos.igos`.
+      salient). Default: :func:`~netreveal.attribution.igos.igos` at ``mask_size=grid`` on the
+      same baseline with the variant's options (the reference's I-GOS call, or iGOS++ for
+      "netreveal"), ``saliency_options`` overriding any of them.
+
+    ``result.params`` records every setting used.
     """
     image = _one_image(image)
-    if baseline not in SAG_BASELINES:
-        raise NetrevealError(
-            f"unknown SAG baseline {baseline!r}; choose one of {', '.join(SAG_BASELINES)}"
-        )
     if grid < 1 or grid > min(image.shape[-2:]):
         raise NetrevealError(f"grid {grid} must be between 1 and the image size")
-    if not 0 < threshold <= 1:
-        raise NetrevealError(f"threshold must be in (0, 1], got {threshold}")
-    if min(beam_width, successors, max_roots, max_shown, batch_size, max_nodes) < 1:
-        raise NetrevealError(
-            "beam_width, successors, max_roots, max_shown, max_nodes and batch_size must be >= 1"
-        )
+    if batch_size < 1:
+        raise NetrevealError("batch_size must be >= 1")
+    overrides = {
+        "baseline": baseline, "insertion": insertion, "search": search, "threshold": threshold,
+        "threshold_scale": threshold_scale, "beam_width": beam_width, "successors": successors,
+        "max_roots": max_roots, "max_patches": max_patches if max_patches is not None else max_depth,
+        "top_patches": top_patches, "prune": prune, "select": select, "max_shown": max_shown,
+        "max_overlap": max_overlap, "graph": graph, "expand_above": expand_above,
+        "expand_scale": expand_scale, "expand_first": expand_first, "max_nodes": max_nodes,
+    }
+    s = resolve_settings(variant, grid, overrides)
     device = model_device(model, image.device)
     image = image.to(device=device, dtype=torch.float32)
-    base = make_baseline(image[None], baseline)[0]
-    n_patches = grid * grid
-    max_depth = (
-        (n_patches + 1) // 2 if max_depth is None else max(1, min(int(max_depth), n_patches))
-    )
+    base = make_baseline(image[None], s["baseline"])[0]
 
     with frozen(model), torch.no_grad():
-        logits = model(image[None])
-    logits = logits.detach()
+        logits = model(image[None]).detach()
     cls = _target(target, logits)
     full_prob = float(logits.softmax(dim=1)[0, cls])
 
     saliency_passes = 0
     if saliency is None:
-        options = {"mask_size": grid, "baseline": baseline, "batch_size": batch_size, "seed": seed}
-        options.update(SALIENCY_DEFAULTS)
-        options.update(saliency_options or {})
+        options = {"mask_size": grid, "baseline": s["baseline"], "batch_size": batch_size,
+                   "seed": seed, **s["saliency"], **(saliency_options or {})}
         result = igos(model, image[None], cls, **options)
         saliency = 1 - result.raw[0]
         saliency_passes = int(result.extras["model_inputs"])
+        s["saliency"] = options
+    else:
+        s["saliency"] = None
     sal = _coarse(saliency, grid, device)
-    order = sorted(range(n_patches), key=lambda p: -float(sal.flatten()[p]))
+    order = sorted(range(grid * grid), key=lambda p: -float(sal.flatten()[p]))
 
-    needed = threshold * full_prob
-    scorer = PatchScorer(model, image, base, cls, grid, batch_size)
+    needed = s["threshold"] * (full_prob if s["threshold_scale"] == "relative" else 1.0)
+    scorer = PatchScorer(model, image, base, cls, grid, batch_size, s["insertion"])
     with frozen(model):
         (baseline_prob,) = scorer.score([()])
-        if baseline_prob >= needed:
-            roots, depth, reason = [()], 0, "baseline_sufficient"
+        if baseline_prob > needed:
+            roots, first_probs, depth, reason = [()], None, 0, "baseline_sufficient"
         else:
-            with tqdm(
-                total=max_depth, desc="SAG search", disable=not progress, unit="depth"
-            ) as bar:
-                roots, depth, reason = beam_search(
-                    scorer,
-                    order,
-                    needed,
-                    beam_width=beam_width,
-                    successors=successors,
-                    max_roots=max_roots,
-                    max_depth=max_depth,
-                    patience=patience,
-                    salient_path=salient_path,
-                    progress=bar,
-                )
+            roots, first_probs, depth, reason = _search(
+                scorer, order, needed, s, patience, salient_path, progress)
         root_probs = scorer.score(roots)
-        shown = diverse_subset(roots, root_probs, max_shown, max_overlap)
-        nodes, edges = build_graph(
-            scorer, [roots[i] for i in shown if roots[i]], full_prob, expand_above, max_nodes
-        )
+        shown = _shown(roots, root_probs, first_probs, s)
+        drawn = [roots[i] for i in shown if roots[i]]
+        absolute = s["expand_scale"] == "absolute"
+        if s["graph"] == "tree":
+            nodes, edges, cut = build_tree(scorer, drawn, full_prob, s["expand_above"],
+                                           absolute=absolute, first=s["expand_first"],
+                                           max_nodes=s["max_nodes"])
+        else:
+            nodes, edges, cut = build_graph(scorer, drawn, full_prob, s["expand_above"],
+                                            s["max_nodes"], absolute=absolute, first=s["expand_first"])
 
+    saliency_options = s.pop("saliency")
     params = {
-        "grid": grid,
-        "baseline": baseline,
-        "threshold": threshold,
-        "beam_width": beam_width,
-        "successors": successors,
-        "max_roots": max_roots,
-        "max_shown": max_shown,
-        "max_overlap": max_overlap,
-        "expand_above": expand_above,
-        "max_depth": max_depth,
-        "max_nodes": max_nodes,
-        "batch_size": batch_size,
-        "patience": patience,
-        "salient_path": salient_path,
-        "saliency": "igos++" if saliency_passes else "given",
-        "saliency_options": {**SALIENCY_DEFAULTS, **(saliency_options or {})}
-        if saliency_passes
-        else None,
-        "seed": seed,
+        "variant": variant, "grid": grid, **s, "batch_size": batch_size,
+        "saliency": saliency_options["method"] if saliency_options else "given",
+        "saliency_options": saliency_options, "seed": seed,
     }
+    if s["search"] == "netreveal":
+        params.update(patience=patience, salient_path=salient_path)
     return SagResult(
         target=cls,
         full_prob=full_prob,
@@ -206,4 +248,5 @@ def structured_attention_graph(
         stop_reason=reason,
         params=params,
         provenance=provenance(seed=seed),
+        graph_truncated=cut,
     )

@@ -36,12 +36,15 @@ class SagEdge:
 class SagResult:
     """Structured Attention Graph of one image for one target class.
 
-    Patches are numbered ``row * grid + col``. ``roots`` are the minimal sufficient patch sets
-    found (each sorted, in discovery order) with their target probabilities ``root_probs``;
-    ``shown`` indexes the diverse subset the graph is built from. ``nodes[i]`` / ``edges`` form
-    the graph (roots first, children remove one patch). ``saliency`` (grid, grid) ranked the
-    patches. ``forward_passes`` counts the images the search and graph scored;
-    ``saliency_forward_passes`` those spent computing the default saliency map (0 if given).
+    Patches are numbered ``row * grid + col``. ``roots`` are all the minimal sufficient patch
+    sets found (each sorted, in discovery order) with their target probabilities ``root_probs``;
+    ``shown`` indexes the roots the graph is drawn from (chosen by ``params["select"]``, at most
+    ``params["max_shown"]``). ``nodes[i]`` / ``edges`` form the graph (roots first, children
+    remove one patch); ``graph_truncated`` says ``params["max_nodes"]`` cut it short.
+    ``saliency`` (grid, grid) ranked the patches. ``forward_passes`` counts the images the search
+    and graph scored (each distinct patch set once); ``saliency_forward_passes`` those spent
+    computing the default saliency map (0 if given). ``params`` holds every setting used,
+    ``params["variant"]`` the preset they started from.
     """
 
     target: int
@@ -61,6 +64,7 @@ class SagResult:
     stop_reason: str
     params: dict
     provenance: dict
+    graph_truncated: bool = False
 
     @property
     def root_confidence(self) -> list[float]:
@@ -69,6 +73,7 @@ class SagResult:
 
     @property
     def shown_roots(self) -> list[list[int]]:
+        """The roots the graph is drawn from."""
         return [self.roots[i] for i in self.shown]
 
 

@@ -1,75 +1,30 @@
-"""Finding minimal sufficient patch sets: batched patch scoring, beam search, greedy pruning.
+"""netreveal's own search for minimal sufficient patch sets: beam search, best-first pruning.
 
 The image is cut into a ``grid x grid`` patch grid. A patch set S is scored by the target
-probability of the image with only S's patches pasted on the baseline; S is *sufficient* when that
-probability is at least ``threshold`` times the full image's. Every scoring request is a list of
-sets, run through the model in chunks of ``batch_size`` (and cached, so no set is scored twice).
+probability of the image with only S's patches pasted on the baseline
+(:class:`~netreveal.sag.patches.PatchScorer`); S is *sufficient* when that probability is above
+``needed`` (``threshold`` times the full image's). Every depth of the search and every pruning
+round is one batched scoring request. The reference code's search is in
+:mod:`netreveal.sag.reference`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 
-import torch
-from torch import nn
+from netreveal.sag.patches import PatchScorer, PatchSet, pixel_patches
 
-PatchSet = tuple[int, ...]  # sorted patch indices
+Pruner = Callable[[PatchScorer, Sequence[PatchSet], float], list[PatchSet]]
 
-
-def pixel_patches(size: tuple[int, int], grid: int, device=None) -> torch.Tensor:
-    """(H, W) long map from pixel to patch index ``row * grid + col`` (near-equal patch sizes)."""
-    h, w = size
-    rows = torch.arange(h, device=device) * grid // h
-    cols = torch.arange(w, device=device) * grid // w
-    return rows[:, None] * grid + cols[None, :]
-
-
-class PatchScorer:
-    """Target probability of patch sets of one image, batched and cached."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        image: torch.Tensor,
-        baseline: torch.Tensor,
-        target: int,
-        grid: int,
-        batch_size: int,
-    ):
-        self.model = model
-        self.image = image
-        self.baseline = baseline
-        self.delta = image - baseline
-        self.target = int(target)
-        self.grid = int(grid)
-        self.batch_size = int(batch_size)
-        self.pixel_patch = pixel_patches(tuple(image.shape[-2:]), grid, image.device)
-        self.cache: dict[PatchSet, float] = {}
-        self.forward_passes = 0
-
-    def masks(self, sets: Sequence[PatchSet]) -> torch.Tensor:
-        """(n, H, W) float masks, 1 on the patches of each set."""
-        sel = torch.zeros(
-            len(sets), self.grid * self.grid, dtype=torch.bool, device=self.image.device
-        )
-        rows = [i for i, s in enumerate(sets) for _ in s]
-        cols = [p for s in sets for p in s]
-        if cols:
-            sel[torch.tensor(rows, device=sel.device), torch.tensor(cols, device=sel.device)] = True
-        return sel[:, self.pixel_patch].to(self.image.dtype)
-
-    @torch.no_grad()
-    def score(self, sets: Iterable[PatchSet]) -> list[float]:
-        """Probabilities of ``sets`` (sorted tuples), scoring the new ones in batches."""
-        sets = list(sets)
-        new = list(dict.fromkeys(s for s in sets if s not in self.cache))
-        for start in range(0, len(new), self.batch_size):
-            chunk = new[start : start + self.batch_size]
-            x = self.baseline + self.masks(chunk)[:, None] * self.delta
-            probs = self.model(x).softmax(dim=1)[:, self.target]
-            self.forward_passes += len(chunk)
-            self.cache.update(zip(chunk, probs.tolist(), strict=True))
-        return [self.cache[s] for s in sets]
+__all__ = [  # the scorer and pixel map live in netreveal.sag.patches; kept importable from here
+    "PatchScorer",
+    "PatchSet",
+    "Pruner",
+    "beam_search",
+    "diverse_subset",
+    "pixel_patches",
+    "prune_to_minimal",
+]
 
 
 def prune_to_minimal(
@@ -79,7 +34,7 @@ def prune_to_minimal(
 
     All sets are pruned in lockstep: each round scores every one-patch removal of every set still
     shrinking in one batched call, and each set drops the patch whose removal keeps the highest
-    probability among the removals that stay sufficient (``prob >= needed``).
+    probability among the removals that stay sufficient (``prob > needed``).
     """
     current = list(sets)
     final: list[PatchSet | None] = [None] * len(current)
@@ -93,7 +48,7 @@ def prune_to_minimal(
             scores = probs[offset : offset + len(options)]
             offset += len(options)
             best = max(
-                (k for k in range(len(options)) if scores[k] >= needed),
+                (k for k in range(len(options)) if scores[k] > needed),
                 key=lambda k: scores[k],
                 default=None,
             )
@@ -117,15 +72,16 @@ def beam_search(
     max_depth: int,
     patience: int | None = None,
     salient_path: bool = True,
+    prune: Pruner | None = None,
     progress=None,
 ) -> tuple[list[PatchSet], int, str]:
     """Minimal sufficient sets found by beam search from the empty set.
 
     ``order`` ranks patches by saliency (most salient first); each beam state is extended by its
     ``successors`` most salient unused patches. All candidates of a depth are scored in one batched
-    call. Sufficient candidates that contain no known root are pruned to 1-minimal (best first, as
-    many at a time as roots are still needed) and kept when new; the ``beam_width`` best
-    insufficient ones form the next beam.
+    call. Sufficient candidates that contain no known root are pruned to 1-minimal by ``prune``
+    (default :func:`prune_to_minimal`, as many at a time as roots are still needed) and kept when
+    new; the ``beam_width`` best insufficient ones form the next beam.
 
     With ``salient_path`` the beam also keeps the saliency map's own insertion path (the ``depth``
     most salient patches) while it is insufficient: when a class needs several patches together,
@@ -135,6 +91,7 @@ def beam_search(
     Returns (roots, depth reached, stop reason: "max_roots" | "exhausted" | "max_depth" |
     "patience").
     """
+    prune = prune or prune_to_minimal
     roots: list[PatchSet] = []
     found: set[PatchSet] = set()
     root_sets: list[set[int]] = []
@@ -163,10 +120,10 @@ def beam_search(
         cands = list(candidates)
         probs = scorer.score(cands)
         ranked = sorted(range(len(cands)), key=lambda i: -probs[i])  # stable: ties keep order
-        sufficient = [cands[i] for i in ranked if probs[i] >= needed]
-        beam = [cands[i] for i in ranked if probs[i] < needed][:beam_width]
+        sufficient = [cands[i] for i in ranked if probs[i] > needed]
+        beam = [cands[i] for i in ranked if probs[i] <= needed][:beam_width]
         path = tuple(sorted(order[:depth]))
-        if salient_path and path in candidates and path not in beam and scorer.cache[path] < needed:
+        if salient_path and path in candidates and path not in beam and scorer.cache[path] <= needed:
             beam.append(path)
         before = len(roots)
         while sufficient and len(roots) < max_roots:
@@ -174,7 +131,7 @@ def beam_search(
             sufficient = [c for c in sufficient if not any(r <= set(c) for r in root_sets)]
             take = max_roots - len(roots)
             group, sufficient = sufficient[:take], sufficient[take:]
-            for root in prune_to_minimal(scorer, group, needed):
+            for root in prune(scorer, group, needed):
                 if root not in found and len(roots) < max_roots:
                     found.add(root)
                     roots.append(root)

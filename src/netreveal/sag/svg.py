@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from netreveal.sag.patches import patch_masks
 from netreveal.sag.result import SagResult
-from netreveal.sag.search import pixel_patches
 
 HIDDEN_GREY = 0.12  # value of the pixels outside a node's patches
 
@@ -30,12 +30,13 @@ def _png_data_uri(image: torch.Tensor) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def node_thumbnail(thumb: torch.Tensor, patches: list[int], grid: int) -> torch.Tensor:
-    """The thumbnail with only ``patches`` visible (the rest flat dark grey)."""
+def node_thumbnail(
+    thumb: torch.Tensor, patches: list[int], grid: int, insertion: str = "hard"
+) -> torch.Tensor:
+    """The thumbnail with only ``patches`` visible, pasted as the model saw them (``insertion``
+    "hard" squares or "soft" blobs) on flat dark grey."""
     size = tuple(thumb.shape[-2:])
-    keep = torch.zeros(grid * grid, dtype=torch.bool)
-    keep[patches] = True
-    mask = keep[pixel_patches(size, grid)].to(thumb.dtype)
+    mask = patch_masks([patches], grid, size, insertion)[0].to(thumb.dtype)
     return thumb * mask + HIDDEN_GREY * (1 - mask)
 
 
@@ -64,6 +65,7 @@ def render_sag_svg(
     if image.dim() == 4:
         image = image[0]
     small = _thumbnail(image, thumb)
+    insertion = result.params.get("insertion", "hard")
     levels: dict[int, list[int]] = {}
     for i, node in enumerate(result.nodes):
         levels.setdefault(node.level, []).append(i)
@@ -119,7 +121,7 @@ def render_sag_svg(
         x, y = pos[i]
         colour = _colour(node.confidence)
         patches = ", ".join(f"P{p}" for p in node.patches)
-        uri = _png_data_uri(node_thumbnail(small, node.patches, result.grid))
+        uri = _png_data_uri(node_thumbnail(small, node.patches, result.grid, insertion))
         out.append(
             f"<g><title>{escape(patches)}: {node.confidence:.0%} (p={node.prob:.3f})</title>"
         )
