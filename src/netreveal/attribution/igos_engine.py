@@ -157,11 +157,8 @@ def stalled_images(
     if iterations <= 3 or it not in (half, late):
         return None
     tol, divisor = (1e-3, 10.0) if it == half else (1e-2, 5.0)
-    if rule == "after-step":
-        score = scores[:, it]
-    else:
-        k = it - 1  # the mask iteration k started from is the output after iteration k - 1
-        score = full_probs if k == 0 else scores[:, k - 1]
+    # "before-step": iteration it - 1 started from the output of iteration it - 2 (it >= 2 here)
+    score = scores[:, it] if rule == "after-step" else scores[:, it - 2]
     return (full_probs - score).abs() <= tol, divisor
 
 
