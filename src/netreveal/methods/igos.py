@@ -39,6 +39,11 @@ class _Igos(Method):
                     mask_size=side, iterations=options.igos_iterations, ig_steps=options.igos_steps,
                     batch_size=options.perturbed_batch, seed=options.seed, progress=options.progress)
 
+    def ranking_maps(self, result: AttributionResult) -> torch.Tensor:
+        """The optimised mask's cells (1 - M, B x h x w), as the I-GOS papers rank them: a coarse
+        mask upsampled has ties and smooth ramps that a per-pixel order would split."""
+        return 1 - result.raw
+
     def variant(self, options: IgosOptions, field: str, value: Any,
                 image_size: tuple[int, int]) -> tuple[str, IgosOptions]:
         """One run per mask size: ``igos++ 7x7``; sizes above the input side become ``... (full)``."""
