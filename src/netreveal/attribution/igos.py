@@ -117,7 +117,7 @@ def _noisy_loss(
     return loss
 
 
-def _first_steps(spec: Variant, optimizer: str, alpha0: float | None, cells: int) -> float:
+def _first_step(spec: Variant, optimizer: str, alpha0: float | None, cells: int) -> float:
     if alpha0 is not None:
         return float(alpha0)
     if optimizer == "nesterov":
@@ -199,7 +199,7 @@ def igos(
     size = tuple(images.shape[-2:])
     h, w = _mask_shape(mask_size, size)
     n = images.shape[0]
-    alpha0 = _first_steps(spec, optimizer, alpha0, h * w)
+    alpha0 = _first_step(spec, optimizer, alpha0, h * w)
     l1_decay = spec.l1_decay if l1_decay is None else bool(l1_decay)
     warm_start = spec.warm_start if warm_start is None else bool(warm_start)
     baselines = make_baseline(images, baseline)
