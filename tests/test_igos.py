@@ -183,12 +183,15 @@ def test_line_search_never_accepts_a_step_that_raises_the_loss():
 
 @pytest.mark.parametrize("method", ["igos", "igos++"])
 def test_loss_never_rises_and_masks_stay_in_unit_range(method):
+    # netreveal's search never takes a step that raises its (noise-free) objective; the reference
+    # loop may (a noisy search, a last tiny step taken anyway)
     images = 0.5 + 0.5 * torch.rand(3, 3, 24, 24)
     r = igos(
         Quadrant(),
         images,
         0,
         method=method,
+        variant="netreveal",
         mask_size=6,
         baseline="black",
         iterations=6,
@@ -224,22 +227,28 @@ def test_nesterov_keeps_masks_in_unit_range_with_a_huge_step():
     assert r.params["optimizer"] == "nesterov"
 
 
+@pytest.mark.parametrize("variant", ["netreveal", "reference"])
 @pytest.mark.parametrize("method", ["igos++", "igos"])
-def test_heatmap_concentrates_where_the_model_looks(method):
+def test_heatmap_concentrates_where_the_model_looks(method, variant):
     images = 0.5 + 0.5 * torch.rand(2, 3, 32, 32)
     r = igos(
         Quadrant(),
         images,
         0,
         method=method,
+        variant=variant,
         mask_size=8,
         baseline="black",
         iterations=8,
         ig_steps=6,
     )
+    assert r.params["variant"] == variant
     share = r.maps[:, :16, :16].sum(dim=(1, 2)) / r.maps.sum(dim=(1, 2))
-    assert torch.all(share > 0.7), share  # a uniform map would give 0.25
+    # a uniform map would give 0.25; the reference iGOS++ takes a first step of 1000 whatever the
+    # mask size and leaves a wide, smooth halo around the quadrant on this 8x8 mask
+    assert torch.all(share > (0.33 if (method, variant) == ("igos++", "reference") else 0.7)), share
     if method == "igos++":
+        assert torch.all(r.raw[:, :4, :4] < 0.05)  # the quadrant's cells are all marked salient
         # deleting the salient region kills the class, pasting it alone on black restores it
         assert torch.all(r.extras["deletion_scores"][:, -1] < 0.2)
         assert torch.all(r.extras["insertion_scores"][:, -1] > 0.9)

@@ -102,13 +102,16 @@ def predict(adapter: ModelAdapter, images: torch.Tensor, batch_size: int) -> tor
 
 
 def score_heatmaps(adapter: ModelAdapter, inputs: Inputs, maps: torch.Tensor, targets: torch.Tensor,
-                   steps: int, baseline: str, batch_size: int, progress: bool) -> dict[str, torch.Tensor]:
-    """Deletion/insertion AUC per image, and pointing game / energy where ground truth exists."""
+                   steps: int, baseline: str, batch_size: int, progress: bool, *,
+                   ranking: torch.Tensor | None = None, convention: str = "netreveal") -> dict[str, torch.Tensor]:
+    """Deletion/insertion AUC per image (ranking ``ranking``, default ``maps``, under ``convention``),
+    and pointing game / energy of ``maps`` where ground truth exists."""
     from netreveal.metrics.localization import energy_in_mask, pointing_game
     from netreveal.metrics.perturbation import deletion_insertion
 
-    scores = deletion_insertion(adapter.model, inputs.images, maps, targets, steps=steps, baseline=baseline,
-                                batch_size=batch_size, progress=progress)
+    scores = deletion_insertion(adapter.model, inputs.images, maps if ranking is None else ranking, targets,
+                                steps=steps, baseline=baseline, batch_size=batch_size, progress=progress,
+                                convention=convention)
     out = {"deletion_auc": scores.deletion_auc, "insertion_auc": scores.insertion_auc}
     have = [i for i, m in enumerate(inputs.masks) if m is not None]
     if have:
@@ -152,25 +155,31 @@ def _timed_run(run: MethodRun, adapter: ModelAdapter, inputs: Inputs, targets: t
 
 
 def _method_metrics(run: MethodRun, result, adapter: ModelAdapter, inputs: Inputs, targets: torch.Tensor,
-                    steps: int, baseline: str, common: MethodOptions) -> dict[str, torch.Tensor]:
-    """Per-image scores of a method's heatmaps (empty for methods without one)."""
+                    steps: int, baseline: str, common: MethodOptions,
+                    convention: str = "netreveal") -> dict[str, torch.Tensor]:
+    """Per-image scores of a method's heatmaps (empty for methods without one); deletion/insertion
+    ranks the method's :meth:`~netreveal.methods.base.Method.ranking_maps`."""
     if run.method.heatmaps is None:
         return {}
     return score_heatmaps(adapter, inputs, run.method.heatmaps(result), targets, steps, baseline,
-                          scoring_batch(common.batch_size), common.progress)
+                          scoring_batch(common.batch_size), common.progress,
+                          ranking=run.method.ranking_maps(result), convention=convention)
 
 
 def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | MethodRun],
             common: MethodOptions | None, out_dir: str | os.PathLike, target: int | None = None, steps: int = 50,
-            baseline: str = "blur", title: str = "netreveal report", force: bool = False) -> Path:
+            baseline: str = "blur", title: str = "netreveal report", force: bool = False,
+            convention: str = "netreveal") -> Path:
     """Explain every input with every method and write the HTML report (and saved results) to
-    ``out_dir``; an earlier report there is replaced only with ``force``."""
+    ``out_dir``; an earlier report there is replaced only with ``force``. Deletion/insertion is
+    scored under ``convention`` (see :mod:`netreveal.metrics.perturbation_conventions`)."""
     if len(set(inputs.keys)) != len(inputs.keys):
         raise NetrevealError("two input images have the same key")
     common, runs = _common(common), as_runs(runs)
     options = {"common": dataclasses.asdict(common),
                **{run.label: _plain(dataclasses.asdict(run.options)) for run in runs}}
     report = Report(out_dir, title=title, meta={"model": adapter.describe(), "options": options,
+                                                "metric_convention": convention,
                                                 "provenance": provenance(seed=common.seed)}, force=force)
     try:
         probs, targets, done = run_methods(adapter, inputs, runs, common, target)
@@ -181,7 +190,7 @@ def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Metho
         for run in runs:
             _, result, seconds = done[run.label]
             result_io.save(result, report.staged(f"results/{run.label.replace('+', 'p')}.pt"))
-            metrics = _method_metrics(run, result, adapter, inputs, targets, steps, baseline, common)
+            metrics = _method_metrics(run, result, adapter, inputs, targets, steps, baseline, common, convention)
             add_sections(report, inputs.keys, inputs.images, result, run.method.title)
             for i, key in enumerate(inputs.keys):
                 if metrics and report.images[key].sections:
@@ -256,13 +265,14 @@ def _variants(run: MethodRun, sweeps: dict[str, list] | None, size: tuple[int, i
 def evaluate(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | MethodRun],
              common: MethodOptions | None = None, steps: int = 50, baseline: str = "blur",
              sweeps: dict[str, list] | None = None,
-             on_row: Callable[[list], None] | None = None) -> tuple[list[str], list[list], dict[str, Outcome]]:
+             on_row: Callable[[list], None] | None = None,
+             convention: str = "netreveal") -> tuple[list[str], list[list], dict[str, Outcome]]:
     """The evaluation table (one row per method run: mean metrics, time per image) and the outcomes.
 
     A method whose options have a field listed in ``sweeps`` (I-GOS/iGOS++: ``{"mask_size": [7,
     28, 224]}``) runs once per value; mask sizes above the input side mean full resolution. Every
-    method explains the same targets (the model's predictions) on the same images. ``on_row`` sees
-    each row when done.
+    method explains the same targets (the model's predictions) on the same images, scored under
+    the deletion/insertion ``convention``. ``on_row`` sees each row when done.
     """
     common = _common(common)
     probs = predict(adapter, inputs.images, common.batch_size)
@@ -271,7 +281,8 @@ def evaluate(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Meth
     for run in as_runs(runs):
         for variant in _variants(run, sweeps, tuple(inputs.images.shape[-2:])):
             outcome = done[variant.label] = _timed_run(variant, adapter, inputs, targets)
-            metrics = _method_metrics(variant, outcome.result, adapter, inputs, targets, steps, baseline, common)
+            metrics = _method_metrics(variant, outcome.result, adapter, inputs, targets, steps, baseline, common,
+                                      convention)
             rows.append(_summary_row(variant.label, metrics, outcome.seconds, len(inputs.keys)))
             if on_row is not None:
                 on_row(rows[-1])
@@ -279,10 +290,11 @@ def evaluate(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Meth
 
 
 def extra_evaluations(adapter: ModelAdapter, inputs: Inputs, outcomes: Iterable[Outcome],
-                      common: MethodOptions | None = None, steps: int = 50, baseline: str = "blur") -> list[Table]:
+                      common: MethodOptions | None = None, steps: int = 50, baseline: str = "blur",
+                      convention: str = "netreveal") -> list[Table]:
     """The tables each method adds to an evaluation (SAG: its statistics; INV: per layer)."""
     common = _common(common)
-    evaluation = Evaluation(adapter, inputs, steps=steps, baseline=baseline,
+    evaluation = Evaluation(adapter, inputs, steps=steps, baseline=baseline, convention=convention,
                             batch_size=scoring_batch(common.batch_size), progress=common.progress)
     return [table for run, result, seconds in outcomes
             for table in run.method.extra_evaluations(evaluation, result, seconds, run.options)]

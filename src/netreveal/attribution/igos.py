@@ -8,14 +8,19 @@ CHIL 2021) adds an insertion mask (the salient pixels pasted on the baseline mus
 score), combines the two masks by their product and smooths with a bilateral TV that lets the
 mask follow image edges. See :mod:`netreveal.attribution.igos_engine` for the exact objective.
 
+Two settings (``variant``): ``reference`` reproduces the published code's loop (I-GOS:
+zhongangqi/IGOS; iGOS++: khorrams/IGOS_pp) and is the default; ``netreveal`` is this package's
+earlier loop. :mod:`netreveal.attribution.igos_variants` lists what differs and
+``docs/methods/igos.md`` explains why.
+
 Heatmap convention: ``maps = 1 - upsample(M)`` with M the output mask (the deletion mask for
 I-GOS, deletion x insertion mask for iGOS++), so high = important, in [0, 1], not rescaled.
 ``raw`` holds M itself at the mask resolution (1 = unimportant).
 
 Batching: all images are optimised together; each (image, term, path step) is one model input
 and they run in chunks of ``batch_size``. Each image has its own line-search step, L1 weight and
-loss curve; the path noise is drawn per iteration and shared by all images, so an image's result
-does not depend on the batch it is in.
+loss curve; the path noise is drawn per iteration (and, for a noisy line search, per iteration and
+trial) and shared by all images, so an image's result does not depend on the batch it is in.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from netreveal.attribution.igos_engine import Nesterov, Objective, line_search
+from netreveal.attribution.igos_engine import Nesterov, Objective, line_search, stalled_images
 from netreveal.attribution.igos_paths import PathScorer
 from netreveal.attribution.igos_reg import Upsampler
+from netreveal.attribution.igos_variants import Variant, variant_for
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline
 from netreveal.model.hooks import frozen, model_device
@@ -50,7 +56,8 @@ class IgosResult(AttributionResult):
 
 
 def noise_scale(model: nn.Module, channels: int, device: torch.device) -> torch.Tensor:
-    """Pixel-unit sd of one unit of noise in the model's standardised input space, (C, 1, 1).
+    """Pixel-unit sd of one unit of noise in the model's standardised input space, (C, 1, 1): the
+    model's input std, also what turns pixel differences into standardised ones.
 
     Read from the model's ``std`` buffer (netreveal's normalising wrapper and the demo model have
     one); models without it are taken to use the ImageNet std.
@@ -89,12 +96,42 @@ def _check(method: str, optimizer: str, iterations: int, ig_steps: int, batch_si
         raise NetrevealError("iterations, ig_steps and batch_size must be at least 1")
 
 
+def _noisy_loss(
+    objective: Objective,
+    scale: torch.Tensor,
+    shape: tuple[int, ...],
+    seed: int,
+    it: int,
+    device: torch.device,
+):
+    """The line search's loss with fresh path noise at every call: call ``k`` of iteration ``it``
+    draws its table from a generator seeded by (seed, it, k), the same for every image, so an
+    image's trials see the same noise whatever else is in its batch."""
+    calls = iter(range(1 << 30))
+
+    def loss(params: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (int(seed) * 1_000_003 + it) * 8191 + next(calls)
+        generator = torch.Generator(device=device).manual_seed(key % (1 << 62))
+        return objective.loss(params, rows, scale * torch.randn(shape, generator=generator, device=device))
+
+    return loss
+
+
+def _first_step(spec: Variant, optimizer: str, alpha0: float | None, cells: int) -> float:
+    if alpha0 is not None:
+        return float(alpha0)
+    if optimizer == "nesterov":
+        return 2.0 * cells / REFERENCE_CELLS
+    return spec.alpha0 * (cells / REFERENCE_CELLS if spec.alpha_scales else 1.0)
+
+
 def igos(
     model: nn.Module,
     images: torch.Tensor,
     target: Target = None,
     *,
     method: str = "igos++",
+    variant: str = "reference",
     mask_size: int | tuple[int, int] = 28,
     baseline: str | torch.Tensor = "blur",
     iterations: int = 15,
@@ -108,14 +145,16 @@ def igos(
     c: float = 1e-4,
     decay: float = 0.2,
     min_step: float = 1e-5,
-    l1_decay: bool = True,
-    warm_start: bool = True,
+    l1_decay: bool | None = None,
+    warm_start: bool | None = None,
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = False,
 ) -> IgosResult:
     """I-GOS (``method="igos"``) or iGOS++ (``"igos++"``) heatmaps for ``images`` (B, 3, H, W).
 
+    - ``variant``: "reference" (the published code's loop, default) or "netreveal" (this
+      package's earlier loop); see :mod:`netreveal.attribution.igos_variants`.
     - ``target``: None (predicted class), an int, or one class per image.
     - ``mask_size``: side of the optimised mask (7, 14, 28, 224 ...; an (h, w) pair also works).
     - ``baseline``: "blur" | "black" | "mean" or a tensor (the "nothing here" image).
@@ -123,28 +162,34 @@ def igos(
       to every path image, in the model's standardised input units (the reference adds it to
       normalised images); it is converted to pixel units with the model's ``std`` buffer (or the
       ImageNet std), e.g. 0.2 -> 0.05 for a model normalising with std 0.25. One draw per
-      iteration, shared by all images, from ``seed``.
-    - ``l1`` weighs mean|1-M|; ``l2`` the total variation (bilateral for iGOS++, edge scale
-      ``sigma`` on squared colour differences in [0, 1] units).
+      iteration (and per line-search trial when the variant's search is noisy), shared by all
+      images, from ``seed``.
+    - ``l1`` weighs mean|1-M|; ``l2`` the total variation (bilateral for iGOS++ with edge scale
+      ``sigma``: on squared colour differences in [0, 1] units for netreveal, in standardised
+      units for the reference).
     - ``optimizer``: "line_search" (Armijo: first step ``alpha0``, sufficient decrease ``c``,
       shrink by ``decay`` down to ``min_step``, one step size per image) or "nesterov" (fixed
-      step ``alpha0``, momentum i/(i+3)). ``alpha0`` defaults, for a 28x28 mask, to 1000 for the
-      line search and 2 for Nesterov (a fixed step must stay below the TV stability limit, about
-      28*27/(8*l2)); both scale with the number of mask cells, as the gradients do.
+      step ``alpha0``, momentum i/(i+3)). ``alpha0`` defaults to the variant's first step
+      (reference: 200 for I-GOS, 1000 for iGOS++; netreveal: 1000 for a 28x28 mask, scaled with
+      the number of mask cells) and, for Nesterov, to 2 for a 28x28 mask, scaled likewise (a fixed
+      step must stay below the TV stability limit, about 28*27/(8*l2)).
     - ``warm_start``: start an image's search at ``min(alpha0, last accepted step / decay)``
-      instead of ``alpha0`` every iteration; it skips most rejected trials. False: plain search.
+      instead of ``alpha0`` every iteration (None: the variant's, netreveal only).
     - ``l1_decay``: divide an image's L1 weight by 10 at half the iterations and by 5 at 80% when
-      its deletion score has not moved from the full-image probability (by 1e-3, 1e-2).
+      its deletion score has not moved from the full-image probability (by 1e-3, 1e-2); None: the
+      variant's (on, except for the iGOS++ reference).
     - ``batch_size``: model inputs per forward pass (each is one image x term x path step).
 
     Returns an :class:`IgosResult`: ``maps`` = 1 - upsampled output mask (high =
     important), ``raw`` = the output mask (B, h, w), ``extras``: ``losses`` (B, iterations)
-    objective after each iteration, ``deletion_scores`` (iGOS++ also ``insertion_scores``)
-    (B, iterations) target probability with the output mask applied, ``steps`` (B, iterations)
-    step taken (0 = none), ``deletion_mask`` (iGOS++ also ``insertion_mask``) (B, h, w), ``l1``
-    (B,) final L1 weights, ``model_inputs`` (number of images the model scored).
+    line-search objective after each iteration (noisy when the search is), ``deletion_scores``
+    (iGOS++ also ``insertion_scores``) (B, iterations) target probability with the output mask
+    applied, ``steps`` (B, iterations) step taken (0 = none), ``deletion_mask`` (iGOS++ also
+    ``insertion_mask``) (B, h, w), ``l1`` (B,) final L1 weights, ``model_inputs`` (number of
+    images the model scored).
     """
     _check(method, optimizer, iterations, ig_steps, batch_size)
+    spec = variant_for(method, variant)
     if images.dim() != 4:
         raise NetrevealError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     if callable(target) and not isinstance(target, torch.Tensor):
@@ -154,9 +199,9 @@ def igos(
     size = tuple(images.shape[-2:])
     h, w = _mask_shape(mask_size, size)
     n = images.shape[0]
-    cells = h * w
-    if alpha0 is None:
-        alpha0 = (1000.0 if optimizer == "line_search" else 2.0) * cells / REFERENCE_CELLS
+    alpha0 = _first_step(spec, optimizer, alpha0, h * w)
+    l1_decay = spec.l1_decay if l1_decay is None else bool(l1_decay)
+    warm_start = spec.warm_start if warm_start is None else bool(warm_start)
     baselines = make_baseline(images, baseline)
 
     with frozen(model):
@@ -165,38 +210,42 @@ def igos(
             logits = torch.cat(chunks)
         targets = resolve_targets(target, logits)
         full_probs = logits.softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
-        upsampler = Upsampler((h, w), size, device)
+        upsampler = Upsampler((h, w), size, device, align_corners=spec.align_corners)
         scorer = PathScorer(model, images, baselines, targets, ig_steps, batch_size)
         scorer.forward_images = n
+        std = noise_scale(model, images.shape[1], device)
         l1w = torch.full((n,), float(l1), device=device)
-        objective = Objective(method, scorer, upsampler, l1w, l2, sigma)
+        objective = Objective(method, spec, scorer, upsampler, l1w, l2, sigma, std)
         rows = torch.arange(n, device=device)
         params = torch.ones(n, objective.n_params, h, w, device=device)
-        loss, data = objective.loss(params, rows)
         stepper = Nesterov(params, alpha0) if optimizer == "nesterov" else None
+        noisy_search = spec.search_noise and noise > 0 and stepper is None
+        loss, data = (None, None) if noisy_search else objective.loss(params, rows)
         generator = torch.Generator(device=device).manual_seed(int(seed))
-        n_terms = objective.inserts.numel()
-        pixel_noise = noise * noise_scale(model, images.shape[1], device)
+        table_shape = (objective.inserts.numel(), ig_steps, *images.shape[1:])
+        pixel_noise = noise * std
 
         losses = torch.zeros(n, iterations, device=device)
         del_scores = torch.zeros(n, iterations, device=device)
         ins_scores = torch.zeros(n, iterations, device=device)
         steps_taken = torch.zeros(n, iterations, device=device)
-        half, late = iterations // 2, int(iterations / 1.25)
         for it in tqdm(range(iterations), desc=method, disable=not progress, unit="it"):
             table = None
             if noise > 0:
-                table = pixel_noise * torch.randn(
-                    (n_terms, ig_steps, *images.shape[1:]), generator=generator, device=device
-                )
+                table = pixel_noise * torch.randn(table_shape, generator=generator, device=device)
             grad = objective.gradient(params, table)
             if stepper is None:
+                loss_fn = objective.loss
+                if noisy_search:
+                    loss_fn = _noisy_loss(objective, pixel_noise, table_shape, seed, it, device)
+                    loss, data = loss_fn(params, rows)  # the reference rescores its base loss
                 start = torch.full((n,), float(alpha0), device=device)
                 if warm_start and it > 0:
                     last = steps_taken[:, it - 1]
                     start = torch.where(last > 0, torch.minimum(start, last / decay), start)
                 params, loss, data, taken = line_search(
-                    params, grad, objective.loss, loss, data, start, c, decay, min_step
+                    params, grad, loss_fn, loss, data, start, c, decay, min_step,
+                    take_last=spec.take_last_step,
                 )
             else:
                 params = stepper(params, grad)
@@ -204,13 +253,16 @@ def igos(
                 taken = torch.full((n,), float(alpha0), device=device)
             out_up = upsampler.up(objective.output(params))
             losses[:, it], steps_taken[:, it] = loss, taken
-            del_scores[:, it] = scorer.probs(out_up, insert=False)
+            if spec.search_score == "point":
+                del_scores[:, it] = data  # the search already scored f(Phi(M)) at the new mask
+            else:
+                del_scores[:, it] = scorer.probs(out_up, insert=False)
             if method == "igos++":
                 ins_scores[:, it] = scorer.probs(out_up, insert=True)
-            if l1_decay and iterations > 3 and it in (half, late):
-                stalled = (full_probs - del_scores[:, it]).abs() <= (1e-3 if it == half else 1e-2)
-                if bool(stalled.any()):
-                    objective.l1[stalled] /= 10.0 if it == half else 5.0
+            stalled = stalled_images(spec.decay_rule, it, iterations, full_probs, del_scores)
+            if l1_decay and stalled is not None and bool(stalled[0].any()):
+                objective.l1[stalled[0]] /= stalled[1]
+                if not noisy_search:
                     loss = data + objective.reg(objective.output(params), rows)
 
     out = objective.output(params)
@@ -227,6 +279,7 @@ def igos(
         extras["insertion_mask"] = params[:, 1].clone()
     params_record = {
         "method": method,
+        "variant": variant,
         "mask_size": [h, w],
         "baseline": baseline if isinstance(baseline, str) else "tensor",
         "iterations": iterations,
@@ -245,6 +298,7 @@ def igos(
         "batch_size": batch_size,
         "seed": seed,
         "score": "prob",
+        "align_corners": spec.align_corners,
     }
     return IgosResult(
         method=method,

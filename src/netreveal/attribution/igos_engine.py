@@ -4,16 +4,22 @@ Parameters are a stack of low-resolution masks per image, ``P`` (B, n, h, w) in 
 one deletion mask for I-GOS, a deletion and an insertion mask for iGOS++. The *output mask*
 (1 = unimportant) is the deletion mask for I-GOS and the product of the two for iGOS++.
 
-Objective per image (what the line search evaluates, noise free)::
+Data terms (``S`` is the path score of :mod:`netreveal.attribution.igos_paths`, the mean target
+probability along the straight path from mask 0 to the mask; ``up`` the bilinear upsampling)::
 
-    I-GOS:   S_del(M) + l1 * mean|1-M| + l2 * TV(M)
-    iGOS++:  1/4 [S_del(Md) + (1 - S_ins(Mi)) + S_del(Md*Mi) + (1 - S_ins(Md*Mi))]
-             + l1 * mean|1-Md*Mi| + l2 * BTV(Md*Mi)
+    I-GOS:   S_del(up M)
+    iGOS++:  S_del(up Md), 1 - S_ins(up Mi), S_del(C), 1 - S_ins(C)
+             with C = up(Md) * up(Mi) (reference) or up(Md * Mi) (netreveal)
 
-where ``S`` is the path score of :mod:`netreveal.attribution.igos_paths` (mean target probability
-along the straight path from mask 0 to the mask). Its gradient is the integrated gradient, which
-is the descent direction (computed with noisy path images), plus the closed-form regulariser
-gradients.
+The descent direction is ``grad_weight`` times the sum of the data terms' integrated gradients
+(computed on noisy path images) plus the regularisers' closed-form gradients; the line search
+compares ``search_weight`` times the sum of the data terms plus the regularisers::
+
+    reg = l1 * mean|1 - out| + l2 * smooth(out)
+
+with ``smooth`` the TV (I-GOS) or a bilateral TV (iGOS++). The I-GOS reference scores f(Phi(M))
+(the masked image alone, no path) in its line search instead. :mod:`netreveal.attribution.igos_variants`
+holds the two settings.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import torch
 from netreveal.attribution.igos_paths import PathScorer
 from netreveal.attribution.igos_reg import (
     BilateralTV,
+    ReferenceBilateralTV,
     Upsampler,
     l1_grad,
     l1_term,
     tv_grad,
     tv_term,
 )
+from netreveal.attribution.igos_variants import Variant
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -41,13 +49,16 @@ class Objective:
     def __init__(
         self,
         method: str,
+        variant: Variant,
         scorer: PathScorer,
         upsampler: Upsampler,
         l1: torch.Tensor,
         l2: float,
         sigma: float,
+        std: torch.Tensor,
     ):
         self.method = method
+        self.variant = variant
         self.scorer = scorer
         self.upsampler = upsampler
         self.l1 = l1  # (B,) per image: lowered when an image's score stalls
@@ -56,21 +67,28 @@ class Objective:
         if method == "igos":
             self.n_params = 1
             self.inserts = torch.tensor([False], device=device)
-            self.weights = torch.tensor([1.0], device=device)
-            self.btv = None
         else:
             self.n_params = 2
             self.inserts = torch.tensor([False, True, False, True], device=device)
-            self.weights = torch.full((4,), 0.25, device=device)
-            self.btv = BilateralTV(scorer.images, upsampler, sigma)
+        if variant.smooth == "bilateral":
+            self.smooth = BilateralTV(scorer.images, upsampler, sigma)
+        elif variant.smooth == "reference-bilateral":
+            self.smooth = ReferenceBilateralTV(scorer.images, std, upsampler, sigma)
+        else:
+            self.smooth = None
 
     # -- masks -------------------------------------------------------------------------------
-    def terms(self, params: torch.Tensor) -> torch.Tensor:
-        """The masks the data terms are evaluated on, (R, K, h, w)."""
+    def up_terms(self, params: torch.Tensor) -> torch.Tensor:
+        """The upsampled masks the data terms are evaluated on, (R, K, H, W); differentiable."""
+        up = self.upsampler.up
         if self.n_params == 1:
-            return params
+            return up(params)
+        if self.variant.combine_upsampled:
+            up_del, up_ins = up(params[:, 0]), up(params[:, 1])
+            combined = up_del * up_ins
+            return torch.stack([up_del, up_ins, combined, combined], dim=1)
         combined = params[:, 0] * params[:, 1]
-        return torch.stack([params[:, 0], params[:, 1], combined, combined], dim=1)
+        return up(torch.stack([params[:, 0], params[:, 1], combined, combined], dim=1))
 
     def output(self, params: torch.Tensor) -> torch.Tensor:
         """The output mask (R, h, w): 1 = unimportant, 0 = salient."""
@@ -78,41 +96,70 @@ class Objective:
 
     # -- objective ---------------------------------------------------------------------------
     def data_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
-        """Combine per-term path scores (R, K) into the data term (R,)."""
+        """Combine per-term path scores (R, K) into the line search's data term (R,)."""
         ins = self.inserts.to(scores.dtype)
-        return ((scores * (1 - ins) + (1 - scores) * ins) * self.weights).sum(dim=1)
+        return (scores * (1 - ins) + (1 - scores) * ins).sum(dim=1) * self.variant.search_weight
 
     def reg(self, masks: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        smooth = tv_term(masks) if self.btv is None else self.btv.value(masks, rows)
+        smooth = tv_term(masks) if self.smooth is None else self.smooth.value(masks, rows)
         return self.l1[rows] * l1_term(masks) + self.l2 * smooth
 
     def reg_grad(self, masks: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        smooth = tv_grad(masks) if self.btv is None else self.btv.grad(masks, rows)
+        smooth = tv_grad(masks) if self.smooth is None else self.smooth.grad(masks, rows)
         return self.l1[rows].view(-1, 1, 1) * l1_grad(masks) + self.l2 * smooth
 
     @torch.no_grad()
-    def loss(self, params: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise-free objective (R,) and its data term (R,) for ``params`` of images ``rows``."""
-        up = self.upsampler.up(self.terms(params))
-        scores, _ = self.scorer.run(up, self.inserts, rows)
-        data = self.data_from_scores(scores)
-        return data + self.reg(self.output(params), rows), data
+    def loss(
+        self, params: torch.Tensor, rows: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The line search's objective (R,) and its data term (R,) for ``params`` of images
+        ``rows``; ``noise`` (K, N, C, H, W) is added to the path images (None: noise free)."""
+        out = self.output(params)
+        if self.variant.search_score == "point":
+            data = self.scorer.probs(self.upsampler.up(out), insert=False, rows=rows)
+        else:
+            scores, _ = self.scorer.run(self.up_terms(params), self.inserts, rows, noise=noise)
+            data = self.data_from_scores(scores)
+        return data + self.reg(out, rows), data
 
     def gradient(self, params: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """Descent direction's negative: integrated gradient of the data term plus regulariser
-        gradients, with respect to ``params`` (B, n, h, w) of all images."""
+        """Descent direction's negative: ``grad_weight`` x the data terms' integrated gradients
+        plus the regulariser gradients, with respect to ``params`` (B, n, h, w) of all images."""
         rows = torch.arange(params.shape[0], device=params.device)
         leaf = params.detach().requires_grad_(True)
         with torch.enable_grad():
-            terms = self.terms(leaf)
+            terms = self.up_terms(leaf)
             out = self.output(leaf)
-        up = self.upsampler.up(terms.detach())
-        _, g_up = self.scorer.run(up, self.inserts, rows, noise=noise, grad=True)
-        signs = (1 - 2 * self.inserts.to(g_up.dtype)) * self.weights
-        g_terms = self.upsampler.adjoint(g_up) * signs.view(1, -1, 1, 1)
+        _, g_up = self.scorer.run(terms.detach(), self.inserts, rows, noise=noise, grad=True)
+        signs = (1 - 2 * self.inserts.to(g_up.dtype)) * self.variant.grad_weight
+        g_terms = g_up * signs.view(1, -1, 1, 1)
         g_out = self.reg_grad(out.detach(), rows)
         (grad,) = torch.autograd.grad((terms * g_terms).sum() + (out * g_out).sum(), leaf)
         return grad
+
+
+def stalled_images(
+    rule: str,
+    it: int,
+    iterations: int,
+    full_probs: torch.Tensor,
+    scores: torch.Tensor,
+) -> tuple[torch.Tensor, float] | None:
+    """Which images get a lower L1 weight after iteration ``it``, and the divisor (or None).
+
+    Checked after iterations ``iterations // 2`` (divide by 10 when the deletion score moved by at
+    most 1e-3 from the full-image probability) and ``int(iterations / 1.25)`` (by 5, 1e-2), only
+    when there are more than 3 iterations. ``scores`` (B, iterations) holds the deletion score of
+    the output mask after each iteration. Rule ``"after-step"`` judges the mask after iteration
+    ``it``; ``"before-step"`` (the I-GOS code) the mask iteration ``it - 1`` started from.
+    """
+    half, late = iterations // 2, int(iterations / 1.25)
+    if iterations <= 3 or it not in (half, late):
+        return None
+    tol, divisor = (1e-3, 10.0) if it == half else (1e-2, 5.0)
+    # "before-step": iteration it - 1 started from the output of iteration it - 2 (it >= 2 here)
+    score = scores[:, it] if rule == "after-step" else scores[:, it - 2]
+    return (full_probs - score).abs() <= tol, divisor
 
 
 @torch.no_grad()
@@ -126,13 +173,16 @@ def line_search(
     c: float = 1e-4,
     decay: float = 0.2,
     min_step: float = 1e-5,
+    take_last: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Armijo backtracking with one step size per image, projected onto [0, 1].
 
     For each image, tries ``clamp(P - a*g, 0, 1)`` for ``a = alpha0, alpha0*decay, ...`` (``alpha0``
     a number or one start per image) and
-    accepts the first trial with ``loss <= base - c*a*|g|^2``; an image whose step falls below
-    ``min_step`` keeps its parameters (step 0), so a step that raises the loss is never taken.
+    accepts the first trial with ``loss <= base - c*a*|g|^2``. When the step falls below
+    ``min_step``, an image keeps its parameters (step 0), so a step that raises the loss is never
+    taken; with ``take_last`` (the reference code) it takes that first step below ``min_step``
+    whatever its loss.
     Only images still searching are evaluated, all of them in one batched call per trial.
     ``loss_fn(trial_params, rows) -> (loss, aux)`` with ``aux`` (R, ...) carried along.
     Returns the new params, loss, aux and the step taken per image (0 = none).
@@ -148,12 +198,14 @@ def line_search(
         trial = (params[active] - alphas[active].view(shape) * grad[active]).clamp(0, 1)
         loss, aux = loss_fn(trial, active)
         ok = loss <= base_loss[active] - alphas[active] * slope[active]
+        if take_last:
+            ok = ok | (alphas[active] < min_step)
         done = active[ok]
         new_params[done], new_loss[done], new_aux[done] = trial[ok], loss[ok], aux[ok]
         taken[done] = alphas[done]
         rest = active[~ok]
         alphas[rest] *= decay
-        active = rest[alphas[rest] >= min_step]
+        active = rest if take_last else rest[alphas[rest] >= min_step]
     return new_params, new_loss, new_aux, taken
 
 

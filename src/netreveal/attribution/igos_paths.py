@@ -95,16 +95,23 @@ class PathScorer:
         return values, grads
 
     @torch.no_grad()
-    def probs(self, masks_up: torch.Tensor, insert: bool) -> torch.Tensor:
-        """Target probability of each image with its own (B, H, W) mask applied (no path), (B,)."""
+    def probs(
+        self, masks_up: torch.Tensor, insert: bool, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Target probability of each image with its own (R, H, W) mask applied (no path), (R,).
+
+        ``rows`` names the image of each mask (default: all images in order)."""
+        if rows is None:
+            rows = torch.arange(masks_up.shape[0], device=masks_up.device)
         out = []
         for start, stop in self._chunks(masks_up.shape[0]):
             m = masks_up[start:stop, None]
+            idx = rows[start:stop]
             if insert:
-                x = self.images[start:stop] - m * self.delta[start:stop]
+                x = self.images[idx] - m * self.delta[idx]
             else:
-                x = self.baselines[start:stop] + m * self.delta[start:stop]
+                x = self.baselines[idx] + m * self.delta[idx]
             logits = self.model(x)
             self.forward_images += stop - start
-            out.append(logits.softmax(dim=1).gather(1, self.targets[start:stop, None]).squeeze(1))
+            out.append(logits.softmax(dim=1).gather(1, self.targets[idx, None]).squeeze(1))
         return torch.cat(out)

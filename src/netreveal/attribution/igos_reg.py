@@ -12,6 +12,10 @@ the model alone.
   upsampled mask are measured per mask cell (multiplied by the upsampling factor), so on a flat
   image it is close to ``tv_term`` of the low-resolution mask and one weight means the same at
   every mask and image size.
+- :class:`ReferenceBilateralTV`: the smoothness term of the iGOS++ reference code, half the sum of
+  ``tv_term`` of the low-resolution mask and a bilateral TV of the upsampled mask whose pixel
+  differences are not rescaled and whose weights compare pixels in the model's standardised
+  units (see :func:`reference_bilateral_weights`).
 """
 
 from __future__ import annotations
@@ -24,24 +28,32 @@ class Upsampler:
     """Bilinear upsampling (h, w) -> (H, W) as two interpolation matrices, with its exact adjoint.
 
     ``up(M) = A_h M A_w^T`` is the same operator as ``F.interpolate(mode="bilinear",
-    align_corners=False)``; ``adjoint(G) = A_h^T G A_w`` carries a gradient at the image size back
-    to the mask cells.
+    align_corners=align_corners)``; ``adjoint(G) = A_h^T G A_w`` carries a gradient at the image
+    size back to the mask cells. ``align_corners=True`` (the I-GOS and iGOS++ reference code's
+    ``UpsamplingBilinear2d``) puts the corner cells' centres on the corner pixels, so border cells
+    reach the image edge at full weight; False treats cells as squares tiling the image.
     """
 
     def __init__(
-        self, low: tuple[int, int], high: tuple[int, int], device=None, dtype=torch.float32
+        self,
+        low: tuple[int, int],
+        high: tuple[int, int],
+        device=None,
+        dtype=torch.float32,
+        align_corners: bool = False,
     ):
         self.low, self.high = tuple(low), tuple(high)
-        self.a_h = self._matrix(low[0], high[0], device, dtype)  # (H, h)
-        self.a_w = self._matrix(low[1], high[1], device, dtype)  # (W, w)
+        self.align_corners = bool(align_corners)
+        self.a_h = self._matrix(low[0], high[0], device, dtype, self.align_corners)  # (H, h)
+        self.a_w = self._matrix(low[1], high[1], device, dtype, self.align_corners)  # (W, w)
 
     @staticmethod
-    def _matrix(n_low: int, n_high: int, device, dtype) -> torch.Tensor:
+    def _matrix(n_low: int, n_high: int, device, dtype, align_corners: bool) -> torch.Tensor:
         eye = torch.eye(n_low, device=device, dtype=dtype)[:, None, :]  # (n_low, 1, n_low) signals
         if n_low == n_high:
             return torch.eye(n_low, device=device, dtype=dtype)
         cols = F.interpolate(
-            eye, size=n_high, mode="linear", align_corners=False
+            eye, size=n_high, mode="linear", align_corners=align_corners
         )  # (n_low, 1, n_high)
         return cols[:, 0, :].t().contiguous()
 
@@ -161,3 +173,45 @@ def bilateral_tv_term(
     """Bilateral TV of (B, h, w) masks on (B, 3, H, W) images, (B,). See the module docstring."""
     up = Upsampler(masks.shape[-2:], images.shape[-2:], masks.device, masks.dtype)
     return BilateralTV(images, up, sigma).value(masks)
+
+
+def reference_bilateral_weights(
+    images: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge weights of the iGOS++ reference code for images in the model's standardised units.
+
+    Vertical pairs (B, H-1, W): ``exp(-(channel mean of the difference)^2 / sigma)``; horizontal
+    pairs (B, H, W-1): the channel mean of ``exp(-difference^2 / sigma)``. The two directions are
+    weighted differently there, and so they are here.
+    """
+    dv = images[..., 1:, :] - images[..., :-1, :]
+    dh = images[..., :, 1:] - images[..., :, :-1]
+    wv = torch.exp(-dv.mean(dim=-3).square() / sigma)
+    wh = torch.exp(-dh.square() / sigma).mean(dim=-3)
+    return wv, wh
+
+
+class ReferenceBilateralTV:
+    """The iGOS++ reference smoothness term, value and gradient at the mask size.
+
+    ``0.5 * (tv_term(M) + mean(wv * dv^2) + mean(wh * dh^2))`` where ``dv``, ``dh`` are neighbour
+    differences of the upsampled mask (not rescaled) and ``wv``, ``wh`` come from
+    :func:`reference_bilateral_weights` on ``images / std`` (the standardised pixels the reference
+    compares).
+    """
+
+    def __init__(self, images: torch.Tensor, std: torch.Tensor, upsampler: Upsampler, sigma: float):
+        self.upsampler = upsampler
+        self.wv, self.wh = reference_bilateral_weights(images / std, sigma)
+
+    def value(self, masks: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) values for (B, h, w) masks (``rows`` picks the images they belong to)."""
+        wv, wh = (self.wv, self.wh) if rows is None else (self.wv[rows], self.wh[rows])
+        ev, eh = _weighted_sq_diffs(self.upsampler.up(masks), wv, wh)
+        return 0.5 * (tv_term(masks) + _mean_or_zero(ev) + _mean_or_zero(eh))
+
+    def grad(self, masks: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Gradient of :meth:`value` with respect to the low-resolution masks, (B, h, w)."""
+        wv, wh = (self.wv, self.wh) if rows is None else (self.wv[rows], self.wh[rows])
+        g_up = _sq_diff_grad(self.upsampler.up(masks), wv, wh)
+        return 0.5 * (tv_grad(masks) + self.upsampler.adjoint(g_up))

@@ -14,6 +14,7 @@ from netreveal.cli.args import add_database_arg, add_model_args, add_out_args, l
 from netreveal.errors import NetrevealError
 
 DEMO_METHODS = "gradcam,inv,igos,igos++,sag,infodisent,xnn"
+METRIC_CONVENTIONS = ("netreveal", "igos", "rise")  # netreveal.metrics.perturbation_conventions.CONVENTIONS
 
 
 def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
@@ -22,6 +23,11 @@ def _add_run_args(p: argparse.ArgumentParser, default_methods: str) -> None:
     p.add_argument("--method", "--methods", dest="methods", default=default_methods,
                    help=f"comma-separated methods (default: {default_methods}); see the list below")
     p.add_argument("--steps", type=int, default=50, help="deletion/insertion steps (default: 50)")
+    p.add_argument("--metric-convention", choices=METRIC_CONVENTIONS, default="netreveal",
+                   help="how deletion/insertion is scored: netreveal (cells at the map's resolution, trapezoid area), "
+                        "igos (the IGOS_pp code: soft cell masks, its area rule) or rise (the RISE code: pixel steps, "
+                        "black deletion, blurred insertion; ignores --baseline); see docs/methods/igos.md "
+                        "(default: netreveal)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.runs_methods = True
 
@@ -109,7 +115,8 @@ def cmd_demo(args) -> int:
     inputs = partsworld_inputs(adapter, args.images)
     _check_ready(adapter, runs, inputs)
     index = pipeline.explain(adapter, inputs, runs, common, args.out, steps=args.steps, baseline=args.baseline,
-                             title="netreveal demo: parts world", force=args.force)
+                             title="netreveal demo: parts world", force=args.force,
+                             convention=args.metric_convention)
     print(index.resolve())
     if any(run.name == "inv" for run in runs) and not args.no_study:
         _demo_study(adapter, inputs, index.parent / "results" / "inv.pt", args, common)
@@ -144,7 +151,7 @@ def cmd_explain(args) -> int:
     inputs = pipeline.read_folder(adapter, args.images, args.limit, ground_truth=args.ground_truth)
     _check_ready(adapter, runs, inputs)
     index = pipeline.explain(adapter, inputs, runs, common, args.out, target=target, steps=args.steps,
-                             baseline=args.baseline, force=args.force)
+                             baseline=args.baseline, force=args.force, convention=args.metric_convention)
     print(index.resolve())
     return 0
 
@@ -164,13 +171,13 @@ def cmd_evaluate(args) -> int:
         raise NetrevealError("--images is required unless --model is demo")
     _check_ready(adapter, runs, inputs)
     header, rows, done = pipeline.evaluate(adapter, inputs, runs, common, steps=args.steps, baseline=args.baseline,
-                                           sweeps=sweeps,
+                                           sweeps=sweeps, convention=args.metric_convention,
                                            on_row=lambda row: print("done:", *row, file=sys.stderr, flush=True))
     print(pipeline.format_table(header, rows))
     path = pipeline.write_csv(args.csv, header, rows)
     print(f"wrote {path}")
     for table in pipeline.extra_evaluations(adapter, inputs, done.values(), common, steps=args.steps,
-                                            baseline=args.baseline):
+                                            baseline=args.baseline, convention=args.metric_convention):
         print(f"\n{table.title}")
         print(pipeline.format_table(table.header, table.rows))
         path = pipeline.write_csv(Path(args.csv).with_name(f"{Path(args.csv).stem}-{table.name}.csv"), table.header,

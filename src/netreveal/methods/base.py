@@ -66,6 +66,7 @@ class Evaluation:
     baseline: str = "blur"
     batch_size: int = 64  # model inputs per forward pass when scoring
     progress: bool = False
+    convention: str = "netreveal"  # how deletion/insertion is scored (netreveal.metrics.perturbation_conventions)
 
 
 class Method:
@@ -74,6 +75,8 @@ class Method:
 
     - ``heatmaps(result)``: one map per image (B, H, W) in [0, 1] for scoring; set the attribute
       to None when the result has none (the pipeline then skips deletion/insertion for it).
+    - ``ranking_maps(result)``: the maps deletion/insertion ranks (default: the heatmaps); a method
+      whose heatmaps are upsampled from a coarse grid returns the grid, so whole cells go in turn.
     - ``smoothable``: the result's ``raw`` is an attribution SmoothGrad may average over noisy
       copies; :meth:`map_from_raw` turns such an average into maps.
     - A field of ``Options`` marked ``sweep`` (I-GOS's mask size) can take several values in
@@ -109,6 +112,10 @@ class Method:
     def heatmaps(self, result: Explanation) -> torch.Tensor:
         """One map per image (B, H, W) in [0, 1] for deletion/insertion and the pointing game."""
         return result.maps
+
+    def ranking_maps(self, result: Explanation) -> torch.Tensor:
+        """The maps (B, h, w) deletion/insertion ranks, higher = first: the heatmaps by default."""
+        return self.heatmaps(result)
 
     def batch_invariants(self, result: Explanation) -> dict[str, Any]:
         """What must not change with ``options.batch_size`` (the method contract checks it): by

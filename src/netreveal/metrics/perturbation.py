@@ -12,10 +12,15 @@ steps, step s perturbs the first k_s = round(s * n / steps) cells, so k_0 = 0 an
 the curve always holds both end points; the fraction axis is k_s / n and the area is the trapezoid
 rule over it.
 
-Every perturbed image is a window of ranks: pixels whose rank r satisfies lo <= r < hi come from the
+That is netreveal's convention; ``convention="igos"`` and ``"rise"`` score as the IGOS_pp and RISE
+reference codes do (soft cell masks and their area rule; pixel steps, black deletion and blurred
+insertion): see :mod:`netreveal.metrics.perturbation_conventions`.
+
+Every perturbed image is a window of ranks: cells whose rank r satisfies lo <= r < hi come from the
 image, the others from the baseline (deletion after k cells: [k, n); insertion after k cells:
-[0, k)). Each distinct window is scored once per image (the clean image and the baseline are shared
-by both curves), in chunks of ``batch_size`` images built on the fly from a per-pixel rank map.
+[0, k)). Each distinct window is scored once per image (the clean image, and the baseline when both
+modes share it, are shared by both curves), in chunks of ``batch_size`` images built on the fly from
+a rank map (per pixel, or per cell and then upsampled for the soft masks of the igos convention).
 """
 
 from __future__ import annotations
@@ -24,11 +29,20 @@ import dataclasses
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
-from netreveal.imaging import make_baseline
+from netreveal.metrics.perturbation_conventions import (
+    CONVENTIONS,
+    Plan,
+    cell_ranks,
+    check_convention,
+    make_plan,
+    pixel_ranks,
+    step_counts,
+)
 from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult, register
@@ -86,33 +100,6 @@ def _as_maps(maps: torch.Tensor, batch: int, size: tuple[int, int]) -> torch.Ten
     return maps
 
 
-def cell_ranks(maps: torch.Tensor) -> torch.Tensor:
-    """Rank (0 = most salient) of every cell of each map (B, h, w); ties go to the earlier cell."""
-    flat = maps.flatten(1)
-    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order)
-    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)
-    ranks.scatter_(1, order, positions)
-    return ranks.view_as(maps)
-
-
-def pixel_ranks(ranks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Cell ranks (B, h, w) spread over the pixels (B, H, W) each cell covers (nearest)."""
-    h, w = ranks.shape[-2:]
-    height, width = size
-    dev = ranks.device
-    # pixel centre (i + 1/2) falls in cell floor((i + 1/2) * h / H), in exact integer arithmetic
-    rows = ((2 * torch.arange(height, device=dev) + 1) * h) // (2 * height)
-    cols = ((2 * torch.arange(width, device=dev) + 1) * w) // (2 * width)
-    dtype = torch.int32 if h * w < 2**31 else torch.int64
-    return ranks.to(dtype)[:, rows][:, :, cols]
-
-
-def step_counts(n_cells: int, steps: int) -> list[int]:
-    """Cells perturbed after each of ``steps`` equal steps: round(s * n / steps), s = 0..steps."""
-    return [(2 * s * n_cells + steps) // (2 * steps) for s in range(steps + 1)]
-
-
 def _check_modes(modes: str | Sequence[str]) -> tuple[str, ...]:
     chosen = (modes,) if isinstance(modes, str) else tuple(modes)
     bad = [m for m in chosen if m not in MODES]
@@ -130,6 +117,18 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _composite(plan: Plan, images: torch.Tensor, base: torch.Tensor, img: torch.Tensor,
+               lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """The perturbed images of window [lo, hi) of ranks for images ``img`` (one window each)."""
+    r = plan.ranks[img]
+    keep = (r >= lo[:, None, None]) & (r < hi[:, None, None])
+    if not plan.soft:
+        return torch.where(keep[:, None], images[img], base)
+    weight = F.interpolate(keep[:, None].to(images.dtype), size=images.shape[-2:], mode="bilinear",
+                           align_corners=True)
+    return base + weight * (images[img] - base)
+
+
 def deletion_insertion(
     model: nn.Module,
     images: torch.Tensor,
@@ -141,6 +140,7 @@ def deletion_insertion(
     modes: str | Sequence[str] = MODES,
     batch_size: int = 64,
     progress: bool = False,
+    convention: str = "netreveal",
 ) -> PerturbationScores:
     """Deletion and insertion curves and areas of ``maps`` (B, h, w) for ``images`` (B, C, H, W).
 
@@ -148,8 +148,10 @@ def deletion_insertion(
     clean image, or the explained classes when ``maps`` is an :class:`AttributionResult`; an int;
     or one per image). ``baseline``: ``blur`` (Gaussian, kernel 51 / sigma 50 at 224 px, scaled),
     ``black``, ``mean`` or a tensor broadcastable to the images. Maps smaller than the images are
-    ranked cell by cell; maps at the input size pixel by pixel. The model runs in eval mode under
-    ``torch.no_grad`` on its own device, ``batch_size`` images at a time; its mode is restored.
+    ranked cell by cell; maps at the input size pixel by pixel. ``convention``: ``netreveal``,
+    ``igos`` or ``rise`` (see the module docstring; ``rise`` uses its own baselines and ignores
+    ``baseline``). The model runs in eval mode under ``torch.no_grad`` on its own device,
+    ``batch_size`` images at a time; its mode is restored.
     """
     if isinstance(maps, AttributionResult):
         if targets is None and bool((maps.targets >= 0).all()):
@@ -165,6 +167,7 @@ def deletion_insertion(
         raise NetrevealError("steps and batch_size must be at least 1")
     steps, batch_size = int(steps), int(batch_size)
     chosen = _check_modes(modes)
+    check_convention(convention)
 
     device = model_device(model, images.device)
     images = images.to(device)
@@ -173,24 +176,28 @@ def deletion_insertion(
     batch, size = images.shape[0], (images.shape[-2], images.shape[-1])
     maps = _as_maps(torch.as_tensor(maps).detach().to(device), batch, size)
     map_size = (int(maps.shape[-2]), int(maps.shape[-1]))
-    n_cells = map_size[0] * map_size[1]
-    base = make_baseline(images, baseline)
-    ranks = pixel_ranks(cell_ranks(maps.float() if maps.dtype != torch.float64 else maps), size)
+    plan = make_plan(convention, model, images, maps, steps, baseline)
+    n_cells = plan.n_cells
+    shared = plan.bases["deletion"] is plan.bases["insertion"]
+    base_keys = {"deletion": 0, "insertion": 0 if shared else 1}
+    bases = torch.stack([plan.bases["deletion"]] + ([] if shared else [plan.bases["insertion"]]))
 
-    counts = step_counts(n_cells, steps)
+    # Windows (base, lo, hi) of ranks that show the image; (0, 0, n) is the clean image.
+    clean = (0, 0, n_cells)
 
-    # Windows [lo, hi) of ranks that show the image; (0, n) is the clean image, (0, 0) the baseline.
-    def window(lo: int, hi: int) -> tuple[int, int]:
-        return (lo, hi) if lo < hi else (0, 0)
+    def window(mode: str, lo: int, hi: int) -> tuple[int, int, int]:
+        if lo == 0 and hi == n_cells:
+            return clean
+        return (base_keys[mode], lo, hi) if lo < hi else (base_keys[mode], 0, 0)
 
     wanted = {
-        "deletion": [window(k, n_cells) for k in counts],
-        "insertion": [window(0, k) for k in counts],
+        "deletion": [window("deletion", k, n_cells) for k in plan.counts],
+        "insertion": [window("insertion", 0, k) for k in plan.counts],
     }
-    clean = (0, n_cells)
     windows = list(dict.fromkeys(w for m in chosen for w in wanted[m] if w != clean))
-    lo = torch.tensor([w[0] for w in windows], device=device, dtype=ranks.dtype)
-    hi = torch.tensor([w[1] for w in windows], device=device, dtype=ranks.dtype)
+    which = torch.tensor([w[0] for w in windows], device=device, dtype=torch.long)
+    lo = torch.tensor([w[1] for w in windows], device=device, dtype=plan.ranks.dtype)
+    hi = torch.tensor([w[2] for w in windows], device=device, dtype=plan.ranks.dtype)
 
     n_pairs = batch * len(windows)
     n_chunks = -(-batch // batch_size) + -(-n_pairs // batch_size)
@@ -207,40 +214,49 @@ def deletion_insertion(
         for start in range(0, n_pairs, batch_size):
             pair = torch.arange(start, min(start + batch_size, n_pairs), device=device)
             job, img = pair // batch, pair % batch
-            r = ranks[img]
-            keep = (r >= lo[job, None, None]) & (r < hi[job, None, None])
-            x = torch.where(keep[:, None], images[img], base[img])
+            x = _composite(plan, images, bases[which[job], img], img, lo[job], hi[job])
             p = _logits(model, x).float().softmax(dim=1)
             flat[start : start + pair.numel()] = p.gather(1, idx[img, None]).squeeze(1)
             bar.update(1)
 
     column = {w: probs[i] for i, w in enumerate(windows)}
     column[clean] = clean_probs
-    fractions = torch.tensor(counts, dtype=torch.float32) / n_cells
     curves: dict[str, torch.Tensor | None] = {m: None for m in MODES}
     aucs: dict[str, torch.Tensor | None] = {m: None for m in MODES}
     for m in chosen:
         curve = torch.stack([column[w] for w in wanted[m]], dim=1).cpu()
         curves[m] = curve
-        aucs[m] = torch.trapezoid(curve, fractions, dim=1)
+        aucs[m] = plan.area(curve)
 
     params = {
         "steps": steps,
-        "baseline": baseline if isinstance(baseline, str) else "tensor",
+        "baseline": plan.baseline,
         "modes": list(chosen),
         "batch_size": batch_size,
         "map_size": list(map_size),
         "image_size": list(size),
-        "ranking": "pixels" if map_size == size else "cells",
+        "ranking": plan.ranking,
         "score": "prob",
+        "convention": convention,
     }
     return PerturbationScores(
         deletion_auc=aucs["deletion"],
         insertion_auc=aucs["insertion"],
         deletion_curve=curves["deletion"],
         insertion_curve=curves["insertion"],
-        fractions=fractions,
+        fractions=plan.fractions,
         targets=idx.cpu(),
         params=params,
         provenance=provenance(),
     )
+
+
+__all__ = [
+    "CONVENTIONS",
+    "MODES",
+    "PerturbationScores",
+    "cell_ranks",
+    "deletion_insertion",
+    "pixel_ranks",
+    "step_counts",
+]
