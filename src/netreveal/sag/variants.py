@@ -27,11 +27,11 @@ SAG_BASELINES = ("black", "blur")
 # The reference's I-GOS call (7x7 deletion mask, 20 path steps, noise 0.2, L1 1, TV 20, Armijo line
 # search from a step of 200 shrinking by 0.2); the current release runs 2 iterations, 2020's 15.
 REFERENCE_SALIENCY = {
-    "method": "igos", "iterations": 2, "ig_steps": 20, "noise": 0.2, "l1": 1.0, "l2": 20.0,
+    "method": "igos", "variant": "reference", "iterations": 2, "ig_steps": 20, "noise": 0.2, "l1": 1.0, "l2": 20.0,
     "optimizer": "line_search", "alpha0": 200.0, "c": 1e-4, "decay": 0.2, "min_step": 1e-5,
     "warm_start": False, "l1_decay": True,
 }
-NETREVEAL_SALIENCY = {"method": "igos++", "iterations": 5, "ig_steps": 10}
+NETREVEAL_SALIENCY = {"method": "igos++", "variant": "netreveal", "iterations": 5, "ig_steps": 10}
 
 _COMMON_REFERENCE = {
     "baseline": "black", "insertion": "soft", "threshold": 0.9, "prune": "raster",
