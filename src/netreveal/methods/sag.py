@@ -5,6 +5,7 @@ what cost."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 
@@ -55,10 +56,14 @@ class SagMethod(Method):
                 "roots": [g.roots for g in result.graphs], "root_probs": [g.root_probs for g in result.graphs],
                 "nodes": [[(n.patches, n.prob) for n in g.nodes] for g in result.graphs]}
 
-    def extra_evaluations(self, evaluation: Evaluation, result: SagBatch, seconds: float,
-                          options: SagOptions) -> list[Table]:
-        from netreveal.sag.statistics import sag_statistics
+    def evaluation_values(self, evaluation: Evaluation, result: SagBatch, options: SagOptions) -> dict:
+        from netreveal.sag.statistics import sag_image_values
 
-        header, rows = sag_statistics(result.graphs, seconds)
+        return sag_image_values(result.graphs)
+
+    def evaluation_tables(self, values: Sequence[dict], seconds: float, options: SagOptions) -> list[Table]:
+        from netreveal.sag.statistics import sag_rows
+
+        header, rows = sag_rows(values, seconds)
         title = f"Structured Attention Graphs ({options.grid}x{options.grid} patches, {options.baseline} baseline)"
         return [Table(title, header, rows, "sag")]
