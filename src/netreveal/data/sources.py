@@ -87,6 +87,7 @@ class FolderSource:
         if limit is not None and limit < 1:
             raise NetrevealError(f"--limit must be at least 1, got {limit}")
         ground_truth_loader(ground_truth)  # an unknown loader name fails here
+        root = os.path.abspath(root)  # work items may be read in another process or place
         records = image_records(root)[:limit]
         return cls(str(root), tuple(str(r.path) for r in records), tuple(r.label_name for r in records),
                    ground_truth)
