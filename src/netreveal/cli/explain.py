@@ -74,7 +74,7 @@ def _add_ground_truth_arg(p: argparse.ArgumentParser) -> None:
 def _add_shard_args(p: argparse.ArgumentParser) -> None:
     """How a run is cut into shards, read, spread over workers and resumed."""
     from netreveal.engines import ENGINES
-    from netreveal.runs.plan import DEFAULT_SHARD_SIZE
+    from netreveal.runs import DEFAULT_SHARD_SIZE
 
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                    help=f"images per shard: results are written and resumable shard by shard (default: "

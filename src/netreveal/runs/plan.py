@@ -14,8 +14,7 @@ from netreveal.data.sources import ImageSource
 from netreveal.engines.base import ModelSpec
 from netreveal.errors import NetrevealError
 from netreveal.methods.base import MethodRun
-
-DEFAULT_SHARD_SIZE = 64
+from netreveal.runs import DEFAULT_SHARD_SIZE
 
 
 def shard_seed(seed: int, index: int) -> int:
