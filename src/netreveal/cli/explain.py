@@ -156,7 +156,7 @@ def _demo_study(adapter, inputs, inv_path: Path, args, common) -> None:
         store.close()
 
 
-def _source_ready(args, adapter, runs, source):
+def _source_ready(adapter, runs, source):
     """Check the methods on the source's first image (so a typo or a bad first image fails fast)."""
     from netreveal.data.sources import Reading
     from netreveal.data.stream import read_all
@@ -182,7 +182,11 @@ def _engine(args):
 
     if args.workers is not None and args.workers < 1:
         raise NetrevealError(f"--workers must be at least 1, got {args.workers}")
-    return get_engine(args.engine, address=args.ray_address, workers=args.workers)
+    try:
+        return get_engine(args.engine, address=args.ray_address, workers=args.workers)
+    except ImportError as exc:
+        raise NetrevealError(f"the {args.engine} engine is not available here ({exc.name or exc}); "
+                             f'install it with pip install "netreveal[{args.engine}]"') from None
 
 
 def _check_shard_args(args) -> None:
@@ -204,7 +208,7 @@ def cmd_explain(args) -> int:
     adapter = load_adapter(args)
     target = pipeline.parse_target(args.target, adapter)
     source = FolderSource.from_folder(args.images, args.limit, ground_truth=args.ground_truth)
-    _source_ready(args, adapter, runs, source)
+    _source_ready(adapter, runs, source)
     plan = _run_plan(args, "explain", adapter, runs, common, source, target)
     index = explain_run(plan, args.out, _engine(args), adapter, resume=args.resume, force=args.force,
                         progress=not args.quiet)
@@ -237,7 +241,7 @@ def cmd_evaluate(args) -> int:
         source = partsworld_source(adapter, args.n)
     else:
         raise NetrevealError("--images is required unless --model is demo")
-    first = _source_ready(args, adapter, runs, source)
+    first = _source_ready(adapter, runs, source)
     size = tuple(first.images.shape[-2:])
     variants = [variant for run in runs for variant in pipeline._variants(run, sweeps, size)]
     plan = _run_plan(args, "evaluate", adapter, variants, common, source)
