@@ -245,9 +245,9 @@ def cmd_evaluate(args) -> int:
     size = tuple(first.images.shape[-2:])
     variants = [variant for run in runs for variant in pipeline._variants(run, sweeps, size)]
     plan = _run_plan(args, "evaluate", adapter, variants, common, source)
-    del adapter, first
+    del first
     header, rows, tables = evaluate_run(plan, out, _engine(args), resume=args.resume, force=args.force,
-                                        progress=not args.quiet)
+                                        progress=not args.quiet, adapter=adapter)
     print(pipeline.format_table(header, rows))
     path = pipeline.write_csv(args.csv, header, rows)
     print(f"wrote {path}")

@@ -9,6 +9,7 @@ with the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from functools import partial
@@ -21,13 +22,14 @@ from netreveal.engines.base import Engine
 from netreveal.runs.combine import extra_tables, summary_rows
 from netreveal.runs.folder import EVALUATE_RUN, EXPLAIN_RUN, RunFolder, RunKinds
 from netreveal.runs.plan import RunPlan
-from netreveal.runs.shard_work import ShardJob, setup, work
+from netreveal.runs.shard_work import ShardJob, setup, sharing_model, work
 
 
-def run_shards(plan: RunPlan, folder: RunFolder, engine: Engine, *, progress: bool = True) -> None:
+def run_shards(plan: RunPlan, folder: RunFolder, engine: Engine, *, progress: bool = True, adapter=None) -> None:
     """Work on every shard ``folder``'s manifest does not name as done, recording each as it ends.
     A run that fails before its first shard is done leaves nothing behind; after that it stays
-    in ``out`` to be resumed."""
+    in ``out`` to be resumed. ``adapter``, the model of ``plan`` already loaded here, is used by
+    workers in this process instead of a second copy."""
     todo = [s for s in plan.shards() if s.index not in folder.manifest.done]
     stage = str(folder.place) if folder.staged else None
     jobs = [ShardJob(shard, str(folder.out), stage) for shard in todo]
@@ -40,7 +42,8 @@ def run_shards(plan: RunPlan, folder: RunFolder, engine: Engine, *, progress: bo
         bar.update(summary["images"])
 
     try:
-        engine.map(partial(setup, plan), work, jobs, on_result)
+        with sharing_model(plan.model, adapter) if adapter is not None else contextlib.nullcontext():
+            engine.map(partial(setup, plan), work, jobs, on_result)
     except BaseException:
         folder.discard()
         raise
@@ -64,16 +67,18 @@ def explain_run(plan: RunPlan, out: str | os.PathLike, engine: Engine, adapter, 
     folder = _open(plan, out, EXPLAIN_RUN, resume, force)
     if folder.manifest.complete:
         return Path(out) / "index.html"
-    run_shards(plan, folder, engine, progress=progress)
+    run_shards(plan, folder, engine, progress=progress, adapter=adapter)
     return write_report(plan, folder, adapter, title=title, force=force)
 
 
 def evaluate_run(plan: RunPlan, out: str | os.PathLike, engine: Engine, *, resume: bool = False,
-                 force: bool = False, progress: bool = True) -> tuple[list[str], list[list], list[Table]]:
+                 force: bool = False, progress: bool = True,
+                 adapter=None) -> tuple[list[str], list[list], list[Table]]:
     """Evaluate every method of ``plan`` on every image, shard by shard into the run folder
-    ``out``: the summary table (header, rows) and the tables the methods add."""
+    ``out``: the summary table (header, rows) and the tables the methods add. ``adapter``: the
+    model of ``plan`` when it is loaded here already (see :func:`run_shards`)."""
     folder = _open(plan, out, EVALUATE_RUN, resume, force)
-    run_shards(plan, folder, engine, progress=progress)
+    run_shards(plan, folder, engine, progress=progress, adapter=adapter)
     header, rows = summary_rows(plan, folder.place)
     tables = extra_tables(plan, folder.place)
     folder.finish()

@@ -9,11 +9,14 @@ and one result file per method run (:func:`netreveal.results.save`, with provena
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from netreveal import results as result_io
 from netreveal.csvtable import write_table
 from netreveal.data.sources import Reading
 from netreveal.data.stream import read_all
+from netreveal.engines.base import ModelSpec
 from netreveal.fileio import make_stage
 from netreveal.methods import Evaluation
 from netreveal.methods.options import MethodOptions, scoring_batch
@@ -60,9 +64,28 @@ class ShardState:
     plan: RunPlan
 
 
+_LOADED: dict[str, Any] = {}  # models this process loaded already (the caller's, for the local engine)
+
+
+def _model_key(spec: ModelSpec) -> str:
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True, default=str)
+
+
+@contextlib.contextmanager
+def sharing_model(spec: ModelSpec, adapter: Any) -> Iterator[None]:
+    """While the block runs, :func:`setup` in this process uses ``adapter`` instead of loading
+    ``spec`` again (an engine that works in this process then holds one copy of the model)."""
+    _LOADED[_model_key(spec)] = adapter
+    try:
+        yield
+    finally:
+        _LOADED.pop(_model_key(spec), None)
+
+
 def setup(plan: RunPlan) -> ShardState:
-    """Load the model of ``plan`` (once per worker)."""
-    return ShardState(plan.model.load(), plan)
+    """Load the model of ``plan`` (once per worker; in the calling process the one it shares)."""
+    adapter = _LOADED.get(_model_key(plan.model))
+    return ShardState(plan.model.load() if adapter is None else adapter, plan)
 
 
 def work(state: ShardState, job: ShardJob) -> dict[str, Any]:
@@ -128,4 +151,4 @@ def _place(tmp: Path, job: ShardJob) -> None:
 
 
 __all__ = ["IMAGES_CSV", "METRICS", "METRICS_CSV", "METRICS_HEADER", "PROBS", "SHARD_JSON", "ShardJob", "ShardState",
-           "result_file", "setup", "work"]
+           "result_file", "setup", "sharing_model", "work"]
