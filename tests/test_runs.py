@@ -91,3 +91,40 @@ def test_shards_run_in_worker_processes_and_end_as_in_this_one(tmp_path, adapter
     manifest = json.loads((tmp_path / "pool" / "manifest.json").read_text())
     assert manifest["complete"] and sorted(manifest["done"], key=int) == [str(i) for i in range(5)]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+class StopsAfter:
+    """Works on the first ``n`` items, then is interrupted (as by Ctrl+C)."""
+
+    name, workers = "stops", 1
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def map(self, setup_fn, work_fn, items, on_result):
+        state = setup_fn()
+        for i, item in enumerate(items[: self.n]):
+            on_result(i, work_fn(state, item))
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_is_refused_unless_resumed_or_forced(tmp_path, adapter):
+    from netreveal.errors import NetrevealError
+
+    gradcam = get_methods("gradcam")[0].configure()
+    plan, out = _plan([gradcam], 6, 2, adapter), tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(plan, out, StopsAfter(1), progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert list(manifest["done"]) == ["0"] and manifest["shards"] == 3 and not manifest["complete"]
+    with pytest.raises(NetrevealError, match="holds an unfinished evaluation run; pass --resume"):
+        evaluate_run(plan, out, LocalEngine(), progress=False)
+    other = _plan([gradcam], 6, 3, adapter)
+    with pytest.raises(NetrevealError, match=r"\(shard_size was 2, now 3\)"):
+        evaluate_run(other, out, LocalEngine(), resume=True, progress=False)
+    evaluate_run(other, out, LocalEngine(), force=True, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["shards"] == 2 and manifest["complete"] and sorted((out / "shards").iterdir())[-1].name == "00001"
+    with pytest.raises(KeyboardInterrupt):  # before its first shard: nothing is left behind
+        evaluate_run(plan, tmp_path / "second", StopsAfter(0), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
