@@ -19,7 +19,7 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from netreveal.errors import NetrevealError
@@ -29,6 +29,8 @@ EXPLANATION_REPORT = "explanation report"
 LABEL_REPORT = "label report"
 USER_STUDY_REPORT = "user-study report"
 STUDY_EXPORT = "study export"
+EXPLANATION_RUN = "explanation run"  # an explain run's shards while it runs (an explanation report once done)
+EVALUATION_RUN = "evaluation run"  # an evaluate run's shards (and, once done, its manifest says so)
 
 _STAGE = re.compile(r"^\.netreveal-[a-z]+-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)-[a-z0-9_]{8}$")
 _OLD = re.compile(r"^\..+\.old-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)-[0-9a-f]{8}$")
@@ -61,6 +63,20 @@ def _owner_tag() -> str:
     pid = os.getpid()
     stat = _proc_stat(pid)
     return f"{_host_id()}-{pid}-{stat[1] if stat else 0}"
+
+
+def owner_tag() -> str:
+    """``host-pid-start`` of this process: who writes a staging folder or a run."""
+    return _owner_tag()
+
+
+def writer_gone(tag: str) -> bool:
+    """True only when the process an :func:`owner_tag` names provably no longer runs."""
+    try:
+        host, pid, start = tag.split("-")
+        return _writer_gone(host, int(pid), int(start))
+    except ValueError:
+        return False
 
 
 def _writer_gone(host: str, pid: int, start: int) -> bool:
@@ -129,10 +145,12 @@ def _reason(exc: OSError) -> str:
     return f"{text}: {exc.filename}" if exc.filename else text
 
 
-def check_output_folder(out: str | os.PathLike, kind: str, *, force: bool = False) -> None:
-    """NetrevealError unless ``out`` may be written as a ``kind``: it is free, an empty folder, or
-    (only with ``force``) an earlier ``kind``, and the place can be written. Removes what killed
-    runs left beside ``out`` first (:func:`remove_stale_staging`)."""
+def check_output_folder(out: str | os.PathLike, kind: str, *, force: bool = False,
+                        replaceable: Collection[str] = ()) -> None:
+    """NetrevealError unless ``out`` may be written as a ``kind``: it is free, an empty folder, an
+    output of a ``replaceable`` kind (the unfinished run this output completes), or (only with
+    ``force``) an earlier ``kind``, and the place can be written. Removes what killed runs left
+    beside ``out`` first (:func:`remove_stale_staging`)."""
     out = Path(out)
     if out.resolve().parent.is_dir():
         remove_stale_staging(out.resolve().parent)
@@ -149,9 +167,11 @@ def check_output_folder(out: str | os.PathLike, kind: str, *, force: bool = Fals
         if found is None:
             raise NetrevealError(f"output folder {out} is not empty and holds no earlier {kind}; "
                                  "choose a new or empty folder")
-        if found != kind:
+        if found in replaceable:
+            pass
+        elif found != kind:
             raise NetrevealError(f"output folder {out} holds {_a(found)}, not {_a(kind)}; choose another folder")
-        if not force:
+        elif not force:
             raise NetrevealError(f"output folder {out} holds an earlier {kind}; pass --force to replace it")
     place = out.resolve().parent
     while not place.exists() and place != place.parent:
@@ -196,11 +216,12 @@ def replace_folder(stage: str | os.PathLike, out: str | os.PathLike) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def finish_stage(stage: Path, out: str | os.PathLike, kind: str, *, force: bool = False) -> None:
+def finish_stage(stage: Path, out: str | os.PathLike, kind: str, *, force: bool = False,
+                 replaceable: Collection[str] = ()) -> None:
     """Mark the complete ``stage`` as a ``kind``, check ``out`` again (it may have changed while
     the stage was written) and move the stage into place."""
     write_marker(stage, kind)
-    check_output_folder(out, kind, force=force)
+    check_output_folder(out, kind, force=force, replaceable=replaceable)
     try:
         replace_folder(stage, out)
     except OSError as exc:

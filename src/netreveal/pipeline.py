@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
 from netreveal import results as result_io
 from netreveal.csvtable import Table, write_table
-from netreveal.data.groundtruth import DEFAULT_LOADER, GroundTruth, ground_truth_loader
-from netreveal.data.images import image_records, label_index, load_image
+from netreveal.data.groundtruth import DEFAULT_LOADER, GroundTruth
 from netreveal.data.inputs import Inputs
 from netreveal.errors import NetrevealError
 from netreveal.methods import Evaluation, Method, MethodOptions, MethodRun, as_runs
@@ -52,26 +50,16 @@ def image_key(root: str | os.PathLike, path: str | os.PathLike) -> str:
 
 
 def read_folder(adapter: ModelAdapter, root: str | os.PathLike, limit: int | None = None,
-                ground_truth: str | GroundTruth = DEFAULT_LOADER) -> Inputs:
-    """Load and check every image under ``root`` (all are read before any work starts), with the
-    ground truth the ``ground_truth`` loader finds beside each (a loader or its name, see
-    :mod:`netreveal.data.groundtruth`); keys are :func:`image_key`."""
-    if limit is not None and limit < 1:
-        raise NetrevealError(f"--limit must be at least 1, got {limit}")
-    loader = ground_truth_loader(ground_truth)
-    records = image_records(root)
-    if limit is not None:
-        records = records[:limit]
-    keys, tensors, labels, names, masks, parts = [], [], [], [], [], []
-    for rec in tqdm(records, desc="reading images", unit="img", disable=len(records) < 20):
-        tensors.append(adapter.preprocess(load_image(rec.path)))
-        keys.append(image_key(root, rec.path))
-        names.append(rec.label_name)
-        labels.append(label_index(rec.label_name, adapter.class_names))
-        found = loader.load(rec.path, rec.label_name, adapter.input_size)
-        masks.append(None if found is None else found.evidence)
-        parts.append(None if found is None else found.parts)
-    return Inputs(keys, torch.stack(tensors), labels, names, masks, parts)
+                ground_truth: str | GroundTruth = DEFAULT_LOADER, workers: int | None = 0) -> Inputs:
+    """Load and check every image under ``root`` at once, with the ground truth the
+    ``ground_truth`` loader finds beside each (a loader or its name, see
+    :mod:`netreveal.data.groundtruth`); keys are :func:`image_key`. For image sets of any size,
+    read shard by shard instead (:func:`netreveal.data.stream.stream_shards` over a
+    :class:`~netreveal.data.sources.FolderSource`)."""
+    from netreveal.data.sources import FolderSource, Reading
+    from netreveal.data.stream import read_all
+
+    return read_all(FolderSource.from_folder(root, limit, ground_truth), Reading.for_model(adapter), workers)
 
 
 def parse_target(target: str | None, adapter: ModelAdapter) -> int | None:

@@ -7,7 +7,6 @@ and exits with code 2, without a traceback and without leaving half-written outp
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from netreveal.cli.args import add_database_arg, add_model_args, add_out_args, load_adapter
@@ -49,6 +48,7 @@ def add_parsers(sub) -> None:
     explain.add_argument("--target", help="class index or name to explain (default: the predicted class)")
     explain.add_argument("--limit", type=int, help="use at most this many images")
     _add_ground_truth_arg(explain)
+    _add_shard_args(explain)
     _add_run_args(explain, "gradcam")
     explain.set_defaults(handler=cmd_explain)
 
@@ -60,8 +60,11 @@ def add_parsers(sub) -> None:
                           help="parts-world images when --images is not given (default: 100)")
     evaluate.add_argument("--csv", default="netreveal-evaluation.csv",
                           help="CSV output (default: ./netreveal-evaluation.csv)")
+    add_out_args(evaluate, help="run folder for the shards and their manifest (default: beside --csv, named "
+                                "after it: CSV-STEM-run)", replaces="an unfinished run")
     evaluate.add_argument("--limit", type=int, help="use at most this many images")
     _add_ground_truth_arg(evaluate)
+    _add_shard_args(evaluate)
     _add_run_args(evaluate, "gradcam")
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -72,6 +75,25 @@ def _add_ground_truth_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ground-truth", choices=list(LOADERS), default=DEFAULT_LOADER,
                    help=f"where the images' ground-truth masks come from (default: {DEFAULT_LOADER}: the masks "
                         "a parts-world folder keeps beside each image)")
+
+
+def _add_shard_args(p: argparse.ArgumentParser) -> None:
+    """How a run is cut into shards, read, spread over workers and resumed."""
+    from netreveal.engines import ENGINES
+    from netreveal.runs import DEFAULT_SHARD_SIZE
+
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                   help=f"images per shard: results are written and resumable shard by shard (default: "
+                        f"{DEFAULT_SHARD_SIZE})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the killed run in --out: skip its finished shards (its parameters must match)")
+    p.add_argument("--loader-workers", type=int, default=None,
+                   help="processes that read images (0: read in the main process; default: half the cores, "
+                        "at most 4)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="where shards run: local (this process, default) or ray (a Ray cluster)")
+    p.add_argument("--ray-address", help="address of the Ray cluster (--engine ray; default: start one here)")
+    p.add_argument("--workers", type=int, help="workers of the engine (--engine ray; default: the engine's)")
 
 
 def _plan(args):
@@ -141,43 +163,103 @@ def _demo_study(adapter, inputs, inv_path: Path, args, common) -> None:
         store.close()
 
 
+def _source_ready(adapter, runs, source):
+    """Check the methods on the source's first image (so a typo or a bad first image fails fast)."""
+    from netreveal.data.sources import Reading
+    from netreveal.data.stream import read_all
+
+    first = read_all(source.slice(0, 1), Reading.for_model(adapter), workers=0)
+    _check_ready(adapter, runs, first)
+    return first
+
+
+def _run_plan(args, command: str, adapter, runs, common, source, target=None):
+    from netreveal.data.stream import default_loader_workers
+    from netreveal.engines import ModelSpec
+    from netreveal.runs import MethodSpec, RunPlan
+
+    workers = default_loader_workers() if args.loader_workers is None else args.loader_workers
+    return RunPlan(command, ModelSpec.from_args(args), tuple(MethodSpec.of(run) for run in runs), source,
+                   shard_size=args.shard_size, seed=common.seed, batch_size=common.batch_size, steps=args.steps,
+                   baseline=args.baseline, target=target, convention=args.metric_convention,
+                   loader_workers=workers)
+
+
+def _engine(args):
+    from netreveal.engines import get_engine
+
+    if args.workers is not None and args.workers < 1:
+        raise NetrevealError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        return get_engine(args.engine, address=args.ray_address, workers=args.workers)
+    except ImportError as exc:
+        raise NetrevealError(f"the {args.engine} engine is not available here ({exc.name or exc}); "
+                             f'install it with pip install "netreveal[{args.engine}]"') from None
+
+
+def _check_shard_args(args) -> None:
+    if args.shard_size < 1:
+        raise NetrevealError(f"--shard-size must be at least 1, got {args.shard_size}")
+    if args.loader_workers is not None and args.loader_workers < 0:
+        raise NetrevealError(f"--loader-workers must be at least 0, got {args.loader_workers}")
+
+
 def cmd_explain(args) -> int:
     from netreveal import pipeline
+    from netreveal.data.sources import FolderSource
+    from netreveal.runs import explain_run
+    from netreveal.runs.folder import EXPLAIN_RUN, check_run_folder
 
     runs, common, _ = _plan(args)
-    _check_out(args)
+    _check_shard_args(args)
+    check_run_folder(args.out, EXPLAIN_RUN, resume=args.resume, force=args.force)
     adapter = load_adapter(args)
     target = pipeline.parse_target(args.target, adapter)
-    inputs = pipeline.read_folder(adapter, args.images, args.limit, ground_truth=args.ground_truth)
-    _check_ready(adapter, runs, inputs)
-    index = pipeline.explain(adapter, inputs, runs, common, args.out, target=target, steps=args.steps,
-                             baseline=args.baseline, force=args.force, convention=args.metric_convention)
+    source = FolderSource.from_folder(args.images, args.limit, ground_truth=args.ground_truth)
+    _source_ready(adapter, runs, source)
+    plan = _run_plan(args, "explain", adapter, runs, common, source, target)
+    index = explain_run(plan, args.out, _engine(args), adapter, resume=args.resume, force=args.force,
+                        progress=not args.quiet)
     print(index.resolve())
     return 0
 
 
+def evaluate_out(args) -> Path:
+    """The run folder of ``evaluate``: ``--out``, or beside ``--csv`` named after it."""
+    return Path(args.out) if args.out else Path(args.csv).with_name(f"{Path(args.csv).stem}-run")
+
+
 def cmd_evaluate(args) -> int:
     from netreveal import pipeline
+    from netreveal.runs import evaluate_run
+    from netreveal.runs.folder import EVALUATE_RUN, check_run_folder
 
     runs, common, sweeps = _plan(args)
+    _check_shard_args(args)
+    out = evaluate_out(args)
+    check_run_folder(out, EVALUATE_RUN, resume=args.resume, force=args.force)
     adapter = load_adapter(args)
     if args.images:
-        inputs = pipeline.read_folder(adapter, args.images, args.limit, ground_truth=args.ground_truth)
-    elif args.model == "demo":
-        from netreveal.data.partsworld_truth import partsworld_inputs
+        from netreveal.data.sources import FolderSource
 
-        inputs = partsworld_inputs(adapter, args.n)
+        source = FolderSource.from_folder(args.images, args.limit, ground_truth=args.ground_truth)
+    elif args.model == "demo":
+        from netreveal.data.partsworld_truth import partsworld_source
+
+        source = partsworld_source(adapter, args.n)
     else:
         raise NetrevealError("--images is required unless --model is demo")
-    _check_ready(adapter, runs, inputs)
-    header, rows, done = pipeline.evaluate(adapter, inputs, runs, common, steps=args.steps, baseline=args.baseline,
-                                           sweeps=sweeps, convention=args.metric_convention,
-                                           on_row=lambda row: print("done:", *row, file=sys.stderr, flush=True))
+    first = _source_ready(adapter, runs, source)
+    size = tuple(first.images.shape[-2:])
+    variants = [variant for run in runs for variant in pipeline._variants(run, sweeps, size)]
+    plan = _run_plan(args, "evaluate", adapter, variants, common, source)
+    del first
+    header, rows, tables = evaluate_run(plan, out, _engine(args), resume=args.resume, force=args.force,
+                                        progress=not args.quiet, adapter=adapter)
     print(pipeline.format_table(header, rows))
     path = pipeline.write_csv(args.csv, header, rows)
     print(f"wrote {path}")
-    for table in pipeline.extra_evaluations(adapter, inputs, done.values(), common, steps=args.steps,
-                                            baseline=args.baseline, convention=args.metric_convention):
+    for table in tables:
         print(f"\n{table.title}")
         print(pipeline.format_table(table.header, table.rows))
         path = pipeline.write_csv(Path(args.csv).with_name(f"{Path(args.csv).stem}-{table.name}.csv"), table.header,
@@ -186,4 +268,4 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-__all__ = ["DEMO_METHODS", "add_parsers", "cmd_demo", "cmd_evaluate", "cmd_explain"]
+__all__ = ["DEMO_METHODS", "add_parsers", "cmd_demo", "cmd_evaluate", "cmd_explain", "evaluate_out"]

@@ -44,8 +44,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     create.add_argument("--layers", default="auto:9",
                         help="layers INV explains (default: auto:9, the model's nine default layers)")
     create.add_argument("--limit", type=int, help="use at most this many images")
-    create.add_argument("--batch-size", type=int, default=8)
+    create.add_argument("--batch-size", type=int, default=8,
+                        help="images per batch: read, explained and stored (one transaction) together (default: 8)")
     create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--resume", action="store_true",
+                        help="continue the killed creation of study --name after the batches it stored")
+    create.add_argument("--loader-workers", type=int, default=0,
+                        help="processes that read images (default: 0, read in the main process)")
     create.add_argument("--quiet", action="store_true", help="no progress bars")
     add_database_arg(create)
 
@@ -110,14 +115,21 @@ def create(args) -> int:
         raise NetrevealError("--batch-size must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise NetrevealError("--limit must be at least 1")
+    if args.loader_workers < 0:
+        raise NetrevealError(f"--loader-workers must be at least 0, got {args.loader_workers}")
     list_images(args.images)  # a missing or empty folder fails before the database is touched
     store = open_from_args(args)
     try:
-        adapter, inputs = _model_and_images(store, args)
-        from netreveal.studies.inv_study import create_study
+        from netreveal.data.sources import FolderSource
+        from netreveal.studies.inv_study_batches import create_study_in_batches
 
-        study_id = create_study(store, args.name, adapter, inputs, layers=args.layers, seed=args.seed,
-                                        batch_size=args.batch_size, progress=not args.quiet)
+        if not args.resume and studies.study_exists(store, args.name):
+            raise NetrevealError(f"study {args.name!r} already exists in {store.url}")
+        adapter = load_adapter(args)
+        source = FolderSource.from_folder(args.images, args.limit)
+        study_id = create_study_in_batches(store, args.name, adapter, source, layers=args.layers, seed=args.seed,
+                                           batch_size=args.batch_size, progress=not args.quiet, resume=args.resume,
+                                           loader_workers=args.loader_workers)
         summary = next(s for s in studies.list_studies(store) if s["id"] == study_id)
         print(f"created study {args.name!r} (id {study_id}) in {store.url}: "
               f"{summary['images']} images, {summary['items']} items")

@@ -5,7 +5,8 @@ generated held-out images with their masks."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,6 +14,7 @@ from netreveal.data.groundtruth import Truth
 from netreveal.data.images import label_index
 from netreveal.data.inputs import Inputs
 from netreveal.data.partsworld import CLASSES, PartsWorld, load_ground_truth
+from netreveal.data.sources import ImageItem, Reading
 from netreveal.errors import NetrevealError
 
 if TYPE_CHECKING:
@@ -45,14 +47,47 @@ class PartsWorldTruth:
         return Truth(parts=resize_masks(masks, size), part_names=list(parts), evidence=evidence)
 
 
-def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str = "test") -> Inputs:
-    """``n`` held-out parts-world images (classes in turn) with their defining-part masks as ground truth."""
+@dataclass(frozen=True)
+class PartsWorldSource:
+    """Held-out parts-world images ``start .. stop - 1`` of ``split`` (classes in turn), generated
+    by index when read, with their defining-part masks as ground truth."""
+
+    size: int
+    stop: int
+    start: int = 0
+    seed: int = 0
+    split: str = "test"
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def item(self, index: int, reading: Reading) -> ImageItem:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        sample = PartsWorld(size=self.size, seed=self.seed, split=self.split).sample(self.start + index)
+        return ImageItem(f"{sample.class_name}-{sample.index:03d}", sample.image,
+                         label_index(sample.class_name, list(reading.class_names)), sample.class_name,
+                         sample.masks[torch.tensor(sample.defining)].any(dim=0), sample.masks)
+
+    def slice(self, start: int, stop: int) -> PartsWorldSource:
+        stop = min(self.start + stop, self.stop)
+        return replace(self, start=min(self.start + start, stop), stop=stop)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "partsworld", "images": len(self), "start": self.start, "stop": self.stop,
+                "seed": self.seed, "split": self.split, "size": self.size}
+
+
+def partsworld_source(adapter: ModelAdapter, n: int, seed: int = 0, split: str = "test") -> PartsWorldSource:
+    """The first ``n`` held-out parts-world images at the model's input size."""
     if n < 1:
         raise NetrevealError("need at least one image")
-    world = PartsWorld(size=adapter.input_size, seed=seed, split=split)
-    images, _, samples = world.batch(range(n))
-    masks = [s.masks[torch.tensor(s.defining)].any(dim=0) for s in samples]
-    keys = [f"{s.class_name}-{s.index:03d}" for s in samples]
-    names = [s.class_name for s in samples]
-    return Inputs(keys, images, [label_index(c, adapter.class_names) for c in names], names, list(masks),
-                  [s.masks for s in samples])
+    PartsWorld(size=adapter.input_size, seed=seed, split=split)  # bad settings fail here
+    return PartsWorldSource(size=adapter.input_size, stop=n, seed=seed, split=split)
+
+
+def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str = "test") -> Inputs:
+    """``n`` held-out parts-world images (classes in turn) with their defining-part masks as ground truth."""
+    from netreveal.data.stream import read_all
+
+    return read_all(partsworld_source(adapter, n, seed, split), Reading.for_model(adapter), workers=0)

@@ -81,7 +81,8 @@ class Method:
       copies; :meth:`map_from_raw` turns such an average into maps.
     - A field of ``Options`` marked ``sweep`` (I-GOS's mask size) can take several values in
       ``evaluate``; :meth:`variant` names each run.
-    - :meth:`extra_evaluations`: tables the method adds to ``evaluate`` (SAG, INV).
+    - :meth:`evaluation_values` / :meth:`evaluation_tables`: tables the method adds to ``evaluate``
+      (SAG, INV), from per-image values that combine across shards (:meth:`extra_evaluations`).
     - :meth:`batch_invariants`: what the batch size must not change (checked for every method by
       ``tests/test_method_contract.py``).
     """
@@ -126,10 +127,23 @@ class Method:
         """Maps (B, H, W) in [0, 1] from a raw attribution like ``result.raw`` (smoothable methods)."""
         raise NotImplementedError(f"{self.name} has no raw attribution to smooth")
 
+    def evaluation_values(self, evaluation: Evaluation, result: Explanation, options: MethodOptions) -> Any:
+        """Plain per-image values (numbers, lists, dicts: JSON-safe) of the images of ``result`` that
+        this method's extra tables are built from, or None when it adds none (default). An image set
+        explained shard by shard keeps each shard's values and combines them in
+        :meth:`evaluation_tables`, so a table never needs every result in memory at once."""
+        return None
+
+    def evaluation_tables(self, values: Sequence[Any], seconds: float, options: MethodOptions) -> list[Table]:
+        """The tables this method adds to ``netreveal evaluate``, from the :meth:`evaluation_values`
+        of every shard (in image order) and the seconds all of them took (default: none)."""
+        return []
+
     def extra_evaluations(self, evaluation: Evaluation, result: Explanation, seconds: float,
                           options: MethodOptions) -> list[Table]:
-        """Tables this method adds to ``netreveal evaluate`` beside the common one (default: none)."""
-        return []
+        """Tables this method adds to ``netreveal evaluate`` beside the common one, for one set of images."""
+        values = self.evaluation_values(evaluation, result, options)
+        return [] if values is None else self.evaluation_tables([values], seconds, options)
 
     def variant(self, options: MethodOptions, field: str, value: Any,
                 image_size: tuple[int, int]) -> tuple[str, MethodOptions]:

@@ -6,6 +6,7 @@ against Grad-CAM at the same layer."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -57,13 +58,20 @@ class InvMethod(Method):
                   for image in result.images]
         return {"targets": result.targets, "target_probs": result.target_probs, "layers": layers}
 
-    def extra_evaluations(self, evaluation: Evaluation, result, seconds: float, options: InvOptions) -> list[Table]:
-        from netreveal.metrics.inv_layers import evaluate_inv_layers
+    def evaluation_values(self, evaluation: Evaluation, result, options: InvOptions) -> dict | None:
+        from netreveal.metrics.inv_layers import inv_layer_values
 
         if not evaluation.inputs.part_masks:
+            return None
+        return inv_layer_values(evaluation.adapter, evaluation.inputs, result, steps=evaluation.steps,
+                                baseline=evaluation.baseline, batch_size=evaluation.batch_size,
+                                progress=evaluation.progress)
+
+    def evaluation_tables(self, values: Sequence[dict], seconds: float, options: InvOptions) -> list[Table]:
+        from netreveal.metrics.inv_layers import inv_layer_rows
+
+        if not values:
             return []
-        header, rows = evaluate_inv_layers(evaluation.adapter, evaluation.inputs, result, steps=evaluation.steps,
-                                           baseline=evaluation.baseline, batch_size=evaluation.batch_size,
-                                           progress=evaluation.progress)
+        header, rows = inv_layer_rows(values)
         title = "INV per layer: cluster maps vs ground-truth parts (top 5% region), and combined map vs Grad-CAM"
         return [Table(title, header, rows, "inv-layers")]

@@ -5,6 +5,7 @@ how confidence falls as patches are removed, by the paper's reference rules (``-
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 
@@ -83,12 +84,19 @@ class SagMethod(Method):
                 "roots": [g.roots for g in result.graphs], "root_probs": [g.root_probs for g in result.graphs],
                 "nodes": [[(n.patches, n.prob) for n in g.nodes] for g in result.graphs]}
 
-    def extra_evaluations(self, evaluation: Evaluation, result: SagBatch, seconds: float,
-                          options: SagOptions) -> list[Table]:
-        from netreveal.sag.statistics import sag_statistics
+    def evaluation_values(self, evaluation: Evaluation, result: SagBatch, options: SagOptions) -> dict:
+        from netreveal.sag.statistics import sag_image_values
 
-        header, rows = sag_statistics(result.graphs, seconds)
-        p = result.params
-        title = (f"Structured Attention Graphs ({options.grid}x{options.grid} {p.get('insertion', '')} patches, "
-                 f"{p.get('baseline', options.baseline)} baseline, {p.get('variant', options.sag_variant)} variant)")
+        return sag_image_values(result.graphs)
+
+    def evaluation_tables(self, values: Sequence[dict], seconds: float, options: SagOptions) -> list[Table]:
+        from netreveal.sag.statistics import sag_rows
+        from netreveal.sag.variants import variant_settings
+
+        header, rows = sag_rows(values, seconds)
+        preset, asked = variant_settings(options.sag_variant, options.grid), sag_arguments(options)
+        insertion = asked["insertion"] or preset["insertion"]
+        baseline = asked["baseline"] or preset["baseline"] or options.baseline
+        title = (f"Structured Attention Graphs ({options.grid}x{options.grid} {insertion} patches, "
+                 f"{baseline} baseline, {options.sag_variant} variant)")
         return [Table(title, header, rows, "sag")]

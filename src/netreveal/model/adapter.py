@@ -41,6 +41,7 @@ from netreveal.model.imagenet import (
     torchvision_defaults,
 )
 from netreveal.model.keymap import BY_ORDER, describe_mapping, parse_rules
+from netreveal.model.preprocess import Preprocessor
 
 CHECKPOINT_SUFFIXES = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
 PRETRAINED = "pretrained"
@@ -82,29 +83,12 @@ class ModelAdapter:
         return model_device(self.model)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """A PIL image to a (3, S, S) tensor in [0, 1]: resize to ``S / resize_ratio`` (the short
-        side; both sides for ``crop_mode="squash"``; the long side, padded with the mean colour,
-        for ``"border"``), then centre crop S x S."""
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
+        """A PIL image to a (3, S, S) tensor in [0, 1] (see :class:`~netreveal.model.preprocess.Preprocessor`)."""
+        return self.preprocessor()(image)
 
-        image = image.convert("RGB")
-        scale = round(self.input_size / self.resize_ratio)
-        mode = InterpolationMode(self.interpolation)
-        if self.crop_mode == "squash":
-            image = TF.resize(image, [scale, scale], interpolation=mode, antialias=True)
-        elif self.crop_mode == "border":
-            width, height = image.size
-            factor = scale / max(width, height)
-            image = TF.resize(image, [max(1, round(height * factor)), max(1, round(width * factor))],
-                              interpolation=mode, antialias=True)
-            pad_w, pad_h = max(0, self.input_size - image.size[0]), max(0, self.input_size - image.size[1])
-            fill = tuple(round(255 * v) for v in self.mean) if len(self.mean) == 3 else 0
-            image = TF.pad(image, [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=fill)
-        else:
-            image = TF.resize(image, scale, interpolation=mode, antialias=True)
-        image = TF.center_crop(image, [self.input_size, self.input_size])
-        return TF.to_tensor(image)
+    def preprocessor(self) -> Preprocessor:
+        """This model's input preparation as plain, picklable settings (for image-reading workers)."""
+        return Preprocessor(self.input_size, self.resize_ratio, self.interpolation, self.crop_mode, tuple(self.mean))
 
     def class_name(self, index: int) -> str:
         return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)

@@ -49,12 +49,13 @@ class Report:
     """Collects pictures and tables, then writes ``out_dir/index.html``."""
 
     def __init__(self, out_dir: str | os.PathLike, title: str = "netreveal report", meta: dict | None = None,
-                 *, force: bool = False):
+                 *, force: bool = False, replaceable: tuple[str, ...] = ()):
         self.out_dir = Path(out_dir)
         self.title = title
         self.meta = dict(meta or {})
         self.force = force
-        check_output_folder(self.out_dir, EXPLANATION_REPORT, force=force)
+        self.replaceable = replaceable  # kinds of output in out_dir this report completes (its unfinished run)
+        check_output_folder(self.out_dir, EXPLANATION_REPORT, force=force, replaceable=replaceable)
         self._stage = make_stage(self.out_dir, "report")
         (self._stage / "img").mkdir()
         self.images: dict[str, ImageEntry] = {}
@@ -144,7 +145,8 @@ class Report:
         try:
             (self._stage / "index.html").write_text(page, encoding="utf-8")
             (self._stage / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str), encoding="utf-8")
-            finish_stage(self._stage, self.out_dir, EXPLANATION_REPORT, force=self.force)
+            finish_stage(self._stage, self.out_dir, EXPLANATION_REPORT, force=self.force,
+                         replaceable=self.replaceable)
         except BaseException:
             self.discard()
             raise

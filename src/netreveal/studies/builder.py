@@ -214,6 +214,30 @@ class StudyBuilder:
                         )
                     )
 
+    def reserve_keys(self, keys: Sequence[str]) -> None:
+        """Keys already used in the study (by batches stored earlier): new images get other keys."""
+        self._keys.update(keys)
+
+    def flush(self, writer: StudyWriter, params: Mapping[str, Any] | None = None) -> int:
+        """Store the images and items added since the last flush in one transaction of ``writer``
+        (merging ``params`` into the study's params), then forget them, so memory holds one batch;
+        returns how many images were stored."""
+        with writer.batch() as session:
+            ids = insert_images(session, writer.study_id,
+                                [NewImage(r.key, r.true_class, r.predicted_class, r.probability, self._spool.get(r.png))
+                                 for r in self.images])
+            insert_items(session, writer.study_id, ids,
+                         [NewItem(r.image, r.layer, r.depth, r.cluster, r.weight, r.channels, self._spool.get(r.png),
+                                  [self._spool.get(f) for f in r.frames]) for r in self.items], self.percents)
+            if params:
+                study = session.get(Study, writer.study_id)
+                study.params = json_safe({**(study.params or {}), **params})
+        stored = len(self.images)
+        self.images, self.items = [], []
+        self._spool.close()
+        self._spool = _Spool()
+        return stored
+
     def write(self, store: Store, *, progress: bool = False, chunk: int = 256) -> int:
         """Insert the study, ``chunk`` images or items (with their pictures) per transaction; returns
         its id. Other writers wait at most one batch. The study is unfinished (not served, exported
