@@ -127,7 +127,9 @@ def capture(
     ``target`` picks the class score per image (None = predicted class; int; one per image; or a
     callable ``logits -> (B,) scores``). ``score`` is ``logit`` (default), ``prob`` or ``log_prob``.
     ``call`` chooses which call of a module that runs several times is kept (default: the last).
+    ``inputs`` go to the model's device first (callers looping over batches move them once, before).
     """
+    inputs = inputs.to(model_device(model, inputs.device))
     resolved = resolve_layers(model, layers, example=inputs)
     with frozen(model, eval_mode=eval_mode), torch.enable_grad() if backward else torch.no_grad():
         with LayerTaps(resolved, track_grad=backward) as taps:
