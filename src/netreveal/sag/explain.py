@@ -137,7 +137,8 @@ def structured_attention_graph(
         saliency = 1 - result.raw[0]
         saliency_passes = int(result.extras["model_inputs"])
     sal = _coarse(saliency, grid, device)
-    order = sorted(range(n_patches), key=lambda p: -float(sal.flatten()[p]))
+    ranking = sal.flatten().tolist()  # one read of the map, not one per patch
+    order = sorted(range(n_patches), key=lambda p: -ranking[p])
 
     needed = threshold * full_prob
     scorer = PatchScorer(model, image, base, cls, grid, batch_size)

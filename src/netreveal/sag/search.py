@@ -47,28 +47,37 @@ class PatchScorer:
         self.cache: dict[PatchSet, float] = {}
         self.forward_passes = 0
 
-    def masks(self, sets: Sequence[PatchSet]) -> torch.Tensor:
-        """(n, H, W) float masks, 1 on the patches of each set."""
-        sel = torch.zeros(
-            len(sets), self.grid * self.grid, dtype=torch.bool, device=self.image.device
-        )
+    def selection(self, sets: Sequence[PatchSet]) -> torch.Tensor:
+        """(n, grid * grid) bool, True on the patches of each set: built on the host and copied
+        to the image's device in one go."""
+        sel = torch.zeros(len(sets), self.grid * self.grid, dtype=torch.bool)
         rows = [i for i, s in enumerate(sets) for _ in s]
         cols = [p for s in sets for p in s]
         if cols:
-            sel[torch.tensor(rows, device=sel.device), torch.tensor(cols, device=sel.device)] = True
+            sel[torch.tensor(rows), torch.tensor(cols)] = True
+        return sel.to(self.image.device)
+
+    def masks(self, sets: Sequence[PatchSet], selection: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, H, W) float masks, 1 on the patches of each set (``selection``: theirs, if known)."""
+        sel = self.selection(sets) if selection is None else selection
         return sel[:, self.pixel_patch].to(self.image.dtype)
 
     @torch.no_grad()
     def score(self, sets: Iterable[PatchSet]) -> list[float]:
-        """Probabilities of ``sets`` (sorted tuples), scoring the new ones in batches."""
+        """Probabilities of ``sets`` (sorted tuples), scoring the new ones in batches; the batches'
+        probabilities are read on the host once, after the last batch."""
         sets = list(sets)
         new = list(dict.fromkeys(s for s in sets if s not in self.cache))
-        for start in range(0, len(new), self.batch_size):
-            chunk = new[start : start + self.batch_size]
-            x = self.baseline + self.masks(chunk)[:, None] * self.delta
-            probs = self.model(x).softmax(dim=1)[:, self.target]
-            self.forward_passes += len(chunk)
-            self.cache.update(zip(chunk, probs.tolist(), strict=True))
+        if new:
+            probs = []
+            selection = self.selection(new)
+            for start in range(0, len(new), self.batch_size):
+                chunk = new[start : start + self.batch_size]
+                masks = self.masks(chunk, selection[start : start + self.batch_size])
+                x = self.baseline + masks[:, None] * self.delta
+                probs.append(self.model(x).softmax(dim=1)[:, self.target])
+                self.forward_passes += len(chunk)
+            self.cache.update(zip(new, torch.cat(probs).tolist(), strict=True))
         return [self.cache[s] for s in sets]
 
 
