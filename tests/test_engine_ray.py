@@ -177,6 +177,12 @@ def test_no_items_start_no_worker(session):
     session.map(setup, explain_shard, [], lambda *_: None)
 
 
+def test_workers_cannot_hold_gpus_the_cluster_lacks(session, shards):
+    assert "GPU" not in ray.cluster_resources()  # this machine has none
+    with pytest.raises(NetrevealError, match="^the Ray cluster has no GPU for the workers to hold$"):
+        RayEngine(workers=1, gpus_per_worker=1).map(worker_pid, explain_shard, shards, lambda *_: None)
+
+
 def test_bad_worker_counts_are_refused():
     with pytest.raises(NetrevealError, match="--workers must be at least 1"):
         get_engine("ray", workers=0)

@@ -98,7 +98,7 @@ class RayEngine:
             self._started = False
 
     def _connect(self) -> None:
-        options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+        options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                                    "log_to_driver": False}
         if self.address is None:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local Ray reports nowhere
@@ -117,9 +117,11 @@ class RayEngine:
         cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
         workers = self.requested_workers or max(1, int(gpus or cpus))
         gpus_each = self.gpus_per_worker if self.gpus_per_worker is not None else (1.0 if gpus else 0.0)
-        if gpus_each and gpus:
+        if gpus_each and not gpus:
+            raise NetrevealError("the Ray cluster has no GPU for the workers to hold")
+        if gpus_each:
             gpus_each = min(gpus_each, gpus / workers)
-        cpus_each = 0.0 if gpus_each else min(1.0, cpus / workers)
+        cpus_each = min(1.0, cpus / workers)
         return workers, cpus_each, gpus_each
 
     def map(self, setup: Callable[[], State], work: Callable[[State, Item], Outcome], items: Sequence[Item],
