@@ -10,6 +10,20 @@ from netreveal.errors import NetrevealError
 
 Target = None | int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 SCORES = ("logit", "prob", "log_prob")
+_CHECKED = "_netreveal_checked_classes"  # attribute of class-index tensors already checked (see mark_checked)
+
+
+def mark_checked(indices: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Mark class indices that netreveal resolved itself (and so knows to be in range for a model
+    with ``n_classes`` classes): passed again as a target, they and their slices skip the range
+    check, which reads them on the host (on a GPU, a wait for the device). For a method that
+    explains the same classes many times (SmoothGrad); never for tensors a caller may change."""
+    setattr(indices, _CHECKED, n_classes)
+    return indices
+
+
+def _checked_for(target: Target) -> int | None:
+    return getattr(target, _CHECKED, None) if isinstance(target, torch.Tensor) else None
 
 
 def slice_targets(target: Target, start: int, stop: int) -> Target:
@@ -17,7 +31,11 @@ def slice_targets(target: Target, start: int, stop: int) -> Target:
     if target is None or isinstance(target, int) or (callable(target) and not isinstance(target, torch.Tensor)):
         return target
     if isinstance(target, torch.Tensor):
-        return target[start:stop] if target.dim() else int(target)
+        if not target.dim():
+            return int(target)
+        part = target[start:stop]
+        checked = _checked_for(target)
+        return part if checked is None else mark_checked(part, checked)
     return list(target)[start:stop]
 
 
@@ -30,10 +48,9 @@ def check_count(target: Target, n: int) -> None:
 
 def class_indices(target: Target, logits: torch.Tensor, method: str) -> torch.Tensor:
     """:func:`resolve_targets` for methods that explain a class index (a callable is an error)."""
-    idx = resolve_targets(target, logits)
-    if bool((idx < 0).any()):
+    if callable(target) and not isinstance(target, torch.Tensor):
         raise NetrevealError(f"{method} explains class indices; a callable target is not supported")
-    return idx
+    return resolve_targets(target, logits)
 
 
 def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
@@ -53,6 +70,8 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
         idx = idx.to(device=logits.device, dtype=torch.long).reshape(-1)
         if idx.numel() != batch:
             raise NetrevealError(f"got {idx.numel()} targets for a batch of {batch} images")
+        if _checked_for(target) == n_classes:
+            return idx
     bad = (idx < 0) | (idx >= n_classes)
     if bool(bad.any()):
         raise NetrevealError(

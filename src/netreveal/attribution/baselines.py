@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline, minmax
-from netreveal.model.hooks import frozen
+from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
 from netreveal.targets import Target, check_count, class_indices, slice_targets
@@ -41,6 +41,7 @@ def integrated_gradients(
     if steps < 1:
         raise NetrevealError("integrated gradients needs at least one step")
     check_count(target, len(images))
+    images = images.to(model_device(model))
     raws, deltas, probs, targets = [], [], [], []
     with frozen(model):
         ig = IntegratedGradients(model)
@@ -49,8 +50,11 @@ def integrated_gradients(
             with torch.no_grad():
                 logits = model(x)
             t = class_indices(slice_targets(target, start, start + len(x)), logits, "integrated gradients")
-            attr, delta = ig.attribute(x, baselines=make_baseline(x, baseline), target=t, n_steps=steps,
-                                       internal_batch_size=max(batch_size * 4, 16), return_convergence_delta=True)
+            # one image: its class as an int, which captum would otherwise read from the device
+            # in every internal batch of path steps that holds a single input
+            attr, delta = ig.attribute(x, baselines=make_baseline(x, baseline), target=int(t) if len(x) == 1 else t,
+                                       n_steps=steps, internal_batch_size=max(batch_size * 4, 16),
+                                       return_convergence_delta=True)
             raws.append(attr.detach())
             deltas.append(delta.detach())
             targets.append(t)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
 from netreveal.imaging import minmax, upsample
-from netreveal.model.hooks import capture, describe_taps
+from netreveal.model.hooks import capture, describe_taps, model_device
 from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
@@ -97,6 +97,7 @@ class CAM:
             raise NetrevealError(f"got {len(target)} targets for a batch of {images.shape[0]} images")
         if images.shape[0] == 0:
             raise NetrevealError("no image given")
+        images = images.to(model_device(model))  # once: every batch below runs on the model's device
         ((layer_name, _),) = resolve_layers(model, layer, example=images[:1])
         raws, targets, probs, layouts = [], [], [], {}
         starts = range(0, images.shape[0], batch_size)

@@ -15,7 +15,8 @@ explained on its own (a progress bar counts images); its perturbed copies go thr
   on/off superpixel samples, weighted by an exponential kernel (width 0.25) on the cosine distance
   of a sample to the all-on vector, as the reference LIME does for images. KernelSHAP samples
   coalitions from the Shapley kernel and fits a linear regression. Their samplers draw from torch's
-  global CPU generator, seeded with ``seed`` for each image and restored afterwards.
+  global CPU generator, seeded with ``seed`` for each image and restored afterwards; all of an
+  image's samples are drawn on the host first and copied to the model's device in one go.
 
 Heatmaps are signed scores (high = evidence for the target, low = against it), min-max normalised.
 """
@@ -23,6 +24,7 @@ Heatmaps are signed scores (high = evidence for the target, low = against it), m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -188,11 +190,58 @@ def _lime_similarity(original, perturbed, interpretable: torch.Tensor, **kwargs)
     return torch.exp(-(distance ** 2) / (2 * LIME_KERNEL_WIDTH ** 2)).reshape(1)
 
 
+def _on_device(host_samples: Iterator[torch.Tensor], device: torch.device, count: int) -> Iterator[torch.Tensor]:
+    """The samples of a sampler that draws on the host, ``count`` at a time (the same random
+    numbers, in the same order, as drawing them one by one), each block copied to ``device`` in one
+    go instead of one copy per sample."""
+    while True:
+        yield from torch.cat([next(host_samples) for _ in range(count)]).to(device).split(1)
+
+
+def _device_of(inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.device:
+    return inputs.device if isinstance(inputs, torch.Tensor) else inputs[0].device
+
+
+def _lime_samples(count: int) -> Callable[..., Iterator[torch.Tensor]]:
+    """LIME's sampler: each superpixel on with probability 1/2 (captum's default draw), on the host."""
+
+    def samples(original_inp, **kwargs) -> Iterator[torch.Tensor]:
+        features = int(kwargs["num_interp_features"])
+
+        def draws() -> Iterator[torch.Tensor]:
+            while True:
+                yield torch.bernoulli(torch.full((1, features), 0.5)).long()
+
+        yield from _on_device(draws(), _device_of(original_inp), count)
+
+    return samples
+
+
+def _kernel_shap(forward: Callable[[torch.Tensor], torch.Tensor], count: int):
+    """captum's KernelSHAP with its coalitions drawn on the host ``count`` at a time and its sample
+    weights computed on the device: no host read or copy per sample."""
+    from captum.attr import KernelShap
+
+    class DeviceKernelShap(KernelShap):
+        def kernel_shap_perturb_generator(self, original_inp, **kwargs) -> Iterator[torch.Tensor]:
+            host = super().kernel_shap_perturb_generator(torch.empty(0), **kwargs)
+            yield from _on_device(host, _device_of(original_inp), count)
+
+        def kernel_shap_similarity_kernel(self, _, __, interpretable_sample: torch.Tensor,
+                                          **kwargs) -> torch.Tensor:
+            # the weight captum gives: inf_weight for the empty and the full coalition, else 1
+            selected = interpretable_sample.sum(dim=1)
+            edge = (selected == 0) | (selected == int(kwargs["num_interp_features"]))
+            return torch.where(edge, float(self.inf_weight), 1.0).to(torch.float32)
+
+    return DeviceKernelShap(forward)
+
+
 def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Target, *, n_samples: int | None,
                segments: int | None, seed: int, baseline, batch_size: int, progress: bool,
                fill: str = "baseline") -> AttributionResult:
     from captum._utils.models.linear_model import SkLearnRidge
-    from captum.attr import KernelShap, Lime
+    from captum.attr import Lime
 
     if fill not in LIME_FILLS:
         raise NetrevealError(f"LIME fill must be one of {', '.join(LIME_FILLS)}, got {fill!r}")
@@ -215,9 +264,9 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Targ
 
         if method == "lime":
             attributor = Lime(forward, interpretable_model=SkLearnRidge(alpha=LIME_RIDGE_ALPHA),
-                              similarity_func=_lime_similarity)
+                              similarity_func=_lime_similarity, perturb_func=_lime_samples(n_samples))
         else:
-            attributor = KernelShap(forward)
+            attributor = _kernel_shap(forward, n_samples)
         for i in tqdm(range(len(images)), desc=method, unit="img", disable=not progress):
             x, t, seg = images[i:i + 1], targets[i:i + 1], labels[i]
             hidden = superpixel_means(x, seg) if fill == "mean" else make_baseline(x, baseline)

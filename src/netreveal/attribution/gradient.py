@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from netreveal.attribution.baselines import map_from_attribution
 from netreveal.errors import NetrevealError
-from netreveal.model.hooks import frozen
+from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
 from netreveal.targets import Target, check_count, slice_targets, target_scores
@@ -33,6 +33,7 @@ def input_gradient(
     if images.dim() != 4 or images.shape[0] == 0:
         raise NetrevealError(f"need images (B, 3, H, W), got shape {tuple(images.shape)}")
     check_count(target, len(images))
+    images = images.to(model_device(model))
     raws, targets, probs = [], [], []
     with frozen(model):
         for start in tqdm(range(0, len(images), batch_size), desc="gradient", disable=not progress, unit="batch"):

@@ -109,6 +109,7 @@ def rise(
     images = images.to(device)
     b, _, h, w = images.shape
     grids, shifts, cell_px = rise_plan(n_masks, cell, p, (h, w), seed)
+    grids, shifts = grids.to(device), shifts.to(device)  # one copy, not one per chunk of masks
     layout = conv_layout(model)
     saliency = torch.zeros(b, h, w, device=device)
     bar = tqdm(total=b * n_masks, desc="RISE", unit="eval", unit_scale=True, disable=not progress)
@@ -121,8 +122,7 @@ def rise(
                 base = make_baseline(x, baseline)
                 chunk = max(1, batch_size // g)
                 for m0 in range(0, n_masks, chunk):
-                    masks = rise_masks(grids[m0:m0 + chunk].to(device), shifts[m0:m0 + chunk].to(device),
-                                       (h, w), cell_px)
+                    masks = rise_masks(grids[m0:m0 + chunk], shifts[m0:m0 + chunk], (h, w), cell_px)
                     c = len(masks)
                     inputs = torch.lerp(base[:, None], x[:, None], masks[None, :, None])  # (g, c, 3, H, W)
                     scores = target_probs(model, inputs.flatten(0, 1), t.repeat_interleave(c), layout).view(g, c)

@@ -17,10 +17,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netreveal.errors import NetrevealError
-from netreveal.model.hooks import frozen
+from netreveal.model.hooks import frozen, model_device
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
-from netreveal.targets import Target, check_count, class_indices
+from netreveal.targets import Target, check_count, class_indices, mark_checked
 
 
 def smoothgrad_noise(samples: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -52,9 +52,11 @@ def smoothgrad(
     if noise < 0:
         raise NetrevealError(f"SmoothGrad noise must be 0 or more, got {noise}")
     check_count(target, len(images))
+    images = images.to(model_device(model))
     with frozen(model), torch.no_grad():
         logits = torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-    classes = class_indices(target, logits, "SmoothGrad")
+    # checked once here: the copies below explain the same classes without reading them again
+    classes = mark_checked(class_indices(target, logits, "SmoothGrad"), logits.shape[1])
     probs = logits.softmax(dim=1).gather(1, classes[:, None]).squeeze(1)
     flat = images.flatten(1)
     sigma = noise * (flat.amax(dim=1) - flat.amin(dim=1))  # (B,)

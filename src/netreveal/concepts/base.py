@@ -129,7 +129,6 @@ def explained_classes(
 ) -> torch.Tensor:
     """Class indices (b,) for images ``start:stop`` of a batch (see
     :func:`netreveal.targets.resolve_targets`); a concept model explains classes, not callables."""
-    idx = resolve_targets(slice_targets(target, start, stop), logits)
-    if bool((idx < 0).any()):
+    if callable(target) and not isinstance(target, torch.Tensor):
         raise NetrevealError(f"{title} explains class indices; a callable target is not supported")
-    return idx
+    return resolve_targets(slice_targets(target, start, stop), logits)

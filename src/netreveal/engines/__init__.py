@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netreveal.engines.base import Engine, ModelSpec
+from netreveal.engines.base import Engine, ModelSpec, assigned_device
 from netreveal.engines.local import LocalEngine
 from netreveal.errors import NetrevealError
 
@@ -20,4 +20,4 @@ def get_engine(name: str = "local", *, address: str | None = None, workers: int 
     raise NetrevealError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "LocalEngine", "ModelSpec", "get_engine"]
+__all__ = ["ENGINES", "Engine", "LocalEngine", "ModelSpec", "assigned_device", "get_engine"]

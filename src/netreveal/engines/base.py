@@ -19,6 +19,20 @@ State = TypeVar("State")
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
+_assigned_device: str | None = None
+
+
+def assigned_device() -> str | None:
+    """The device the engine gave this worker process (``"cuda"`` on a Ray worker that holds a GPU),
+    or None when it gave none (the local engine, CPU workers)."""
+    return _assigned_device
+
+
+def assign_device(device: str | None) -> None:
+    """Set what :func:`assigned_device` returns in this process (engines call it in each worker)."""
+    global _assigned_device
+    _assigned_device = device
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -33,11 +47,13 @@ class ModelSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def load(self, device: str | None = None) -> ModelAdapter:
-        """Build the model (on ``device`` when given, e.g. the GPU a worker was assigned)."""
+        """Build the model on ``device`` when given, else on the device the engine assigned this
+        worker (its GPU), else on the spec's device."""
         from netreveal.model.adapter import load_model
 
         return load_model(self.model, self.weights, class_names=self.class_names, input_size=self.input_size,
-                          device=device or self.device, weights_map=list(self.weights_map) or None)
+                          device=device or assigned_device() or self.device,
+                          weights_map=list(self.weights_map) or None)
 
     @classmethod
     def from_args(cls, args: Any) -> ModelSpec:
@@ -56,8 +72,9 @@ class Engine(Protocol):
             on_result: Callable[[int, Outcome], None]) -> None:
         """Call ``on_result(index, outcome)`` in this process for each item as it finishes (any
         order); ``setup`` and ``work`` must be picklable (module-level functions or partials of
-        them) for engines that run them in other processes. An error in any item is raised here."""
+        them) for engines that run them in other processes; ``setup`` learns the device it may use
+        from :func:`assigned_device`. An error in any item is raised here."""
         ...
 
 
-__all__ = ["Engine", "ModelSpec"]
+__all__ = ["Engine", "ModelSpec", "assign_device", "assigned_device"]

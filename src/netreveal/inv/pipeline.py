@@ -28,7 +28,7 @@ from netreveal.inv.reduce import is_degenerate, normalised_points, pca_scores
 from netreveal.inv.result import InvCluster, InvImage, InvLayer, InvResult
 from netreveal.inv.tsne import embed_sets
 from netreveal.inv.weights import map_weights, resolve_threshold
-from netreveal.model.hooks import capture, describe_taps
+from netreveal.model.hooks import capture, describe_taps, model_device
 from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
 from netreveal.targets import Target, slice_targets
@@ -106,11 +106,12 @@ def explain_inv(
         raise NetrevealError("no image given")
     if batch_size < 1:
         raise NetrevealError(f"batch_size must be at least 1, got {batch_size}")
+    device = model_device(model, images.device)
+    images = images.to(device)  # the maps, weights and t-SNE stay on the model's device
     names = [name for name, _ in resolve_layers(model, layers, example=images[:1])]
     if len(set(names)) != len(names):
         raise NetrevealError("a layer is listed twice")
     stats: dict[str, float] = defaultdict(float)
-    device = images.device
     kernel = None
     if config.reducer == "tsne" and config.tsne.method == "exact":
         t0 = _clock()

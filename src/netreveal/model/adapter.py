@@ -337,6 +337,17 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _finish(adapter: ModelAdapter, device) -> ModelAdapter:
+def _finish(adapter: ModelAdapter, device: torch.device) -> ModelAdapter:
     adapter.model.to(device).eval()
+    if device.type != "cpu":  # images are read on the host: a batch given there is copied over first
+        adapter.model.register_forward_pre_hook(_inputs_on_model_device)
     return adapter
+
+
+def _inputs_on_model_device(model: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: tensor arguments on another device go to the model's (methods move their
+    images once, before their loops; this serves any other caller)."""
+    from netreveal.model.hooks import model_device
+
+    device = model_device(model)
+    return tuple(a.to(device) if isinstance(a, torch.Tensor) and a.device != device else a for a in args)

@@ -147,7 +147,9 @@ def capture(
     ``call`` chooses which call of a module that runs several times is kept (default: the last;
     a ``name#k`` layer keeps call ``k``). Activations and gradients are feature grids (B, C, h, w),
     token sequences and channels-last maps included (see :mod:`netreveal.model.grids`).
+    ``inputs`` go to the model's device first (callers looping over batches move them once, before).
     """
+    inputs = inputs.to(model_device(model, inputs.device))
     resolved = resolve_layers(model, layers, example=inputs)
     with frozen(model, eval_mode=eval_mode), torch.enable_grad() if backward else torch.no_grad():
         with LayerTaps(resolved, track_grad=backward, grid=model_grid(model)) as taps:

@@ -78,13 +78,16 @@ def _observe(
     named: Sequence[tuple[str, nn.Module]],
     hook_factory: Callable[[str], Callable],
 ) -> None:
-    """One eval-mode forward pass on ``example[:1]`` with ``hook_factory(name)`` on each named module;
-    the hooks are removed and ``model.training`` restored afterwards, also on error."""
+    """One eval-mode forward pass on ``example[:1]`` (on the model's device) with
+    ``hook_factory(name)`` on each named module; the hooks are removed and ``model.training``
+    restored afterwards, also on error."""
+    from netreveal.model.hooks import model_device  # hooks imports this module
+
     with hooks_on(named, hook_factory):
         was_training = model.training
         model.eval()
         try:
-            model(example[:1])
+            model(example[:1].to(model_device(model, example.device)))
         finally:
             model.train(was_training)
 

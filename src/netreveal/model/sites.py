@@ -138,7 +138,7 @@ def _record(model: nn.Module, example: torch.Tensor) -> list[_Call]:
         call.output = out if isinstance(out, torch.Tensor) else None
         calls.append(call)
 
-    from netreveal.model.hooks import frozen
+    from netreveal.model.hooks import frozen, model_device
 
     with HookList() as hooks:
         for module, name in names.items():
@@ -146,7 +146,7 @@ def _record(model: nn.Module, example: torch.Tensor) -> list[_Call]:
                 hooks.add(module, pre, "forward_pre")
                 hooks.add(module, post)
         with frozen(model), torch.enable_grad():
-            model(example[:1].detach().clone().requires_grad_(True))
+            model(example[:1].detach().to(model_device(model, example.device)).clone().requires_grad_(True))
     return calls
 
 

@@ -199,7 +199,8 @@ def structured_attention_graph(
     else:
         s["saliency"] = None
     sal = _coarse(saliency, grid, device)
-    order = sorted(range(grid * grid), key=lambda p: -float(sal.flatten()[p]))
+    ranking = sal.flatten().tolist()  # one read of the map, not one per patch
+    order = sorted(range(grid * grid), key=lambda p: -ranking[p])
 
     needed = s["threshold"] * (full_prob if s["threshold_scale"] == "relative" else 1.0)
     scorer = PatchScorer(model, image, base, cls, grid, batch_size, s["insertion"])

@@ -90,13 +90,16 @@ class PatchScorer:
 
     @torch.no_grad()
     def score(self, sets: Iterable[PatchSet]) -> list[float]:
-        """Probabilities of ``sets`` (sorted tuples), scoring the new ones in batches."""
+        """Probabilities of ``sets`` (sorted tuples), scoring the new ones in batches; the batches'
+        probabilities are read on the host once, after the last batch."""
         sets = list(sets)
         new = list(dict.fromkeys(s for s in sets if s not in self.cache))
-        for start in range(0, len(new), self.batch_size):
-            chunk = new[start : start + self.batch_size]
-            x = self.baseline + self.masks(chunk)[:, None] * self.delta
-            probs = self.model(x).softmax(dim=1)[:, self.target]
-            self.forward_passes += len(chunk)
-            self.cache.update(zip(chunk, probs.tolist(), strict=True))
+        if new:
+            probs = []
+            for start in range(0, len(new), self.batch_size):
+                chunk = new[start : start + self.batch_size]
+                x = self.baseline + self.masks(chunk)[:, None] * self.delta
+                probs.append(self.model(x).softmax(dim=1)[:, self.target])
+                self.forward_passes += len(chunk)
+            self.cache.update(zip(new, torch.cat(probs).tolist(), strict=True))
         return [self.cache[s] for s in sets]
