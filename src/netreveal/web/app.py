@@ -109,7 +109,7 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
-DEFAULT_LIMITS = RateLimit()  # frozen settings; each app counts per address in its own Limiter
+DEFAULT_LIMITS = RateLimit()  # frozen settings; every limit is counted in the database
 
 
 def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = DEFAULT_LIMITS,
@@ -118,7 +118,8 @@ def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit 
     """The web app serving ``study`` (default: the newest complete one) from ``store``.
 
     ``rate_limit`` bounds guesses per player, failed log-ins per account, and sign-ups and failed
-    log-ins per client address (None: no limits); the first two are counted in the database.
+    log-ins per client address (None: no limits), all counted in the database, so apps of several
+    processes on one database share them.
     Request bodies are read before anything else, at most ``max_body`` bytes within ``body_timeout``
     seconds (else 413 or 408). The store's connections wait at most ``lock_wait`` seconds for
     another writer's lock (then the request is answered 503 with Retry-After).
