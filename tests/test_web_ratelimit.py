@@ -5,13 +5,7 @@ all across server processes."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -19,7 +13,7 @@ import pytest
 from cli_checks import fails_with_one_line
 from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures: SQLite and PostgreSQL)
 from sqlalchemy import event, func, select, update
-from webstudy import Client, free_port, make_web_study, study_ids
+from webstudy import Client, Served, make_web_study, study_ids
 
 from netreveal.store import accounts, open_store
 from netreveal.store.models import Account, AddressLimit, Guess, LoginThrottle
@@ -40,46 +34,6 @@ FORGED = [f"203.0.113.{i}" for i in range(1, 23)]  # 22 addresses a client claim
 
 
 # ---- client addresses: X-Forwarded-For only from trusted proxies (the real server) ---------------
-
-class Served:
-    """``netreveal serve`` in a subprocess on a free loopback port (stopped with SIGINT after)."""
-
-    def __init__(self, database: str, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.argv = [sys.executable, "-m", "netreveal.cli", "serve", "--database-url", database,
-                     "--port", str(self.port), *extra]
-
-    def __enter__(self) -> Served:  # noqa: PYI034  (Python 3.10 has no typing.Self)
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "FORWARDED_ALLOW_IPS": "*"})  # must not matter
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"netreveal serve exited: {self.proc.communicate()[1]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def __exit__(self, *exc) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-
-    def signup(self, username: str, headers: dict[str, str]) -> httpx.Response:
-        """A new visitor (own cookies) signing up, every request carrying ``headers``."""
-        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
-            csrf = http.get("/api/session").json()["csrf_token"]
-            return http.post("/api/signup", json={"username": username, "password": "plum-kettle-42"},
-                             headers={"X-CSRF-Token": csrf})
-
 
 @pytest.fixture
 def study_file(tmp_path):
