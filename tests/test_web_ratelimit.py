@@ -24,7 +24,7 @@ from netreveal.store.throttles import (
     claim_login_attempt,
     count_address_event,
     forget_ended_windows,
-    recent_guesses,
+    recent_guess_columns,
 )
 from netreveal.web.app import create_app
 from netreveal.web.ratelimit import RateLimit
@@ -327,18 +327,22 @@ def test_default_guess_limit_stops_a_script(store, ids):
 
 
 def test_guess_count_reads_only_the_index(tmp_path):
-    """The count behind the guess limit is one query answered from the index on (player, time)."""
+    """The count behind the guess limit (in the query that reads the round) is answered from the
+    index on (player, time)."""
     opened = open_store(tmp_path / "plan.db")
     seen = []
     event.listen(opened.engine, "before_cursor_execute",
                  lambda _conn, _cursor, statement, parameters, _context, _many: seen.append((statement, parameters)))
     try:
         with opened.session() as s:
-            assert recent_guesses(s, 1, datetime.now(timezone.utc)) == (0, None)
+            found = s.execute(select(*recent_guess_columns()),
+                              {"player_id": 1, "recent_since": datetime.now(timezone.utc)}).one()
+            assert tuple(found) == (0, None)
         assert len(seen) == 1
         with opened.engine.connect() as conn:
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0][0], seen[0][1])
-            plan = " ".join(str(row[-1]) for row in rows)
-        assert "COVERING INDEX ix_guesses_player_time" in plan, plan
+            plan = [str(row[-1]) for row in rows]
+        searches = [line for line in plan if "recent" in line]
+        assert len(searches) == 2 and all("COVERING INDEX ix_guesses_player_time" in line for line in searches), plan
     finally:
         opened.close()

@@ -9,7 +9,8 @@ statement, committed by the caller) and forgiven when the password is right, so 
 cannot slip through together. Failures are forgotten ``forget_after`` seconds after the last one.
 
 Guesses per player: counted from the stored guesses themselves (index on player and time), so no
-extra row is written per guess.
+extra row is written per guess; the count rides along in the query that reads the round
+(:func:`recent_guess_columns`).
 
 Sign-ups and failed log-ins per client address: one row per kind and address holds the events of
 the address's current window and when that window began (with its first event); once ``window``
@@ -24,8 +25,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import case, delete, func, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, case, delete, func, or_, select, tuple_
+from sqlalchemy.orm import Session, aliased
 
 from netreveal.store.accounts import AccountError
 from netreveal.store.models import AddressLimit, Guess, LoginThrottle
@@ -123,14 +124,19 @@ def forgive_login_attempts(session: Session, account_id: int) -> None:
     session.execute(delete(LoginThrottle).where(LoginThrottle.account_id == account_id))
 
 
-def recent_guesses(session: Session, player_id: int, since: datetime) -> tuple[int, datetime | None]:
-    """How many guesses ``player_id`` stored after ``since``, and when the oldest of them was (one
-    query on the index of guesses by player and time)."""
-    count, oldest = session.execute(
-        select(func.count(), func.min(Guess.created_at))
-        .where(Guess.player_id == player_id, Guess.created_at > since)
-    ).one()
-    return int(count), (_utc(oldest) if oldest is not None else None)
+def recent_guess_columns() -> tuple:
+    """Columns to add to a query that binds ``player_id`` and ``recent_since``: how many guesses the
+    player stored after ``recent_since`` (``recent_guesses``) and when the oldest of them was
+    (``oldest_recent``), each a subquery answered from the index of guesses by player and time."""
+    recent = aliased(Guess, name="recent")
+    mine = (recent.player_id == bindparam("player_id"), recent.created_at > bindparam("recent_since"))
+    return (select(func.count()).select_from(recent).where(*mine).scalar_subquery().label("recent_guesses"),
+            select(func.min(recent.created_at)).where(*mine).scalar_subquery().label("oldest_recent"))
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time read from the database, timezone-aware (SQLite returns naive UTC times)."""
+    return None if value is None else _utc(value)
 
 
 def count_address_event(session: Session, kind: str, address: str, allowed: int, window: float,

@@ -70,15 +70,21 @@ class Limiter:
 
     # ---- in the database: per player and per account ------------------------------------------
 
-    def check_guess(self, session: Session, player_id: int) -> None:
-        """429 when the player stored ``guesses`` guesses within the window (all processes count)."""
+    def guesses_since(self) -> datetime | None:
+        """When the window of a player's guesses that count began (None: no limit)."""
         if self.limit is None:
+            return None
+        return datetime.now(timezone.utc) - timedelta(seconds=self.limit.window)
+
+    def check_guesses(self, count: int, oldest: datetime | None) -> None:
+        """429 when the player stored ``count`` guesses since :meth:`guesses_since`, the oldest at
+        ``oldest``, and that is the limit (every process's guesses count: they are stored)."""
+        if self.limit is None or count < self.limit.guesses:
             return
-        now = datetime.now(timezone.utc)
-        count, oldest = throttles.recent_guesses(session, player_id, now - timedelta(seconds=self.limit.window))
-        if count >= self.limit.guesses:
-            wait = (oldest - now).total_seconds() + self.limit.window if oldest is not None else self.limit.window
-            raise too_many(wait, "too many guesses")
+        wait = self.limit.window
+        if oldest is not None:
+            wait += (oldest - datetime.now(timezone.utc)).total_seconds()
+        raise too_many(wait, "too many guesses")
 
     def claim_login(self, session: Session, account_id: int) -> None:
         """Count a log-in attempt on the account before its password is checked (commit it right
