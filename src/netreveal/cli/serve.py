@@ -118,7 +118,7 @@ def run(args) -> int:
     try:
         settings = ServeSettings(database=database_url(database), study=resolve_study(store, args.study).name,
                                  idle_seconds=idle.total_seconds(), max_body=max_body)
-        app = build_app(store, settings)
+        app = build_app(store, settings)  # every check of the app, before anything listens
         check_port(args.host, args.port)
         processes = f" in {workers} worker processes" if workers > 1 else ""
         print(f"netreveal: serving study {settings.study!r} on http://{args.host}:{args.port}/{processes} "

@@ -163,7 +163,9 @@ def count_address_event(session: Session, kind: str, address: str, allowed: int,
     if session.execute(statement).scalar() is not None:
         return None
     _, started = address_events(session, kind, address, window, now)
-    return window if started is None else max(0.0, (started - now).total_seconds() + window)
+    if started is None:
+        return window
+    return min(window, max(0.0, (started - now).total_seconds() + window))  # a parallel event may start later
 
 
 def address_events(session: Session, kind: str, address: str, window: float,

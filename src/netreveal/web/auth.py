@@ -86,7 +86,7 @@ def home(request: Request, session: Session, account: Account) -> str:
 
 def _counted_signup(request: Request, session: Session, create: Callable[[], Account]) -> Account:
     """The account ``create`` makes, within the client address's sign-up limit (429 when used up).
-    The sign-up is counted in the transaction that stores the account, so one that fails counts not."""
+    The sign-up is counted in the transaction that stores the account: a sign-up that fails is not."""
     limiter = request.app.state.limiter
     address = _client(request)
     limiter.check_address(session, "signups", address)  # before the slow password hash

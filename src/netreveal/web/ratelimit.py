@@ -53,7 +53,9 @@ class Limiter:
             return
         count, started = throttles.address_events(session, kind, address, self.limit.window)
         if count >= getattr(self.limit, kind):
-            wait = (started - datetime.now(timezone.utc)).total_seconds() + self.limit.window
+            wait = self.limit.window
+            if started is not None:
+                wait += (started - datetime.now(timezone.utc)).total_seconds()
             raise too_many(wait)
 
     def count_address(self, session: Session, kind: str, address: str) -> None:
