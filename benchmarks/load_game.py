@@ -1,8 +1,9 @@
 """Load on the reveal game over HTTP: concurrent players, guess latency, and no guess lost or stored twice.
 
-Starts ``netreveal``'s web app under uvicorn in a subprocess (SQLite file in a temporary folder, or
-a schema of its own in the PostgreSQL database given by ``--database-url``, dropped afterwards; a
-small study), then runs simulated players on loopback. First every player signs up (argon2 runs
+Starts ``netreveal serve --workers N`` in a subprocess (SQLite file in a temporary folder, or a
+schema of its own in the PostgreSQL database given by ``--database-url``, dropped afterwards; a
+small study; the default rate limits, each player with a client address of its own as a reverse
+proxy on loopback would forward it), then runs simulated players on loopback. First every player signs up (argon2 runs
 then: the sign-ups arrive over ``--ramp`` seconds and are reported apart); once all have signed up
 the measured phase starts: each player plays rounds (sometimes asking to see more) and posts guesses
 with client-generated request ids, retrying on connection errors, 429 and server errors with the
@@ -14,9 +15,12 @@ guesses, and (SQLite) the integrity and foreign-key checks pass.
 
 ``--kill``: when half of all guesses are acknowledged the server gets SIGKILL (every process of it),
 stays down for ``--downtime`` seconds and is started again on the same database; players keep retrying.
+``--kill worker`` (with ``--workers 2`` or more) kills one worker process only: the others keep
+serving and uvicorn starts a new one.
 
     python benchmarks/load_game.py                 # 50 players x 20 guesses, ~1 s per move
     python benchmarks/load_game.py --players 200 --kill --database-url postgresql+psycopg://u:p@127.0.0.1/db
+    python benchmarks/load_game.py --players 200 --workers 2 --kill worker
     python benchmarks/load_game.py --think 0       # back-to-back requests: the server's capacity
 
 Players take ``--think`` seconds on average before each guess or reveal (people need longer to look
@@ -46,26 +50,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from game_db import CLASSES, backend_name, build_study, check_database, scratch_database
 
-# ---- the server ------------------------------------------------------------------------------------
+# ---- the server ----------------------------------------------------------------------------------
 
-def make_app():
-    """The app the benchmark serves (``$NETREVEAL_DATABASE_URL``); a factory, so workers can build it."""
-    from netreveal.store import open_store
-    from netreveal.web.app import create_app
-    from netreveal.web.ratelimit import RateLimit
-
-    # every player signs up from one loopback address: raise the per-address limits only
-    return create_app(open_store(os.environ["NETREVEAL_DATABASE_URL"], upgrade=False),
-                      rate_limit=RateLimit(signups=10_000, failed_logins=10_000))
+def serve_command(url: str, port: int, workers: int) -> list[str]:
+    """``netreveal serve`` as people run it, ``workers`` processes; behind a proxy on loopback, so each
+    player's ``X-Forwarded-For`` is its own address (the per-address sign-up limit is per player)."""
+    return [sys.executable, "-m", "netreveal.cli", "serve", "--database-url", url, "--port", str(port),
+            "--workers", str(workers), "--forwarded-allow-ips", "127.0.0.1"]
 
 
-def serve(url: str, port: int, workers: int) -> None:
-    """Run the app (the process the benchmark starts and kills)."""
-    import uvicorn
-
-    os.environ["NETREVEAL_DATABASE_URL"] = url
-    uvicorn.run("load_game:make_app", factory=True, app_dir=str(Path(__file__).resolve().parent), host="127.0.0.1",
-                port=port, workers=workers, log_level="warning", access_log=False)
+def player_address(index: int) -> str:
+    """The client address of player ``index`` (as a proxy would forward it)."""
+    return f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
 
 
 def free_port() -> int:
@@ -84,21 +80,43 @@ class Server:
         self._cpu_at_start = 0.0
 
     def start(self) -> None:
+        """Start the server; return once it answers HTTP (every worker may not be up yet)."""
+        import httpx
+
         with open(self.log_path, "ab") as log:
-            command = [sys.executable, __file__, "--serve", self.url, str(self.port), str(self.workers)]
-            self.proc = subprocess.Popen(command,
+            self.proc = subprocess.Popen(serve_command(self.url, self.port, self.workers),
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"server exited with code {self.proc.returncode}")
+                raise SystemExit(f"server exited with code {self.proc.returncode}: see {self.log_path}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    self._cpu_at_start = self._cpu(since_start=False)
-                    return
-            except OSError:
+                httpx.get(f"http://127.0.0.1:{self.port}/api/session", timeout=2.0)
+                self._cpu_at_start = self._cpu(since_start=False)
+                return
+            except httpx.TransportError:
                 time.sleep(0.05)
         raise SystemExit("server did not start")
+
+    def workers_pids(self) -> list[int]:
+        """The worker processes of a ``--workers N`` server (N > 1)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if (int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid
+                        and b"spawn_main" in (stat.parent / "cmdline").read_bytes()):
+                    found.append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        return sorted(found)
+
+    def kill_worker(self) -> int:
+        """SIGKILL one worker process (its supervisor starts another); its pid."""
+        pid = self.workers_pids()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        self._cpu_at_start -= (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # keep its CPU counted
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
     def _cpu(self, since_start: bool = True) -> float:
         """CPU seconds (user + system) the server's processes have used since it was ready."""
@@ -158,11 +176,13 @@ def transport_reason(error: Exception) -> str:
 
 
 class Player:
-    def __init__(self, base: str, name: str, guesses: int, stats: Stats, rng: random.Random, think: float):
+    def __init__(self, base: str, name: str, guesses: int, stats: Stats, rng: random.Random, think: float,
+                 address: str):
         import httpx
 
         self.name, self.left, self.stats, self.rng, self.think = name, guesses, stats, rng, think
-        self.http = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0))
+        self.http = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0),
+                                      headers={"X-Forwarded-For": address})
         self.csrf = ""
 
     async def call(self, kind: str, method: str, url: str, body=None):
@@ -276,8 +296,8 @@ async def run_players(args, base: str, server: Server) -> Run:
     stats.target_half = args.players * args.guesses // 2
     rng = random.Random(args.seed)
     tag = uuid.uuid4().hex[:6]
-    players = [Player(base, f"p{tag}_{i}", args.guesses, stats, random.Random(rng.random()), args.think)
-               for i in range(args.players)]
+    players = [Player(base, f"p{tag}_{i}", args.guesses, stats, random.Random(rng.random()), args.think,
+                      player_address(i)) for i in range(args.players)]
     start = time.perf_counter()
     await asyncio.gather(*(p.sign_up(args.ramp * i / max(1, len(players))) for i, p in enumerate(players)))
     run.signup_wall = time.perf_counter() - start
@@ -286,6 +306,10 @@ async def run_players(args, base: str, server: Server) -> Run:
 
     async def killer():
         await stats.half.wait()
+        if args.kill == "worker":
+            pid = server.kill_worker()
+            print(f"kill -9 worker process {pid} after {stats.acked} acknowledged guesses", file=sys.stderr)
+            return
         t0 = time.perf_counter()
         server.kill()
         print(f"kill -9 server after {stats.acked} acknowledged guesses", file=sys.stderr)
@@ -307,8 +331,8 @@ async def run_players(args, base: str, server: Server) -> Run:
 
 def report(args, url: str, run: Run, server: Server, checks: dict, load_before: float) -> bool:
     stats = run.stats
-    mode = "kill -9 + restart" if args.kill else "steady"
-    processes = f"{args.workers} uvicorn worker processes" if args.workers > 1 else "one uvicorn process"
+    mode = {"server": "kill -9 + restart", "worker": "kill -9 of one worker"}.get(args.kill, "steady")
+    processes = f"netreveal serve --workers {args.workers}"
     print(f"\nreveal game load: {args.players} players x {args.guesses} guesses, {backend_name(url)}, {processes}, "
           f"{mode}, think {args.think:g} s; sign-ups over {args.ramp:g} s before the measured phase\n")
     measured = [x for k in ("guess", "round", "reveal") for x in stats.latency.get(k, [])]
@@ -343,7 +367,7 @@ def report(args, url: str, run: Run, server: Server, checks: dict, load_before: 
         ("players' CPU s, measured phase (same machine)", f"{run.client_cpu:.1f}"),
         ("load average at start", f"{load_before:.1f} on {os.cpu_count()} cores"),
     ]
-    if args.kill:
+    if args.kill == "server":
         summary.append(("server down (s, kill to ready)", f"{run.downtime:.2f}" if run.downtime else "n/a"))
     summary += [(f"db: {k}", v) for k, v in checks.items()]
     print(table(summary, ("measure", "value")))
@@ -369,16 +393,17 @@ def main() -> int:
                         help="seconds over which players arrive and sign up, before the measured phase (default 5)")
     parser.add_argument("--database-url", help="a PostgreSQL database to run in (a schema of its own, dropped "
                                                "afterwards); default: SQLite in a temporary folder")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    parser.add_argument("--kill", action="store_true", help="kill -9 the server halfway and restart it")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes: netreveal serve --workers N (default 1)")
+    parser.add_argument("--kill", nargs="?", const="server", choices=["server", "worker"],
+                        help="halfway: kill -9 the server (every process) and restart it; "
+                             "--kill worker: kill -9 one worker process (with --workers 2 or more)")
     parser.add_argument("--downtime", type=float, default=1.0, help="seconds the killed server stays down")
     parser.add_argument("--max-seconds", type=float, default=600, help="stop (FAILED) after this long (default 600)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--serve", nargs=3, metavar=("URL", "PORT", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve[0], int(args.serve[1]), int(args.serve[2]))
-        return 0
+    if args.kill == "worker" and args.workers < 2:
+        parser.error("--kill worker needs --workers 2 or more")
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url, tmp) as url:

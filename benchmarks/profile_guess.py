@@ -211,14 +211,15 @@ def server_guesses(url: str, n: int, tmp: str) -> None:
     """The same guesses, one after another, to the app under uvicorn in a subprocess: the server's
     CPU per request (read from /proc: HTTP parsing included, no client in the server's process)."""
     import httpx
-    from load_game import Server, free_port
+    from load_game import Server, free_port, player_address
 
     server = Server(url, free_port(), 1, str(Path(tmp) / "server.log"))
     server.start()
     try:
         players = []
-        for i in range(n // 20 + 2):  # the app allows 30 guesses a minute per player
-            http = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
+        for i in range(n // 20 + 2):  # the app allows 60 guesses a minute per player
+            http = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30,
+                                headers={"X-Forwarded-For": player_address(i)})  # one address per player
             csrf = http.get("/api/session").json()["csrf_token"]
             r = http.post("/api/signup", json={"username": f"profiler-http{i}", "password": "load-password"},
                           headers={"X-CSRF-Token": csrf})

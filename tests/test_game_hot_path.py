@@ -121,6 +121,19 @@ def test_a_guess_over_http_is_two_worker_thread_hops_and_one_commit(store, app):
     assert hops[0] == 4
 
 
+def test_a_guess_over_http_reads_the_session_with_the_study_and_the_round_with_the_guess_count(store, app):
+    """Two queries in all: the session cookie's account with the served study, then the round with
+    the answer, any guess under the request id and the player's guesses of the last minute (the
+    rate limit); then the three writes."""
+    c = Client(app)
+    assert c.signup("player1").status_code == 201
+    state = c.start()
+    with counted(store) as (statements, _):
+        r = c.guess(state["game_id"], state["classes"][0], "ears", step=state["step"])
+    assert r.status_code == 200
+    assert dict(statements) == {"SELECT": 2, "UPDATE": 2, "INSERT": 1}
+
+
 def test_every_call_gives_its_connection_back(store, app):
     c = Client(app)
     assert c.signup("player1").status_code == 201

@@ -263,7 +263,7 @@ def test_unreachable_database_is_one_line_error():
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("revision", ["0002", "0003", "0004"])
+@pytest.mark.parametrize("revision", ["0002", "0003", "0004", "0007"])
 def test_unversioned_database_of_a_later_schema(store_url, revision):
     """A database at an intermediate schema whose version table was lost is recognised and upgraded."""
     old = open_store(store_url, upgrade=False)

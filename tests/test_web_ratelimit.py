@@ -1,16 +1,11 @@
 # ruff: noqa: F811  (pytest fixtures imported from dbs are redefined as test arguments)
-"""Rate limits that a client cannot dodge: per address (no forged X-Forwarded-For), per account
-(failed log-ins, in the database) and per player across server processes (guesses)."""
+"""Rate limits that a client cannot dodge: per address (no forged X-Forwarded-For; sign-ups and
+failed log-ins counted in the database), per account (failed log-ins) and per player (guesses),
+all across server processes."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -18,15 +13,18 @@ import pytest
 from cli_checks import fails_with_one_line
 from dbs import make_tiny_study, store, store_url  # noqa: F401  (fixtures: SQLite and PostgreSQL)
 from sqlalchemy import event, func, select, update
-from webstudy import Client, free_port, make_web_study, study_ids
+from webstudy import Client, Served, make_web_study, study_ids
 
 from netreveal.store import accounts, open_store
-from netreveal.store.models import Account, Guess, LoginThrottle
+from netreveal.store.models import Account, AddressLimit, Guess, LoginThrottle
 from netreveal.store.throttles import (
     LoginBackoff,
     LoginThrottled,
+    address_events,
     claim_login_attempt,
-    recent_guesses,
+    count_address_event,
+    forget_ended_windows,
+    recent_guess_columns,
 )
 from netreveal.web.app import create_app
 from netreveal.web.ratelimit import RateLimit
@@ -36,46 +34,6 @@ FORGED = [f"203.0.113.{i}" for i in range(1, 23)]  # 22 addresses a client claim
 
 
 # ---- client addresses: X-Forwarded-For only from trusted proxies (the real server) ---------------
-
-class Served:
-    """``netreveal serve`` in a subprocess on a free loopback port (stopped with SIGINT after)."""
-
-    def __init__(self, database: str, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.argv = [sys.executable, "-m", "netreveal.cli", "serve", "--database-url", database,
-                     "--port", str(self.port), *extra]
-
-    def __enter__(self) -> Served:  # noqa: PYI034  (Python 3.10 has no typing.Self)
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "FORWARDED_ALLOW_IPS": "*"})  # must not matter
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"netreveal serve exited: {self.proc.communicate()[1]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def __exit__(self, *exc) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-
-    def signup(self, username: str, headers: dict[str, str]) -> httpx.Response:
-        """A new visitor (own cookies) signing up, every request carrying ``headers``."""
-        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
-            csrf = http.get("/api/session").json()["csrf_token"]
-            return http.post("/api/signup", json={"username": username, "password": "plum-kettle-42"},
-                             headers={"X-CSRF-Token": csrf})
-
 
 @pytest.fixture
 def study_file(tmp_path):
@@ -110,6 +68,97 @@ def test_forwarded_headers_are_trusted_from_the_given_proxies_only(study_file):
 def test_bad_forwarded_allow_ips_is_one_line_error(capsys, study_file):
     fails_with_one_line(capsys, ["serve", "--database-url", study_file, "--forwarded-allow-ips", "127.0.0.1,proxy"],
                         "'proxy' is not an IP address or network")
+
+
+# ---- sign-ups and failed log-ins per client address (in the database) ----------------------------
+
+def end_address_windows(store):
+    """Every address's window began over a minute ago (as if a minute had passed)."""
+    with store.session() as s:
+        s.execute(update(AddressLimit).values(window_start=datetime.now(timezone.utc) - timedelta(seconds=61)))
+
+
+def test_signup_limit_of_an_address_holds_across_two_app_processes(store, store_url, ids):
+    """Two apps on two engines (as two server processes would be) share one address's sign-ups."""
+    other = open_store(store_url)
+    try:
+        limit = RateLimit(guesses=100, signups=3, failed_logins=100)
+        apps = [create_app(store, rate_limit=limit), create_app(other, rate_limit=limit)]
+        answers = [Client(apps[i % 2]).signup(f"twin{i}") for i in range(5)]
+        assert [r.status_code for r in answers] == [201] * 3 + [429] * 2
+        assert 55 <= int(answers[3].headers["retry-after"]) <= 60
+        with store.session() as s:
+            assert s.scalar(select(func.count()).select_from(Account)) == 3
+            assert s.execute(select(AddressLimit.kind, AddressLimit.address, AddressLimit.events)).all() == [
+                ("signups", "testclient", 3)]
+        # a refused name (taken) is not counted: its account and its count roll back together
+        assert Client(apps[1]).signup("twin0").status_code == 429  # still refused before anything
+        end_address_windows(store)
+        assert Client(apps[1]).signup("twin0").status_code == 409
+        assert Client(apps[0]).signup("twin5").status_code == 201
+        with store.session() as s:
+            assert s.scalar(select(AddressLimit.events)) == 1
+    finally:
+        other.close()
+
+
+def test_failed_logins_of_an_address_are_shared_by_two_app_processes(store, store_url, ids):
+    """Wrong passwords for names that do not exist (no account to throttle) and a wrong current
+    password on the account page count against the address in every process."""
+    other = open_store(store_url)
+    try:
+        limit = RateLimit(guesses=100, signups=100, failed_logins=3)
+        a, b = Client(create_app(store, rate_limit=limit)), Client(create_app(other, rate_limit=limit))
+        assert a.signup("owner").status_code == 201
+        statuses = [(a, b)[i % 2].login(f"nobody{i}", "wrong-password").status_code for i in range(5)]
+        assert statuses == [401] * 3 + [429] * 2
+        assert b.login("owner").status_code == 429  # the right password waits too
+        end_address_windows(store)
+        assert b.login("owner").status_code == 200
+        changes = [a.post("/api/account/password", {"current_password": "not-it", "new_password": "new-pass-77"})
+                   for _ in range(3)]
+        assert [r.status_code for r in changes] == [403] * 3
+        r = b.login("owner", "still-wrong")
+        assert r.status_code == 429 and 55 <= int(r.headers["retry-after"]) <= 60
+    finally:
+        other.close()
+
+
+def test_parallel_events_of_one_address_get_only_the_allowed_ones(store):
+    """Each event is counted by one atomic statement: a burst cannot slip through together."""
+    results: list[float | None] = []
+    start = threading.Barrier(12)
+
+    def attempt():
+        start.wait()
+        with store.session() as s:
+            results.append(count_address_event(s, "signups", "198.51.100.7", 5, 60.0))
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sum(r is None for r in results) == 5
+    assert all(r is None or 0 < r <= 60 for r in results) and len(results) == 12
+    with store.session() as s:
+        assert address_events(s, "signups", "198.51.100.7", 60.0)[0] == 5
+
+
+def test_address_window_begins_with_its_first_event_and_ended_windows_are_forgotten(store):
+    t = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+    with store.session() as s:
+        waits = [count_address_event(s, "failed_logins", "a", 2, 60.0, now=t + timedelta(seconds=i * 10))
+                 for i in range(3)]
+        assert waits == [None, None, 40.0]  # the window began at t
+        assert count_address_event(s, "failed_logins", "b", 2, 60.0, now=t + timedelta(seconds=20)) is None
+        assert address_events(s, "failed_logins", "a", 60.0, now=t + timedelta(seconds=30)) == (2, t)
+        assert address_events(s, "signups", "a", 60.0, now=t) == (0, None)  # kinds count apart
+        assert count_address_event(s, "failed_logins", "a", 2, 60.0, now=t + timedelta(seconds=60)) is None
+        assert address_events(s, "failed_logins", "a", 60.0, now=t + timedelta(seconds=61)) == (
+            1, t + timedelta(seconds=60))
+        forget_ended_windows(s, 60.0, now=t + timedelta(seconds=80))  # b's window ended at t + 80 s
+        assert s.execute(select(AddressLimit.address)).scalars().all() == ["a"]
 
 
 # ---- failed log-ins per account (in the database) ------------------------------------------------
@@ -278,18 +327,22 @@ def test_default_guess_limit_stops_a_script(store, ids):
 
 
 def test_guess_count_reads_only_the_index(tmp_path):
-    """The count behind the guess limit is one query answered from the index on (player, time)."""
+    """The count behind the guess limit (in the query that reads the round) is answered from the
+    index on (player, time)."""
     opened = open_store(tmp_path / "plan.db")
     seen = []
     event.listen(opened.engine, "before_cursor_execute",
                  lambda _conn, _cursor, statement, parameters, _context, _many: seen.append((statement, parameters)))
     try:
         with opened.session() as s:
-            assert recent_guesses(s, 1, datetime.now(timezone.utc)) == (0, None)
+            found = s.execute(select(*recent_guess_columns()),
+                              {"player_id": 1, "recent_since": datetime.now(timezone.utc)}).one()
+            assert tuple(found) == (0, None)
         assert len(seen) == 1
         with opened.engine.connect() as conn:
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0][0], seen[0][1])
-            plan = " ".join(str(row[-1]) for row in rows)
-        assert "COVERING INDEX ix_guesses_player_time" in plan, plan
+            plan = [str(row[-1]) for row in rows]
+        searches = [line for line in plan if "recent" in line]
+        assert len(searches) == 2 and all("COVERING INDEX ix_guesses_player_time" in line for line in searches), plan
     finally:
         opened.close()

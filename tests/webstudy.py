@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 from PIL import Image
 
@@ -12,6 +18,7 @@ CLASSES = ["cat", "dog", "fish"]
 # image key -> (true class, predicted class); each image gets one item per layer
 IMAGES = {"img0": ("cat", "cat"), "img1": ("dog", "cat"), "img2": ("fish", "fish")}
 LAYERS = ["block1", "block2"]
+PASSWORD = "plum-kettle-42"  # a password the account rules accept (not common, no user name in it)
 
 
 def png(seed: int, size: int = 16, grey: bool = False) -> bytes:
@@ -107,6 +114,54 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
+class Served:
+    """``netreveal serve`` in a subprocess on a free loopback port (stopped with SIGINT after)."""
+
+    def __init__(self, database: str, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.argv = [sys.executable, "-m", "netreveal.cli", "serve", "--database-url", database,
+                     "--port", str(self.port), *extra]
+
+    def __enter__(self) -> Served:  # noqa: PYI034  (Python 3.10 has no typing.Self)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "FORWARDED_ALLOW_IPS": "*"})  # must not matter
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"netreveal serve exited: {self.proc.communicate()[1]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+    def signup(self, username: str, headers: dict[str, str] | None = None):
+        """A new visitor (own cookies, a new connection) signing up, every request carrying ``headers``."""
+        return self._visit("/api/signup", {"username": username, "password": PASSWORD}, headers)
+
+    def login(self, username: str, password: str = PASSWORD, headers: dict[str, str] | None = None):
+        """A new visitor (own cookies, a new connection) logging in."""
+        return self._visit("/api/login", {"username": username, "password": password}, headers)
+
+    def _visit(self, path: str, body: dict, headers: dict[str, str] | None):
+        import httpx
+
+        with httpx.Client(base_url=self.url, headers=headers or {}, timeout=30) as http:
+            csrf = http.get("/api/session").json()["csrf_token"]
+            return http.post(path, json=body, headers={"X-CSRF-Token": csrf})
+
+
 def raw_get(port: int, raw_path: str) -> int:
     """The status of ``GET raw_path`` sent byte for byte (no client-side path normalisation)."""
     import socket
@@ -117,9 +172,6 @@ def raw_get(port: int, raw_path: str) -> int:
         while chunk := conn.recv(65536):
             data += chunk
     return int(data.split(b" ", 2)[1])
-
-
-PASSWORD = "plum-kettle-42"  # a password the account rules accept (not common, no user name in it)
 
 
 def make_account(store, username: str, role: str = "player", password: str = PASSWORD):

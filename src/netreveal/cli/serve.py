@@ -1,4 +1,4 @@
-"""``netreveal serve``: uvicorn on 127.0.0.1:8000 by default."""
+"""``netreveal serve``: uvicorn on 127.0.0.1:8000 by default, in one process or ``--workers N``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from netreveal.store.db import DEFAULT_PATH, Store, open_store
 HEADER_MAX_BYTES = 16 * 1024  # a request line with its headers larger than this is refused (400)
 KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this long
 MAX_BODY_KB_LIMIT = 1024 * 1024  # --max-body-kb at most 1 GiB
+MAX_WORKERS = 64  # --workers at most
 
 
 def _database(args) -> str:
@@ -87,28 +88,50 @@ def max_body_bytes(kib: int) -> int:
     return kib * 1024
 
 
+def worker_count(workers: int) -> int:
+    """``--workers``; NetrevealError outside 1 to :data:`MAX_WORKERS`."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise NetrevealError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
+    return workers
+
+
 def run(args) -> int:
-    """Serve the study ``args.study`` (default: the newest) of the database on ``args.host:args.port``.
+    """Serve the study ``args.study`` (default: the newest) of the database on ``args.host:args.port``,
+    in ``args.workers`` processes (uvicorn workers sharing the port; each builds its app from the
+    settings checked here, see :mod:`netreveal.web.serving`).
 
     The HTTP parser is h11, which refuses request headers over :data:`HEADER_MAX_BYTES`; idle
     connections close after :data:`KEEP_ALIVE_SECONDS`; bodies are bounded by the app
     (``--max-body-kb``, read within a time limit)."""
     import uvicorn
 
-    from netreveal.web.app import create_app
+    from netreveal.store.db import database_url
+    from netreveal.web.app import resolve_study
+    from netreveal.web.serving import APP_FACTORY, SETTINGS_ENV, ServeSettings, build_app
 
     proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
     idle = idle_timeout(getattr(args, "idle_minutes", None))
     max_body = max_body_bytes(getattr(args, "max_body_kb", 64))
-    store = open_existing(_database(args))
+    workers = worker_count(getattr(args, "workers", 1))
+    database = _database(args)
+    store = open_existing(database)
     try:
-        app = create_app(store, args.study, session_idle=idle, max_body=max_body)
+        settings = ServeSettings(database=database_url(database), study=resolve_study(store, args.study).name,
+                                 idle_seconds=idle.total_seconds(), max_body=max_body)
+        app = build_app(store, settings)  # every check of the app, before anything listens
         check_port(args.host, args.port)
-        print(f"netreveal: serving study {app.state.study_name!r} on http://{args.host}:{args.port}/ "
+        processes = f" in {workers} worker processes" if workers > 1 else ""
+        print(f"netreveal: serving study {settings.study!r} on http://{args.host}:{args.port}/{processes} "
               f"(Ctrl+C to stop)", file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http="h11",
-                    h11_max_incomplete_event_size=HEADER_MAX_BYTES, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-                    **proxies)
+        options = dict(host=args.host, port=args.port, log_level="warning", http="h11",
+                       h11_max_incomplete_event_size=HEADER_MAX_BYTES, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                       **proxies)
+        if workers == 1:
+            uvicorn.run(app, **options)
+            return 0
+        store.close()  # the workers open their own
+        os.environ[SETTINGS_ENV] = settings.to_environment()
+        uvicorn.run(APP_FACTORY, factory=True, workers=workers, **options)
     finally:
         store.close()
     return 0

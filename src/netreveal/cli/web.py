@@ -24,6 +24,8 @@ def add_parsers(subparsers) -> None:
                        help="log a browser out after this many minutes without activity (default: 120)")
     serve.add_argument("--max-body-kb", type=int, default=64,
                        help="largest request body accepted, in KiB (default: 64; larger ones get 413)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port (default: 1); the rate limits hold across them")
     serve.set_defaults(handler=run_serve)
 
     account = subparsers.add_parser("account", help="add accounts, invite annotators and admins, change roles, "

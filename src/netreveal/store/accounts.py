@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from netreveal.errors import NetrevealError
-from netreveal.store.models import ROLES, Account, WebSession
+from netreveal.store.models import ROLES, Account, Study, WebSession
 from netreveal.store.passwords import PASSWORD_MAX, password_problem
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,29}")
@@ -172,6 +172,10 @@ def start_session(session: Session, account: Account, days: float = SESSION_DAYS
 # built once: every request looks its session up, and building the statement costs more than running it
 _SESSION_LOOKUP = (select(Account, WebSession).join(WebSession, WebSession.account_id == Account.id)
                    .where(WebSession.token_hash == bindparam("token_hash")))
+# the same, with a study by id in the same round trip (NULLs when there is no such study)
+_SESSION_AND_STUDY_LOOKUP = (select(Account, WebSession, Study).join(WebSession, WebSession.account_id == Account.id)
+                             .outerjoin(Study, Study.id == bindparam("study_id"))
+                             .where(WebSession.token_hash == bindparam("token_hash")))
 
 
 def session_account(session: Session, token: str | None,
@@ -182,13 +186,31 @@ def session_account(session: Session, token: str | None,
     if not token or len(token) > 128:
         return None
     found = session.execute(_SESSION_LOOKUP, {"token_hash": token_hash(token)}).first()
-    if found is None:
+    if found is None or not _live(session, found[1], idle):
         return None
-    account, row = found
+    return found[0], found[1]
+
+
+def session_account_and_study(session: Session, token: str | None, study_id: int,
+                              idle: timedelta = SESSION_IDLE) -> tuple[Account, WebSession, Study | None] | None:
+    """:func:`session_account` and, read by the same query, the study ``study_id`` (None when it does
+    not exist): (account, session row, study), or None without a live session."""
+    if not token or len(token) > 128:
+        return None
+    found = session.execute(_SESSION_AND_STUDY_LOOKUP,
+                            {"token_hash": token_hash(token), "study_id": study_id}).first()
+    if found is None or not _live(session, found[1], idle):
+        return None
+    return found[0], found[1], found[2]
+
+
+def _live(session: Session, row: WebSession, idle: timedelta) -> bool:
+    """False when the session row has expired or was unused for longer than ``idle``; else True,
+    recording the activity when the last record is older than ``TOUCH_EVERY``."""
     now = datetime.now(timezone.utc)
     last_seen = _utc(row.last_seen_at or row.created_at)
     if _utc(row.expires_at) <= now or now - last_seen > idle:
-        return None
+        return False
     if now - last_seen > TOUCH_EVERY:
         session.execute(
             update(WebSession).where(
@@ -196,7 +218,7 @@ def session_account(session: Session, token: str | None,
                 or_(WebSession.last_seen_at.is_(None), WebSession.last_seen_at < now - TOUCH_EVERY))
             .values(last_seen_at=now).execution_options(synchronize_session=False))
         set_committed_value(row, "last_seen_at", now)
-    return account, row
+    return True
 
 
 def end_session(session: Session, token: str | None) -> None:

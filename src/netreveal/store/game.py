@@ -53,6 +53,7 @@ from netreveal.store.models import (
     Study,
     StudyImage,
 )
+from netreveal.store.throttles import as_utc, recent_guess_columns
 
 STEPS = len(REVEAL_PERCENTS)
 POINTS = (100, 70, 50, 35, 20, 10)  # points for a win at step 1..6
@@ -296,6 +297,7 @@ _GUESS_ROUND = (  # the player's round with the answer, and the guess stored und
     .where(Game.id == bindparam("game_id"), Game.player_id == bindparam("player_id"),
            Item.study_id == bindparam("study_id"))
 )
+_GUESS_ROUND_COUNTED = _GUESS_ROUND.add_columns(*recent_guess_columns())  # and the player's recent guesses
 _MOVE_ROUND = (  # SET from the parameters named after columns: step, outcome, points, finished_at
     update(Game.__table__).where(Game.id == bindparam("round_id"), Game.step == bindparam("seen_step"),
                                  Game.outcome.is_(None))
@@ -332,22 +334,29 @@ def replayed_guess(session: Session, player: Account, request_id: str, game_id: 
 
 def submit_guess(session: Session, study: Study, player: Account, game_id: Any, *, request_id: Any,
                  guessed_class: Any, text: Any, language: Any = "en", step: int | None = None,
-                 before_store: Callable[[], None] | None = None) -> tuple[GuessAck, bool]:
+                 recent_since: datetime | None = None,
+                 before_store: Callable[[int, datetime | None], None] | None = None) -> tuple[GuessAck, bool]:
     """Store a guess on the player's round: (acknowledgement, replayed).
 
     ``replayed`` is True when ``request_id`` was stored before (nothing new is stored then). ``step``,
     when given, is the step the player saw: a guess made on a stale view is refused (409).
-    ``before_store`` runs once the guess is known to be new and valid, just before it is written
-    (the web app counts it against the player's rate limit there; it may raise to refuse it).
+    ``before_store(count, oldest)`` runs once the guess is known to be new and valid, just before it
+    is written, with how many guesses the player stored after ``recent_since`` and when the oldest
+    of them was (0 and None without ``recent_since``); the web app checks the player's rate limit
+    there and may raise to refuse the guess.
 
-    A new guess costs one query (the round, its answer and any guess stored under ``request_id``)
-    and three writes (the round, the guess, the item's label count), not committed.
+    A new guess costs one query (the round, its answer, any guess stored under ``request_id`` and
+    the player's recent guesses) and three writes (the round, the guess, the item's label count),
+    not committed.
     """
     request_id = check_request_id(request_id)
     if not isinstance(game_id, int) or isinstance(game_id, bool):
         raise GameError("no such round", status=404)
-    found = session.execute(_GUESS_ROUND, {"request_id": request_id, "game_id": game_id, "player_id": player.id,
-                                           "study_id": study.id}).first()
+    values = {"request_id": request_id, "game_id": game_id, "player_id": player.id, "study_id": study.id}
+    if recent_since is None:
+        found = session.execute(_GUESS_ROUND, values).first()
+    else:
+        found = session.execute(_GUESS_ROUND_COUNTED, {**values, "recent_since": recent_since}).first()
     if found is None:
         replayed_guess(session, player, request_id, game_id)  # 409 when another player's guess has the id
         raise GameError("no such round", status=404)
@@ -367,7 +376,8 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
             raise GameError("this round is over", status=409)
         raise GameError(f"the round is at step {current}: reload", status=409)
     if before_store is not None:
-        before_store()
+        counted = recent_since is not None
+        before_store(found.recent_guesses if counted else 0, as_utc(found.oldest_recent) if counted else None)
 
     answer = answer_of(found)
     correct = guessed_class == answer

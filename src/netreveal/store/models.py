@@ -91,6 +91,17 @@ class LoginThrottle(Base):
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class AddressLimit(Base):
+    """Events of one kind (sign-ups, failed log-ins) from one client address in its current window:
+    how many, and when the window began (see ``netreveal.store.throttles``)."""
+
+    __tablename__ = "rate_limits"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Study(Base):
     """A set of images explained by one model, whose items people label or name."""
 

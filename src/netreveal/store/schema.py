@@ -146,6 +146,8 @@ def _stamp_unversioned(conn: Connection) -> None:
     inspector = inspect(conn)
     if not schema_diffs(conn):
         stamp = head_revision()
+    elif "rate_limits" in ours:
+        stamp = "0008"
     elif "studies" in ours and any(c["name"] == "building_at" for c in inspector.get_columns("studies")):
         stamp = "0007"
     elif "invitations" in ours:

@@ -9,7 +9,14 @@ statement, committed by the caller) and forgiven when the password is right, so 
 cannot slip through together. Failures are forgotten ``forget_after`` seconds after the last one.
 
 Guesses per player: counted from the stored guesses themselves (index on player and time), so no
-extra row is written per guess.
+extra row is written per guess; the count rides along in the query that reads the round
+(:func:`recent_guess_columns`).
+
+Sign-ups and failed log-ins per client address: one row per kind and address holds the events of
+the address's current window and when that window began (with its first event); once ``window``
+seconds have passed the count starts again. An event is counted by one atomic statement that also
+refuses it when the window is full, so parallel requests (in any process) cannot slip through
+together. Rows of ended windows are removed from time to time (:func:`forget_ended_windows`).
 """
 
 from __future__ import annotations
@@ -18,11 +25,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import case, delete, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, case, delete, func, or_, select, tuple_
+from sqlalchemy.orm import Session, aliased
 
 from netreveal.store.accounts import AccountError
-from netreveal.store.models import Guess, LoginThrottle
+from netreveal.store.models import AddressLimit, Guess, LoginThrottle
 
 
 @dataclass(frozen=True)
@@ -117,11 +124,69 @@ def forgive_login_attempts(session: Session, account_id: int) -> None:
     session.execute(delete(LoginThrottle).where(LoginThrottle.account_id == account_id))
 
 
-def recent_guesses(session: Session, player_id: int, since: datetime) -> tuple[int, datetime | None]:
-    """How many guesses ``player_id`` stored after ``since``, and when the oldest of them was (one
-    query on the index of guesses by player and time)."""
-    count, oldest = session.execute(
-        select(func.count(), func.min(Guess.created_at))
-        .where(Guess.player_id == player_id, Guess.created_at > since)
-    ).one()
-    return int(count), (_utc(oldest) if oldest is not None else None)
+def recent_guess_columns() -> tuple:
+    """Columns to add to a query that binds ``player_id`` and ``recent_since``: how many guesses the
+    player stored after ``recent_since`` (``recent_guesses``) and when the oldest of them was
+    (``oldest_recent``), each a subquery answered from the index of guesses by player and time."""
+    recent = aliased(Guess, name="recent")
+    mine = (recent.player_id == bindparam("player_id"), recent.created_at > bindparam("recent_since"))
+    return (select(func.count()).select_from(recent).where(*mine).scalar_subquery().label("recent_guesses"),
+            select(func.min(recent.created_at)).where(*mine).scalar_subquery().label("oldest_recent"))
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time read from the database, timezone-aware (SQLite returns naive UTC times)."""
+    return None if value is None else _utc(value)
+
+
+def count_address_event(session: Session, kind: str, address: str, allowed: int, window: float,
+                        now: datetime | None = None) -> float | None:
+    """Count one event of ``kind`` from ``address`` when its window has room for it: None. When the
+    address already had ``allowed`` events in its current window, nothing is counted and the
+    seconds until that window ends are returned. The row stays locked until the caller commits."""
+    now = now or datetime.now(timezone.utc)
+    if allowed <= 0:
+        return window
+    table = AddressLimit.__table__
+    ended = table.c.window_start <= now - timedelta(seconds=window)
+    statement = (
+        _insert(session)(table)
+        .values(kind=kind, address=address, events=1, window_start=now)
+        .on_conflict_do_update(
+            index_elements=[table.c.kind, table.c.address],
+            set_={"events": case((ended, 1), else_=table.c.events + 1),
+                  "window_start": case((ended, now), else_=table.c.window_start)},
+            where=or_(ended, table.c.events < allowed),
+        )
+        .returning(table.c.events)
+    )
+    if session.execute(statement).scalar() is not None:
+        return None
+    _, started = address_events(session, kind, address, window, now)
+    if started is None:
+        return window
+    return min(window, max(0.0, (started - now).total_seconds() + window))  # a parallel event may start later
+
+
+def address_events(session: Session, kind: str, address: str, window: float,
+                   now: datetime | None = None) -> tuple[int, datetime | None]:
+    """Events of ``kind`` from ``address`` in its current window and when that window began
+    ((0, None) when it has none, or its window ended)."""
+    now = now or datetime.now(timezone.utc)
+    row = session.execute(
+        select(AddressLimit.events, AddressLimit.window_start)
+        .where(AddressLimit.kind == kind, AddressLimit.address == address,
+               AddressLimit.window_start > now - timedelta(seconds=window))
+    ).one_or_none()
+    return (0, None) if row is None else (int(row.events), _utc(row.window_start))
+
+
+def forget_ended_windows(session: Session, window: float, now: datetime | None = None) -> None:
+    """Remove the rows of addresses whose window ended. Rows another transaction holds locked are
+    left for a later call (PostgreSQL), so this never waits for, nor deadlocks with, a request."""
+    now = now or datetime.now(timezone.utc)
+    table = AddressLimit.__table__
+    ended = (select(table.c.kind, table.c.address)
+             .where(table.c.window_start <= now - timedelta(seconds=window))
+             .with_for_update(skip_locked=True))
+    session.execute(delete(table).where(tuple_(table.c.kind, table.c.address).in_(ended)))

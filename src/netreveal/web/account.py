@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from netreveal.store import accounts
 from netreveal.store.accounts import AccountError
 from netreveal.store.models import Account, WebSession
-from netreveal.web.auth import _client, _login, _with_body
+from netreveal.web.auth import _client, _login, _with_body, count_failed_login
 from netreveal.web.deps import SESSION_COOKIE, check_csrf, db, render, require_role, session_idle
 
 router = APIRouter()
@@ -30,13 +30,12 @@ class PasswordChange(BaseModel):
 
 
 def _change(request: Request, session: Session, account: Account, current: str, new: str) -> None:
-    limiter = request.app.state.limiter
-    limiter.check("failed_logins", _client(request))
+    request.app.state.limiter.check_address(session, "failed_logins", _client(request))
     try:
         accounts.change_password(session, account, current, new)
     except AccountError as exc:
         if exc.status == 403:  # a wrong current password counts like a failed log-in
-            limiter.hit("failed_logins", _client(request))
+            count_failed_login(request, session)
         raise
 
 

@@ -4,6 +4,8 @@ admins. ``create_app(store)`` builds it; ``netreveal serve`` runs it with uvicor
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import Depends, FastAPI, Request
@@ -109,28 +111,45 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
-DEFAULT_LIMITS = RateLimit()  # frozen settings; each app counts per address in its own Limiter
+def _closing(store: Store):
+    """A lifespan that closes ``store`` when the app shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            store.close()
+
+    return lifespan
+
+
+DEFAULT_LIMITS = RateLimit()  # frozen settings; every limit is counted in the database
 
 
 def create_app(store: Store, study: str | None = None, *, rate_limit: RateLimit | None = DEFAULT_LIMITS,
                session_idle: timedelta = SESSION_IDLE, max_body: int = DEFAULT_MAX_BODY,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT, lock_wait: float = LOCK_WAIT) -> FastAPI:
+               body_timeout: float = DEFAULT_BODY_TIMEOUT, lock_wait: float = LOCK_WAIT,
+               close_store: bool = False) -> FastAPI:
     """The web app serving ``study`` (default: the newest complete one) from ``store``.
 
     ``rate_limit`` bounds guesses per player, failed log-ins per account, and sign-ups and failed
-    log-ins per client address (None: no limits); the first two are counted in the database.
+    log-ins per client address (None: no limits), all counted in the database, so apps of several
+    processes on one database share them.
     Request bodies are read before anything else, at most ``max_body`` bytes within ``body_timeout``
     seconds (else 413 or 408). The store's connections wait at most ``lock_wait`` seconds for
     another writer's lock (then the request is answered 503 with Retry-After).
     NetrevealError when the store has no such study.
     ``session_idle``: a logged-in browser unused this long is logged out (besides the sessions'
-    absolute lifetime of ``SESSION_DAYS``).
+    absolute lifetime of ``SESSION_DAYS``). ``close_store``: the app owns ``store`` and closes it
+    when it shuts down.
     """
     if session_idle <= timedelta(0):
         raise NetrevealError("the session idle timeout must be positive")
     served = resolve_study(store, study)
     store.lock_wait = lock_wait
-    app = FastAPI(title="netreveal", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="netreveal", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=_closing(store) if close_store else None)
     app.state.store = store
     app.state.study_id = served.id
     app.state.study_name = served.name

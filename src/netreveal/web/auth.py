@@ -8,6 +8,7 @@ come from an admin: an invitation link (``/invite/<token>``, made on /admin or b
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -83,36 +84,48 @@ def home(request: Request, session: Session, account: Account) -> str:
     return home_for(account.role, served.kind if served is not None else None)
 
 
+def _counted_signup(request: Request, session: Session, create: Callable[[], Account]) -> Account:
+    """The account ``create`` makes, within the client address's sign-up limit (429 when used up).
+    The sign-up is counted in the transaction that stores the account: a sign-up that fails is not."""
+    limiter = request.app.state.limiter
+    address = _client(request)
+    limiter.check_address(session, "signups", address)  # before the slow password hash
+    account = create()
+    limiter.count_address(session, "signups", address)
+    return account
+
+
 def _signup(request: Request, session: Session, form: SignUp) -> Account:
     if form.role != "player":
         raise AccountError(SELF_SIGNUP_ONLY_PLAYERS, status=403)
-    limiter = request.app.state.limiter
-    limiter.check("signups", _client(request))
-    account = accounts.create_account(session, form.username, form.password, "player", form.background)
-    limiter.hit("signups", _client(request))
-    return account
+    return _counted_signup(request, session, lambda: accounts.create_account(
+        session, form.username, form.password, "player", form.background))
 
 
 def _accept(request: Request, session: Session, token: str, form: InvitedSignUp) -> Account:
-    limiter = request.app.state.limiter
-    limiter.check("signups", _client(request))
-    account = invitations.accept_invitation(session, token, form.username, form.password, form.background)
-    limiter.hit("signups", _client(request))
-    return account
+    return _counted_signup(request, session, lambda: invitations.accept_invitation(
+        session, token, form.username, form.password, form.background))
+
+
+def count_failed_login(request: Request, session: Session) -> None:
+    """A wrong password from the client address: counted and committed at once (the request's own
+    answer rolls back); 429 when the address's failed log-ins are used up."""
+    request.app.state.limiter.count_address(session, "failed_logins", _client(request))
+    session.commit()
 
 
 def _authenticate(request: Request, session: Session, form: Credentials) -> Account:
     """The account when the password is right. 429 while the client address or the account is
     throttled (the account's attempt is counted and committed before the password is checked)."""
     limiter = request.app.state.limiter
-    limiter.check("failed_logins", _client(request))
+    limiter.check_address(session, "failed_logins", _client(request))
     known = accounts.find_account(session, form.username)
     if known is not None:
         limiter.claim_login(session, known.id)
         session.commit()  # other requests and processes see the attempt before the slow hash check
     account = accounts.authenticate(session, form.username, form.password)
     if account is None:
-        limiter.hit("failed_logins", _client(request))
+        count_failed_login(request, session)
         raise AccountError("wrong username or password", status=401)
     limiter.forgive_login(session, account.id)
     return account

@@ -2,9 +2,9 @@
 
 Every sync dependency and sync route of FastAPI runs in a worker thread of its own; under load each
 hop waits for a thread and for the interpreter lock. A route that takes a :func:`call_dependency`
-gets the logged-in account and the served study looked up together in one hop (session cookie,
-CSRF token, role, study: the same checks, in the same order, as ``check_csrf``, ``require_role``
-and ``study``), then does its work and commits in a second hop with :meth:`Call.run`::
+gets the logged-in account and the served study looked up together in one hop and one query
+(session cookie, CSRF token, role, study: the same checks, in the same order, as ``check_csrf``,
+``require_role`` and ``study``), then does its work and commits in a second hop with :meth:`Call.run`::
 
     @router.post("/api/things")
     async def add_thing(body: ThingIn, call: Call = Depends(call_dependency("annotator", csrf=True))):
@@ -25,11 +25,11 @@ from netreveal.store.models import ROLES, Account, Study
 from netreveal.web.deps import (
     check_player,
     check_role,
-    current_account,
+    current_account_and_study,
     finish_session,
     get_store,
     sent_csrf_token,
-    study,
+    served_study,
     verify_csrf,
 )
 
@@ -65,11 +65,11 @@ def _open(request: Request, roles: tuple[str, ...], csrf: bool, sent: str | None
           players_only: str | None) -> Call:
     session = Session(get_store(request).engine, expire_on_commit=False)
     try:
-        account = current_account(request, session)
+        account, served = current_account_and_study(request, session)  # one query for both
         if csrf:
             verify_csrf(request, sent)
         account = check_role(account, roles) if players_only is None else check_player(account, players_only)
-        served = study(request, session)
+        served = served_study(request, served)
         if kind is not None and served.kind != kind:
             raise HTTPException(status_code=404, detail=f"this study has no {kind} game")
         return Call(session, account, served)

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from netreveal.store import accounts
 from netreveal.store.db import Store
-from netreveal.store.models import ROLES, Account, Study
+from netreveal.store.models import ROLES, Account, Study, WebSession
 
 SESSION_COOKIE = "netreveal_session"
 CSRF_COOKIE = "netreveal_csrf"  # the CSRF token of a visitor who is not logged in (sign up, log in)
@@ -121,7 +121,13 @@ _SERVED_STUDY = select(Study).where(Study.id == bindparam("study_id"))  # built 
 
 def study(request: Request, session: Session = Depends(db)) -> Study:
     """The study this app serves (503 when it was deleted while the app runs)."""
-    found = session.execute(_SERVED_STUDY, {"study_id": request.app.state.study_id}).scalar_one_or_none()
+    return served_study(request, session.execute(_SERVED_STUDY, {"study_id": request.app.state.study_id})
+                        .scalar_one_or_none())
+
+
+def served_study(request: Request, found: Study | None) -> Study:
+    """``found``, the served study as read from the database: 503 when it is None (deleted while
+    the app runs). Sets ``request.state.study``."""
     if found is None:
         raise HTTPException(status_code=503, detail="the served study no longer exists")
     request.state.study = StudyView(found.id, found.name, found.kind, list(found.classes), list(found.layers))
@@ -136,6 +142,22 @@ def session_idle(request: Request) -> timedelta:
 def current_account(request: Request, session: Session = Depends(db)) -> Account | None:
     """The logged-in account (from the session cookie), or None. Sets ``request.state.csrf_token``."""
     found = accounts.session_account(session, request.cookies.get(SESSION_COOKIE), idle=session_idle(request))
+    return _logged_in(request, found)
+
+
+def current_account_and_study(request: Request, session: Session) -> tuple[Account | None, Study | None]:
+    """:func:`current_account` and, read by the same query, the served study (None when logged out,
+    or when the study no longer exists: pass it to :func:`served_study`)."""
+    found = accounts.session_account_and_study(session, request.cookies.get(SESSION_COOKIE),
+                                               request.app.state.study_id, idle=session_idle(request))
+    if found is None:
+        return _logged_in(request, None), None
+    account, web_session, served = found
+    return _logged_in(request, (account, web_session)), served
+
+
+def _logged_in(request: Request, found: tuple[Account, WebSession] | None) -> Account | None:
+    """The account of a live session (or None); sets ``request.state.account`` and ``csrf_token``."""
     if found is None:
         request.state.account = None
         request.state.csrf_token = request.cookies.get(CSRF_COOKIE)

@@ -113,12 +113,13 @@ async def api_round(game_id: DbId, call: Call = Depends(looking)) -> dict[str, A
 async def api_guess(request: Request, game_id: DbId, body: GuessIn, call: Call = Depends(playing)) -> JSONResponse:
     """Store a guess (idempotent by ``request_id``): the acknowledgement, the same on every retry."""
     limiter = request.app.state.limiter
+    since = limiter.guesses_since()
 
     def guess(session: Session, current: Study, account: Account) -> tuple[Any, bool]:
         return rules.submit_guess(
             session, current, account, game_id, request_id=body.request_id, guessed_class=body.guessed_class,
-            text=body.text, language=body.language, step=body.step,
-            before_store=lambda: limiter.check_guess(session, account.id))
+            text=body.text, language=body.language, step=body.step, recent_since=since,
+            before_store=limiter.check_guesses)
 
     ack, replayed = await call.run(guess)
     return JSONResponse(ack.to_dict(), headers={"Idempotent-Replayed": "true" if replayed else "false"})

@@ -1,18 +1,13 @@
-"""Rate limits of the web app.
-
-- Guesses per player and failed log-ins per account are counted in the database
-  (:mod:`netreveal.store.throttles`), so they hold across server processes and restarts.
-- Sign-ups and failed log-ins per client address are counted in memory (one server process, a
-  sliding window). The address is the connection's peer unless ``netreveal serve`` was told which
-  proxies to trust (``--forwarded-allow-ips``).
+"""Rate limits of the web app, all counted in the database (:mod:`netreveal.store.throttles`), so
+they hold across server processes and restarts: guesses per player, failed log-ins per account,
+and sign-ups and failed log-ins per client address. The address is the connection's peer unless
+``netreveal serve`` was told which proxies to trust (``--forwarded-allow-ips``).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -25,8 +20,9 @@ from netreveal.store.throttles import LoginBackoff
 
 @dataclass(frozen=True)
 class RateLimit:
-    """How many events a key may have within ``window`` seconds, per kind of event, and how failed
-    log-ins of one account are throttled."""
+    """How many events of each kind are allowed per ``window`` seconds, and how failed log-ins of
+    one account are throttled. Guesses count over the last ``window`` seconds; sign-ups and failed
+    log-ins of a client address over a window that begins with the address's first event."""
 
     guesses: int = 60  # stored guesses per player (a fast player guesses about once a second)
     signups: int = 20  # new accounts per client address
@@ -44,54 +40,53 @@ def too_many(retry_after: float, what: str = "too many requests") -> HTTPExcepti
 class Limiter:
     """The app's rate limits; ``limit=None`` disables every limit."""
 
-    def __init__(self, limit: RateLimit | None, clock=time.monotonic):
+    def __init__(self, limit: RateLimit | None):
         self.limit = limit
-        self._clock = clock
-        self._events: dict[tuple[str, object], deque[float]] = {}
-        self._lock = threading.Lock()
-        self._calls = 0
+        self._forget_at = 0.0  # time.monotonic() when this process next removes ended windows
 
-    # ---- in memory: per client address ----------------------------------------------------------
+    # ---- per client address ----------------------------------------------------------------------
 
-    def hit(self, kind: str, key: object, record: bool = True) -> None:
-        """Count one event of ``kind`` (``signups``, ``failed_logins``) for ``key`` in this process;
-        HTTPException 429 (with Retry-After) when the key is over its limit."""
+    def check_address(self, session: Session, kind: str, address: str) -> None:
+        """429 (with Retry-After) when ``address`` used up its ``kind`` (``signups``,
+        ``failed_logins``) for now; counts nothing. Call it before slow work such as hashing."""
         if self.limit is None:
             return
-        allowed = getattr(self.limit, kind)
-        now = self._clock()
-        window = self.limit.window
-        with self._lock:
-            self._calls += 1
-            if self._calls % 1000 == 0:
-                self._prune(now - window)
-            events = self._events.setdefault((kind, key), deque())
-            while events and events[0] <= now - window:
-                events.popleft()
-            if len(events) >= allowed:
-                raise too_many(events[0] + window - now)
-            if record:
-                events.append(now)
+        count, started = throttles.address_events(session, kind, address, self.limit.window)
+        if count >= getattr(self.limit, kind):
+            wait = self.limit.window
+            if started is not None:
+                wait += (started - datetime.now(timezone.utc)).total_seconds()
+            raise too_many(wait)
 
-    def check(self, kind: str, key: object) -> None:
-        """429 when the key is over its limit, without counting an event."""
-        self.hit(kind, key, record=False)
-
-    def _prune(self, horizon: float) -> None:
-        for key in [k for k, q in self._events.items() if not q or q[-1] <= horizon]:
-            del self._events[key]
+    def count_address(self, session: Session, kind: str, address: str) -> None:
+        """Count one event of ``kind`` for ``address`` in the session's transaction (committed with
+        it); 429 (with Retry-After, nothing counted) when its window is full."""
+        if self.limit is None:
+            return
+        if time.monotonic() >= self._forget_at:
+            self._forget_at = time.monotonic() + self.limit.window
+            throttles.forget_ended_windows(session, self.limit.window)
+        wait = throttles.count_address_event(session, kind, address, getattr(self.limit, kind), self.limit.window)
+        if wait is not None:
+            raise too_many(wait)
 
     # ---- in the database: per player and per account ------------------------------------------
 
-    def check_guess(self, session: Session, player_id: int) -> None:
-        """429 when the player stored ``guesses`` guesses within the window (all processes count)."""
+    def guesses_since(self) -> datetime | None:
+        """When the window of a player's guesses that count began (None: no limit)."""
         if self.limit is None:
+            return None
+        return datetime.now(timezone.utc) - timedelta(seconds=self.limit.window)
+
+    def check_guesses(self, count: int, oldest: datetime | None) -> None:
+        """429 when the player stored ``count`` guesses since :meth:`guesses_since`, the oldest at
+        ``oldest``, and that is the limit (every process's guesses count: they are stored)."""
+        if self.limit is None or count < self.limit.guesses:
             return
-        now = datetime.now(timezone.utc)
-        count, oldest = throttles.recent_guesses(session, player_id, now - timedelta(seconds=self.limit.window))
-        if count >= self.limit.guesses:
-            wait = (oldest - now).total_seconds() + self.limit.window if oldest is not None else self.limit.window
-            raise too_many(wait, "too many guesses")
+        wait = self.limit.window
+        if oldest is not None:
+            wait += (oldest - datetime.now(timezone.utc)).total_seconds()
+        raise too_many(wait, "too many guesses")
 
     def claim_login(self, session: Session, account_id: int) -> None:
         """Count a log-in attempt on the account before its password is checked (commit it right
