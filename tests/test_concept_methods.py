@@ -170,7 +170,7 @@ def test_report_sections_end_to_end(tmp_path, demo):
         or "each class's strongest components" in page
     )
     assert "component #" in page and "x-feature x" in page
-    assert "pointing hit" in page  # the pipeline scored the concept maps
+    assert '<td class="name">pointing game ↑</td>' in page  # the pipeline scored the concept maps
     srcs = re.findall(r'src="(img/[^"]+)"', page)
     assert srcs and all((out / s).is_file() for s in srcs)
     protos = {s for s in srcs if "-proto-" in s}

@@ -31,6 +31,7 @@ class PartsWorldTruth:
     """Reads the ``.npz`` part masks a parts-world folder keeps beside each image."""
 
     name = "partsworld"
+    class_definitions = {name: list(parts) for name, parts in CLASSES.items()}
 
     def load(self, path: str | os.PathLike, class_name: str | None, size: int) -> Truth | None:
         """The masks beside ``path`` at ``size`` px (None when there are none); the evidence is the
@@ -55,4 +56,5 @@ def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str =
     keys = [f"{s.class_name}-{s.index:03d}" for s in samples]
     names = [s.class_name for s in samples]
     return Inputs(keys, images, [label_index(c, adapter.class_names) for c in names], names, list(masks),
-                  [s.masks for s in samples])
+                  [s.masks for s in samples],
+                  class_definitions={name: list(parts) for name, parts in world.classes.items()})

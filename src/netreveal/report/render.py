@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 # Anchor colours of a perceptually ordered dark-to-bright map (black-purple-red-orange-yellow-white).
-_ANCHORS = np.array(
+ANCHORS = np.array(
     [
         [0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99],
         [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164],
@@ -17,10 +17,10 @@ _ANCHORS = np.array(
 
 
 def _lut(n: int = 256) -> np.ndarray:
-    x = np.linspace(0, len(_ANCHORS) - 1, n)
-    lo = np.floor(x).astype(int).clip(0, len(_ANCHORS) - 2)
+    x = np.linspace(0, len(ANCHORS) - 1, n)
+    lo = np.floor(x).astype(int).clip(0, len(ANCHORS) - 2)
     t = (x - lo)[:, None]
-    return ((1 - t) * _ANCHORS[lo] + t * _ANCHORS[lo + 1]).round().astype(np.uint8)
+    return ((1 - t) * ANCHORS[lo] + t * ANCHORS[lo + 1]).round().astype(np.uint8)
 
 
 LUT = _lut()

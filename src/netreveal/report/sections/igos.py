@@ -6,6 +6,7 @@ import torch
 
 from netreveal.attribution.igos import IgosResult
 from netreveal.report.html import Report
+from netreveal.report.legend import MASK_SCALE, colour_bar
 from netreveal.report.plots import line_chart_svg
 from netreveal.report.render import overlay
 from netreveal.report.sections import renders
@@ -21,5 +22,5 @@ def igos_sections(report: Report, keys: list[str], images: torch.Tensor, result:
         if "insertion_scores" in extras:
             curves["p(inserted)"] = extras["insertion_scores"][i].tolist()
         chart = line_chart_svg(curves, title=f"{title} optimisation")
-        report.add_section(key, title, f'<figure><img src="{src}" alt="{title} heatmap"><figcaption>'
-                           f"mask {h}x{w}</figcaption></figure>{chart}")
+        report.add_section(key, title, f'<figure><img src="{src}" alt="{title} heatmap">{colour_bar(MASK_SCALE)}'
+                           f"<figcaption>mask {h}x{w}</figcaption></figure>{chart}")

@@ -14,6 +14,7 @@ from netreveal.concepts.selection import origin_model
 from netreveal.concepts.training_images import TrainingImages
 from netreveal.imaging import minmax
 from netreveal.report.html import Report
+from netreveal.report.legend import COMPONENT_SCALE, colour_bar
 from netreveal.report.render import draw_box, overlay
 from netreveal.report.sections import renders
 from netreveal.report.sections.thumbs import PROTOTYPE_PX, Thumbs, figure, fmt, missing, part_under
@@ -150,5 +151,6 @@ def _fragment(report: Report, key: str, image: torch.Tensor, result: InfoDisentE
         f'<div class="metrics">components ranked by their contribution W[c, k]·v_k to '
         f"<b>{html.escape(result.class_names[target])}</b>; box: strongest cell; right: prototypes "
         f"(training images where the component fires most, {'its ' if protos else ''}box and map)</div>"
+        + colour_bar(COMPONENT_SCALE, width=288)
     )
     return f"<div>{lead}{''.join(rows)}</div>"

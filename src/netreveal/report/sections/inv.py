@@ -9,6 +9,7 @@ import torch
 
 from netreveal.inv.result import InvResult
 from netreveal.report.html import Report
+from netreveal.report.legend import CLUSTER_SCALE, colour_bar
 from netreveal.report.render import overlay
 from netreveal.report.sections import renders
 
@@ -43,7 +44,8 @@ def inv_story_html(report: Report, key: str, image: torch.Tensor, explained, tap
         rows.append("<tr>" + "".join(cells) + "</tr>")
     clusters = "".join(f"<th>cluster {i + 1}</th>" for i in range(widest))
     header = f"<tr><th>layer</th><th>combined</th>{clusters}</tr>"
-    return f'<div class="scroll"><table class="inv-story">{header}{"".join(rows)}</table></div>'
+    return (f'<div>{colour_bar(CLUSTER_SCALE, width=288)}'
+            f'<div class="scroll"><table class="inv-story">{header}{"".join(rows)}</table></div></div>')
 
 
 def _tap_note(taps: dict | None, name: str) -> str:

@@ -12,6 +12,7 @@ from netreveal.concepts.training_images import TrainingImages
 from netreveal.concepts.xnn import XNNExplanation
 from netreveal.imaging import minmax
 from netreveal.report.html import Report
+from netreveal.report.legend import XFEATURE_SCALE, colour_bar
 from netreveal.report.render import overlay
 from netreveal.report.sections import renders
 from netreveal.report.sections.thumbs import PROTOTYPE_PX, Thumbs, figure, fmt, missing
@@ -50,6 +51,7 @@ def xnn_sections(report: Report, keys: list[str], images: torch.Tensor, result: 
             + (f"; inactive here: {', '.join(idle)}" if idle else "")
             + none
             + "</div>"
+            + colour_bar(XFEATURE_SCALE, width=288)
         )
         metrics = {
             "explained class": names[target],
