@@ -90,7 +90,7 @@ def test_image_page_shows_maps_with_best_labels(app, hand):
     page = c.get(f"/explanations/images/{ids['cart-000']}", headers=HTML)
     assert page.status_code == 200
     text = page.text
-    assert "clusters 0 + 1 merged · 90.0%" in text  # block3: both maps named wing
+    assert "clusters 1 + 2 merged · 90.0%" in text  # block3: both maps named wing
     assert '<span class="word">wing</span> <span class="muted">2.20</span>' in text
     assert '<span class="word">wheel</span> <span class="muted">1.88</span>' in text
     with hand.session() as s:

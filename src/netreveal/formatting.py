@@ -18,3 +18,9 @@ def fmt_p(p: float | None) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "–"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def cluster_number(index: int) -> int:
+    """How every view (explanation report, label report, naming studio, explanation pages) numbers
+    the INV cluster stored at ``index`` of its layer: from 1, heaviest first (index 0 is cluster 1)."""
+    return int(index) + 1

@@ -33,6 +33,7 @@ from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from netreveal.formatting import cluster_number
 from netreveal.store import accounts
 from netreveal.store.db import Store
 from netreveal.store.models import ROLES, Account, Study
@@ -46,6 +47,7 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True))
+templates.env.globals["cluster_number"] = cluster_number  # clusters are numbered as in the reports
 
 
 @dataclass(frozen=True)

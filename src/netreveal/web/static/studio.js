@@ -37,8 +37,9 @@
       el("img", {class: "map", src: `/media/${item.map_media_id}.png`, alt: "", loading: "lazy", draggable: "false"}));
   }
 
+  // clusters are numbered from 1, heaviest first, as in the reports (netreveal.formatting.cluster_number)
   function describe(item) {
-    return `${item.image_key} · ${item.predicted_class} · ${item.layer} cluster ${item.cluster} · weight ${pct(item.weight)}`;
+    return `${item.image_key} · ${item.predicted_class} · ${item.layer} cluster ${item.cluster + 1} · weight ${pct(item.weight)}`;
   }
 
   function isTakenConflict(err) {
