@@ -292,3 +292,23 @@ def test_analysis_pages_share_the_main_reports_look():
         assert not redefined, (layout, redefined)
     for page in ("labels.html.j2", "userstudy.html.j2"):
         assert '{% extends "base.html.j2" %}' in (TEMPLATES / page).read_text(encoding="utf-8")
+
+
+def test_store_embedding_cache_remembers_what_it_read_and_wrote(hand, monkeypatch):
+    import numpy as np
+
+    from netreveal.studies import embedding_cache
+
+    queries = []
+    real = embedding_cache.stored_vectors
+    monkeypatch.setattr(embedding_cache, "stored_vectors",
+                        lambda store, texts, *a: queries.append(list(texts)) or real(store, texts, *a))
+    plain, remembering = StoreEmbeddingCache(hand), StoreEmbeddingCache(hand, remember=True)
+    remembering.put({"wheel": np.ones(3)}, "m")
+    assert set(remembering.get(["wheel"], "m")) == {"wheel"} and queries == [[]]  # written: no query
+    plain.put({"star": np.full(3, 2.0)}, "m")  # by another process, say
+    found = remembering.get(["wheel", "star"], "m")
+    assert queries[-1] == ["star"] and found["star"].tolist() == [2.0] * 3
+    remembering.get(["wheel", "star"], "m")
+    assert queries[-1] == []  # both remembered now
+    assert plain.get(["wheel"], "m")["wheel"].tolist() == [1.0] * 3 and queries[-1] == ["wheel"]

@@ -5,10 +5,10 @@ import re
 
 import torch
 
-from netreveal.formatting import cluster_number
+from netreveal.formatting import breakable_name, cluster_number
 from netreveal.inv import LIGHT_CLUSTER_RULE, InvCluster, InvImage, InvLayer, light_cluster_floor
 from netreveal.report import Report
-from netreveal.report.sections.inv import breakable, inv_story_html
+from netreveal.report.sections.inv import inv_story_html
 
 
 def _layer(name, weights, shown, k=None):
@@ -37,4 +37,4 @@ def test_inv_section_numbers_clusters_from_one_and_says_which_were_dropped(tmp_p
     assert "2 light clusters dropped (6.0%, 4.0%)" in html  # k=5, 3 shown
     assert html.count("inv-dropped") == 1  # the layer showing all its clusters says nothing
     assert LIGHT_CLUSTER_RULE in html
-    assert "1. features.<wbr>block1.<wbr>conv2" in html and breakable("a<b") == "a&lt;b"
+    assert "1. features.<wbr>block1.<wbr>conv2" in html and breakable_name("a<b.c") == "a&lt;b.<wbr>c"

@@ -96,6 +96,7 @@ def run(args) -> int:
     import uvicorn
 
     from netreveal.web.app import create_app
+    from netreveal.web.explanations import warm_up
 
     proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
     idle = idle_timeout(getattr(args, "idle_minutes", None))
@@ -104,6 +105,7 @@ def run(args) -> int:
     try:
         app = create_app(store, args.study, session_idle=idle, max_body=max_body)
         check_port(args.host, args.port)
+        warm_up(app)  # the explanation pages are prepared while the server starts
         print(f"netreveal: serving study {app.state.study_name!r} on http://{args.host}:{args.port}/ "
               f"(Ctrl+C to stop)", file=sys.stderr)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http="h11",

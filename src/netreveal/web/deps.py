@@ -30,10 +30,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from netreveal.formatting import cluster_number
+from netreveal.formatting import breakable_name, cluster_number
 from netreveal.store import accounts
 from netreveal.store.db import Store
 from netreveal.store.models import ROLES, Account, Study
@@ -48,6 +49,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True))
 templates.env.globals["cluster_number"] = cluster_number  # clusters are numbered as in the reports
+templates.env.filters["breakable"] = lambda text: Markup(breakable_name(text))  # escaped by breakable_name
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import html
 
 import torch
 
-from netreveal.formatting import cluster_number
+from netreveal.formatting import breakable_name, cluster_number
 from netreveal.inv.result import InvResult
 from netreveal.inv.weights import LIGHT_CLUSTER_RULE
 from netreveal.report.html import Report
@@ -27,7 +27,7 @@ def inv_story_html(report: Report, key: str, image: torch.Tensor, explained, tap
     widest = max((len(layer.clusters) for layer in explained.layers), default=0)
     for depth, layer in enumerate(explained.layers, start=1):
         cells = [
-            (f'<th class="inv-layer">{depth}. {breakable(layer.name)}<br>{_tap_note(taps, layer.name)}'
+            (f'<th class="inv-layer">{depth}. {breakable_name(layer.name)}<br>{_tap_note(taps, layer.name)}'
              f'<span class="metrics">{layer.n_kept}/{layer.n_maps} maps kept · k={layer.k}</span>'
              f"{_dropped_note(layer)}</th>")
         ]
@@ -55,11 +55,6 @@ def inv_story_html(report: Report, key: str, image: torch.Tensor, explained, tap
             f"clusters than its k when light clusters are dropped ({LIGHT_CLUSTER_RULE}).</div>")
     return (f'<div>{lead}{colour_bar(CLUSTER_SCALE, width=288)}'
             f'<div class="scroll"><table class="inv-story">{header}{"".join(rows)}</table></div></div>')
-
-
-def breakable(name: str) -> str:
-    """A layer name, escaped, that may wrap after its dots (never inside a word)."""
-    return ".<wbr>".join(html.escape(part) for part in name.split("."))
 
 
 def _dropped_note(layer) -> str:
