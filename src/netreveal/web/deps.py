@@ -132,6 +132,21 @@ def study(request: Request, session: Session = Depends(db)) -> Study:
     return found
 
 
+def reveal_study(current: Study = Depends(study)) -> Study:
+    """The served study when it has a reveal game (an evaluation study has none: 404)."""
+    if current.kind != "reveal":
+        raise HTTPException(status_code=404, detail="this study has no reveal game")
+    return current
+
+
+def naming_study(current: Study = Depends(study)) -> Study:
+    """The served study when its maps can be named and explained (a reveal study): an evaluation-study
+    server shows its participant pages only, so the naming studio and explanation pages are 404 there."""
+    if current.kind != "reveal":
+        raise HTTPException(status_code=404, detail="an evaluation study has no naming studio or explanation pages")
+    return current
+
+
 def session_idle(request: Request) -> timedelta:
     """How long a session may go unused before it ends (``app.state.session_idle``)."""
     return getattr(request.app.state, "session_idle", None) or accounts.SESSION_IDLE
@@ -193,11 +208,12 @@ def require_player(refusal: str) -> Callable[..., Awaitable[Account]]:
 
 def home_for(role: str, study_kind: str | None = "reveal") -> str:
     """Where an account of ``role`` starts: players play (or take part in the evaluation study),
-    annotators name concepts, admins see the study's progress."""
+    annotators name concepts (in an evaluation study: their account page), admins see the study's
+    progress."""
     if role == "admin":
         return "/study/admin" if study_kind == "evaluation" else "/admin"
-    if role == "annotator":
-        return "/studio"
+    if role == "annotator":  # an evaluation study has nothing for annotators: their account page
+        return "/account" if study_kind == "evaluation" else "/studio"
     return "/study" if study_kind == "evaluation" else "/play"
 
 

@@ -27,14 +27,15 @@ from fastapi.responses import HTMLResponse
 
 from netreveal.errors import NetrevealError
 from netreveal.store.models import Account, Study
-from netreveal.web.deps import render, require_role, study
+from netreveal.web.deps import naming_study, render, require_role, study
 from netreveal.web.params import DbId
 
 if TYPE_CHECKING:
     from netreveal.labels.analysis import StudyAnalysis
 
 annotator = require_role("annotator")
-router = APIRouter(prefix="/explanations", tags=["explanations"], dependencies=[Depends(annotator)])
+router = APIRouter(prefix="/explanations", tags=["explanations"],
+                   dependencies=[Depends(naming_study), Depends(annotator)])
 _SETUP = threading.Lock()
 
 
