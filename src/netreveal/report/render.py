@@ -38,11 +38,15 @@ def colorize(heatmap: torch.Tensor) -> np.ndarray:
     return LUT[idx]
 
 
+def blend(base: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
+    """``heat * alpha + base * (1 - alpha)`` per pixel of two (H, W, 3) uint8 pictures, rounded."""
+    out = float(alpha) * heat.astype(np.float64) + (1.0 - float(alpha)) * base.astype(np.float64)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def overlay(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.55) -> np.ndarray:
-    """The heatmap blended over a dimmed image: (H, W, 3) uint8."""
-    base = to_numpy_image(image).astype(np.float32)
-    heat = colorize(heatmap).astype(np.float32)
-    return ((1 - alpha) * base + alpha * heat).round().clip(0, 255).astype(np.uint8)
+    """The heatmap blended over a dimmed image: (H, W, 3) uint8 (:func:`blend` of its colours)."""
+    return blend(to_numpy_image(image), colorize(heatmap), alpha)
 
 
 def to_pil(array: np.ndarray | torch.Tensor, min_size: int = 192) -> Image.Image:
