@@ -39,6 +39,6 @@ def test_infodisent_leaves_out_zero_weight_components_and_lists_minor_ones(tmp_p
 
 def test_infodisent_summary_rows_leave_out_weights_that_print_as_zero():
     rows = section.class_weight_rows(_explanation().class_weights, ["cart", "plane"])
-    assert rows == [["cart", "#1 0.50, #2 0.30, #3 0.10", 4], ["plane", "–", 0]]
+    assert rows == [["cart", "#1\u00a00.50, #2\u00a00.30, #3\u00a00.10", 4], ["plane", "–", 0]]
     svg = section.weights_svg(_explanation().class_weights, ["cart", "plane"])
     assert re.findall(r">#(\d+)</text>", svg) == ["1", "2", "3"]

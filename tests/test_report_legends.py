@@ -90,3 +90,12 @@ def test_report_without_ground_truth_shows_neither(tmp_path):
 def test_class_definitions_come_from_the_ground_truth_loader():
     assert class_definitions(PartsWorldTruth()) == {k: list(v) for k, v in CLASSES.items()}
     assert class_definitions(NoGroundTruth()) is None
+
+
+def test_the_methods_table_comes_first(tmp_path):
+    report = Report(tmp_path / "rep", title="t")
+    report.add_table("InfoDisent: weights", ["class", "components"], [["cart", "#1"]])
+    report.add_table("Methods (means over images)", pipeline.SUMMARY_HEADER, [["gradcam", 1, 0.2, 0.8, 1.0, 0.4, 0.1]],
+                     first=True)
+    page = report.write().read_text()
+    assert page.index("Methods (means over images)") < page.index("InfoDisent: weights")

@@ -194,7 +194,7 @@ def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Metho
                         {_label(k): float(v[i]) for k, v in metrics.items() if not torch.isnan(v[i])}
                     )
             rows.append(_summary_row(run.label, metrics, seconds, len(inputs.keys)))
-        report.add_table("Methods (means over images)", SUMMARY_HEADER, rows)
+        report.add_table("Methods (means over images)", SUMMARY_HEADER, rows, first=True)
         accuracy = _accuracy(probs, inputs.labels)
         if accuracy is not None:
             report.add_note(f"Model accuracy on these images: {100 * accuracy:.1f}% ({len(inputs.keys)} images).")

@@ -131,8 +131,10 @@ class Report:
         """Any trusted HTML fragment (built by netreveal, user text escaped) under an image."""
         self.images[key].sections.append(Section(title=title, html=fragment, metrics=dict(metrics or {})))
 
-    def add_table(self, title: str, header: list[str], rows: list[list]) -> None:
-        self.tables.append((title, header, [[_fmt(v) for v in row] for row in rows]))
+    def add_table(self, title: str, header: list[str], rows: list[list], *, first: bool = False) -> None:
+        """A summary table (numbers formatted); ``first`` puts it before the tables added so far."""
+        table = (title, header, [[_fmt(v) for v in row] for row in rows])
+        self.tables.insert(0 if first else len(self.tables), table)
 
     def add_note(self, text: str) -> None:
         self.notes.append(text)

@@ -68,7 +68,7 @@ def class_weight_rows(weights: torch.Tensor, class_names: list[str], per_class: 
     rows = []
     for c, name in enumerate(class_names):
         vals, idx = w[c].topk(min(per_class, w.shape[1]))
-        listed = ", ".join(f"#{int(k)} {float(v):.2f}" for k, v in zip(idx, vals) if float(v) >= WEIGHT_SHOWN)
+        listed = ", ".join(f"#{int(k)}\u00a0{float(v):.2f}" for k, v in zip(idx, vals) if float(v) >= WEIGHT_SHOWN)
         rows.append([str(name), listed or "–", int((w[c] > 0).sum())])
     return rows
 
