@@ -63,8 +63,10 @@ def test_explain_folder_end_to_end(tmp_path, parts_folder):
     assert result.params["layer"] == "features.block4.conv3"
     assert len(result) == len(PartsWorld().class_names)
     page = (out / "index.html").read_text()
-    assert "pointing hit" in page  # ground truth read from the parts-world folder
+    assert '<td class="name">pointing game ↑</td>' in page  # ground truth read from the parts-world folder
     assert "Model accuracy on these images" in page
+    assert "<td>cart</td><td class=\"parts\">wheel + stripes</td>" in page  # the loader's class definitions
+    assert page.count('alt="ground truth of ') == len(PartsWorld().class_names)
 
 
 def test_evaluate_prints_table_and_writes_csv(tmp_path, capsys):

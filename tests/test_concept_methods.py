@@ -170,7 +170,12 @@ def test_report_sections_end_to_end(tmp_path, demo):
         or "each class's strongest components" in page
     )
     assert "component #" in page and "x-feature x" in page
-    assert "pointing hit" in page  # the pipeline scored the concept maps
+    from netreveal.report.sections import infodisent as infodisent_section
+    from netreveal.report.sections import xnn as xnn_section
+
+    assert page.count(xnn_section.NAMES_NOTE) == 3  # no names reach the report: the pictures stand for them
+    assert page.count(infodisent_section.NAMES_NOTE) == 3
+    assert '<td class="name">pointing game ↑</td>' in page  # the pipeline scored the concept maps
     srcs = re.findall(r'src="(img/[^"]+)"', page)
     assert srcs and all((out / s).is_file() for s in srcs)
     protos = {s for s in srcs if "-proto-" in s}

@@ -113,6 +113,9 @@ def count(store, model):
     ("o'clock_1-x", "o'clock_1-x"),
     ("Schnäbel", "Schnäbel"),
     ("x" * 80, "x" * 80),
+    ("wheel (front)", "wheel (front)"),
+    ("rim/tyre, dark: 2.5 & more!", "rim/tyre, dark: 2.5 & more!"),
+    ("fur?", "fur?"), ("wing’s edge – left + right", "wing’s edge – left + right"),
 ])
 def test_clean_name_accepts(raw, clean):
     assert C.clean_name(raw) == clean
@@ -120,7 +123,7 @@ def test_clean_name_accepts(raw, clean):
 
 @pytest.mark.parametrize("raw, message", [
     ("", "empty"), ("   ", "empty"), ("x" * 81, "81 characters"), ("<b>ear</b>", "'<'"),
-    ("ear;", "';'"), ("a\x00b", r"found U\+0000\)"), (None, "text"), ("fur!", "'!'"),
+    ("ear;", "';'"), ("a\x00b", r"found U\+0000\)"), (None, "text"), ('say "ear"', "'\"'"), ("a\\b", "'\\\\\\\\'"),
 ])
 def test_clean_name_rejects(raw, message):
     with pytest.raises(C.ConceptError, match=message) as err:

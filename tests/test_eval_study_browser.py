@@ -2,7 +2,7 @@
 leaves, comes back to the fourth, finishes and gets the thank-you page."""
 
 import pytest
-from browser import browser_page, needs_chromium
+from browser import SIZES, assert_fits, assert_not_squeezed, browser_page, needs_chromium
 from evalstudy import make_eval_study
 from sqlalchemy import select
 from webstudy import LiveServer
@@ -112,3 +112,32 @@ def test_participant_answers_three_leaves_comes_back_and_finishes(served):
     assert {(r.scale, r.value) for r in ratings} == {("informativeness", 4), ("understandability", 2)}
     assert len(ratings) == 4 * 2 * sum(q.kind == "rating" for q in made["design"])
     assert [r.text for r in data.responses if r.kind == "comment"] == ["The heatmaps were clear."]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}px")
+def test_analysis_report_and_participant_pages_fit_phone_and_laptop(served, size, tmp_path):
+    from test_userstudy_analysis import ALPHA, BACKGROUND, BETA, GAMMA, _responses
+
+    from netreveal.userstudy import analyse, write_analysis_report
+    from netreveal.userstudy.records import Participant
+
+    people = [Participant(pid, background) for pid, background in BACKGROUND.items()]
+    report = write_analysis_report(analyse(_responses(), people, methods=[ALPHA, BETA, GAMMA]), tmp_path / "a")
+    url = served[0]
+    width, height = size
+    with browser_page(width, height) as page:
+        page.goto(report.as_uri())
+        assert_fits(page, f"evaluation analysis at {width}px")
+        assert_not_squeezed(page, f"evaluation analysis at {width}px")
+        for path in ("/signup", "/login"):
+            page.goto(url + path)
+            assert_fits(page, f"{path} at {width}px")
+        log_in(page, url)
+        assert_fits(page, f"consent page at {width}px")
+        page.check("input[name=background][value=novice]")
+        page.check("#consent")
+        page.click("#start-btn")
+        kind, _ = wait_question(page, 1)
+        assert_fits(page, f"question 1 ({kind}) at {width}px")
+        nav = page.inner_text("nav")
+        assert "Studio" not in nav and "Explanations" not in nav and "Play" not in nav

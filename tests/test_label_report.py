@@ -90,7 +90,7 @@ def test_analysis_numbers_equal_the_label_pipeline(hand):
                                        for lab in g.labels] for g in analysis.explanations.global_explanations}
     assert glob[("cart", "block1")] == [("wheel", pytest.approx(0.9 + 0.8 + 0.7 / 4), 1, 60.0, ["cart-000"]),
                                         ("star", pytest.approx(0.9), 1, 30.0, ["cart-000"])]
-    # clusters 0 and 1 of block3 share their best label: merged, weights and scores summed
+    # clusters 1 and 2 (indices 0 and 1) of block3 share their best label: merged, weights and scores summed
     assert glob[("cart", "block3")] == [("wing", pytest.approx(1.6 + 0.6), 1, 90.0, ["cart-000"])]
     assert glob[("<i>plane</i>", "block2")] == [("star", pytest.approx(0.6), 1, 30.0, [PLANE]),
                                                 ("zigzag", pytest.approx(0.5 / 4), 1, 60.0, [PLANE])]
@@ -113,7 +113,7 @@ def test_report_shows_the_numbers_escaped(hand, tmp_path):
     assert "<i>plane</i>" not in page and "&lt;i&gt;plane&lt;/i&gt;" in page
     assert "1.88" in page and "2.20" in page and "0.12" in page  # global scores (bars and tables)
     assert "+1.10" in page and "-0.94" in page  # trend slopes
-    assert "clusters 0 + 1 merged" in page and "90.0%" in page  # local explanation of cart-000, block3
+    assert "clusters 1 + 2 merged" in page and "90.0%" in page  # local explanation of cart-000, block3
     assert "No annotators yet" in page and "Not run" in page
     assert "--accent: #7a2c8f" in page and '<details id="parameters">' in page  # the shared layout
     assert page.count('class="bar"') == sum(len(g.labels) for g in analysis.explanations.global_explanations)
@@ -282,8 +282,33 @@ def test_analysis_pages_share_the_main_reports_look():
         found = re.findall(r"^\s*([^{}\n]+?)\{([^}]*)\}", text, re.MULTILINE)
         return {selector.strip(): " ".join(body.split()) for selector, body in found}
 
-    main, base = rules("index.html.j2"), rules("base.html.j2")
-    for selector in (":root", "*", "body", "header", "header h1", "nav a", "table", "th", ".scroll", "details pre"):
-        assert base[selector] == main[selector], selector
+    shared = rules("_style.css.j2")
+    for selector in (":root", "*", "body", "header", "header h1", "nav a", "table", "th", "th, td", ".scroll",
+                     "details pre"):
+        assert selector in shared, selector
+    for layout in ("index.html.j2", "base.html.j2"):  # both draw the one shared stylesheet, unchanged
+        assert '<style>\n{% include "_style.css.j2" %}' in (TEMPLATES / layout).read_text(encoding="utf-8")
+        redefined = {s for s in set(rules(layout)) & set(shared) if s and not s.startswith("@")}
+        assert not redefined, (layout, redefined)
     for page in ("labels.html.j2", "userstudy.html.j2"):
         assert '{% extends "base.html.j2" %}' in (TEMPLATES / page).read_text(encoding="utf-8")
+
+
+def test_store_embedding_cache_remembers_what_it_read_and_wrote(hand, monkeypatch):
+    import numpy as np
+
+    from netreveal.studies import embedding_cache
+
+    queries = []
+    real = embedding_cache.stored_vectors
+    monkeypatch.setattr(embedding_cache, "stored_vectors",
+                        lambda store, texts, *a: queries.append(list(texts)) or real(store, texts, *a))
+    plain, remembering = StoreEmbeddingCache(hand), StoreEmbeddingCache(hand, remember=True)
+    remembering.put({"wheel": np.ones(3)}, "m")
+    assert set(remembering.get(["wheel"], "m")) == {"wheel"} and queries == [[]]  # written: no query
+    plain.put({"star": np.full(3, 2.0)}, "m")  # by another process, say
+    found = remembering.get(["wheel", "star"], "m")
+    assert queries[-1] == ["star"] and found["star"].tolist() == [2.0] * 3
+    remembering.get(["wheel", "star"], "m")
+    assert queries[-1] == []  # both remembered now
+    assert plain.get(["wheel"], "m")["wheel"].tolist() == [1.0] * 3 and queries[-1] == ["wheel"]

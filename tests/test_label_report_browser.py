@@ -1,9 +1,9 @@
 """The label analysis of a demo-like study, crowd-labelled, in a real browser: the static report
 and the explanation browser render, every picture loads, the bars are drawn, nothing breaks the
-web app's Content-Security-Policy."""
+web app's Content-Security-Policy, and both fit a phone and a laptop."""
 
 import pytest
-from browser import browser_page, needs_chromium
+from browser import SIZES, assert_fits, assert_not_squeezed, browser_page, needs_chromium
 from sqlalchemy import select
 from test_crowd_study import make_demo_study
 from webstudy import LiveServer
@@ -93,3 +93,40 @@ def test_explanation_browser_renders_under_the_content_security_policy(demo):
         assert page.locator("ol.labels li.best").count() > 0
         page.screenshot(path=str(folder / "browser.png"), full_page=True)
         assert not problems, problems
+
+
+def _session_token(store, username: str, role: str) -> str:
+    with store.session() as s:
+        account = s.scalar(select(Account).where(Account.username == username))
+        if account is None:
+            account = Account(username=username, password_hash="x", role=role)
+            s.add(account)
+            s.flush()
+        token, _ = accounts.start_session(s, account)
+    return token
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}px")
+def test_report_and_explanation_pages_fit_phone_and_laptop(demo, size):
+    store, analysis, embedder, folder = demo
+    width, height = size
+    index = write_label_report(analysis, folder / f"report-{width}")
+    token = _session_token(store, "fitter", "annotator")
+    with store.session() as s:
+        first = s.scalars(select(StudyImage.id).order_by(StudyImage.id)).first()
+    app = create_app(store, "demo", rate_limit=None)
+    app.state.label_embedding_model = embedder
+    with LiveServer(app) as url, browser_page(width, height) as page:
+        page.goto(index.as_uri())
+        for opened in page.locator("details").all():  # the tables folded under each class too
+            opened.evaluate("d => d.open = true")
+        assert_fits(page, f"label report at {width}px")
+        assert_not_squeezed(page, f"label report at {width}px")
+        page.context.add_cookies([{"name": SESSION_COOKIE, "value": token, "url": url}])
+        for path in ("/explanations", f"/explanations/images/{first}"):
+            page.goto(url + path)
+            page.wait_for_load_state("networkidle")
+            assert_fits(page, f"{path} at {width}px")
+            assert_not_squeezed(page, f"{path} at {width}px")
+        titles = page.eval_on_selector_all(".xthumb", "els => els.map(e => e.title)")
+        assert titles and all(t.startswith("cluster ") and not t.startswith("cluster 0") for t in titles)

@@ -136,3 +136,24 @@ def test_explain_labels_checks_layers(embed):
         explain_labels([rec("wheel", 1, layer="l9")], LAYERS, embed)
     with pytest.raises(NetrevealError, match="twice"):
         explain_labels([rec("wheel", 1)], ["l1", "l1"], embed)
+
+
+def test_score_items_memo_scores_only_changed_items_and_gives_the_same_result(embed, monkeypatch):
+    from netreveal.labels import aggregate
+
+    calls = []
+    real = aggregate.cluster_labels
+    monkeypatch.setattr(aggregate, "cluster_labels", lambda *a, **k: calls.append(1) or real(*a, **k))
+    records = [rec("wheel", 1), rec("tyre", 2), rec("star", 1, layer="l2"), rec("wing", 3, image="img1")]
+    memo: dict = {}
+    first = score_items(records, embed, memo=memo)
+    assert len(calls) == 3 and len(memo) == 3
+    again = score_items(records, embed, memo=memo)
+    assert len(calls) == 3 and again == first  # nothing changed: nothing clustered again
+    more = records + [rec("wing", 2, layer="l2")]
+    updated = score_items(more, embed, memo=memo)
+    assert len(calls) == 4  # only the item with a new label
+    assert updated == score_items(more, embed)  # the same as without a memo
+    assert len(memo) == 3
+    score_items(records[:1], embed, memo=memo)
+    assert len(memo) == 1  # the memo keeps only the items of the last call

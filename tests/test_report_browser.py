@@ -1,8 +1,10 @@
-"""The HTML report renders in a real browser and all its images load."""
+"""The HTML report renders in a real browser and all its images load; the demo report (every kind
+of section) is readable on a phone and a laptop: nothing wider than the screen, no column squeezed
+below its header's words, the INV grid scrolling in its own box, full-width I-GOS charts."""
 
 import pytest
 import torch
-from browser import browser_page, needs_chromium
+from browser import SIZES, assert_fits, assert_not_squeezed, browser_page, needs_chromium
 
 from netreveal.report import Report
 
@@ -35,3 +37,47 @@ def test_report_images_load_in_chromium(tmp_path):
         assert all(done and width > 0 for done, width in sizes)
         assert "predicted: b" in page.inner_text("section.image")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    """The demo report of one parts-world image with Grad-CAM, INV, iGOS++ (few iterations),
+    InfoDisent and XNN, as ``netreveal demo`` writes it."""
+    from netreveal import pipeline
+    from netreveal.data.partsworld_truth import partsworld_inputs
+    from netreveal.methods import METHODS, MethodOptions
+    from netreveal.model.adapter import load_model
+
+    adapter = load_model("demo")
+    opts = {"progress": False, "batch_size": 8, "igos_iterations": 3, "igos_steps": 2}
+    runs = [METHODS[name].configure(opts) for name in ("gradcam", "inv", "igos++", "infodisent", "xnn")]
+    out = tmp_path_factory.mktemp("demo-report") / "report"
+    return pipeline.explain(adapter, partsworld_inputs(adapter, 1), runs, MethodOptions.from_values(opts), out,
+                            steps=5, title="netreveal demo: parts world")
+
+
+@needs_chromium
+@pytest.mark.browser
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}px")
+def test_demo_report_fits_phone_and_laptop(demo_report, size, tmp_path):
+    width, height = size
+    with browser_page(width, height) as page:
+        page.goto(demo_report.as_uri())
+        assert_fits(page, f"demo report at {width}px")
+        assert_not_squeezed(page, f"demo report at {width}px")
+        # every heatmap section has its colour bar; the ground truth sits beside the input
+        assert page.locator(".cbar").count() >= 5 and page.locator('img[alt^="ground truth of"]').count() == 1
+        # the INV grid keeps its pictures at full size and scrolls in its own box on a phone
+        grid = page.locator("table.inv-story").first
+        assert min(page.eval_on_selector_all("img.inv", "els => els.map(e => e.clientWidth)")) >= 80
+        box = grid.evaluate("t => [getComputedStyle(t.parentElement).overflowX, t.parentElement.scrollWidth, "
+                            "t.parentElement.clientWidth]")
+        assert box[0] == "auto" and (box[1] > box[2] or width > 800)
+        names = page.eval_on_selector_all("th.inv-layer", "els => els.map(e => e.clientWidth)")
+        assert min(names) >= 120  # layer names wrap at their dots, not one letter per line
+        # the I-GOS charts take the section's width (about half each side by side on a laptop)
+        section = page.locator(".section", has=page.locator(".line-chart")).first
+        full = section.evaluate("s => s.clientWidth")
+        charts = page.eval_on_selector_all(".line-chart", "els => els.map(e => e.getBoundingClientRect().width)")
+        assert len(charts) == 2 and min(charts) >= (0.9 * full if width < 800 else 0.4 * full)
+        page.screenshot(path=str(tmp_path / f"demo-{width}.png"), full_page=True)

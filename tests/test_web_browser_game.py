@@ -5,7 +5,7 @@ import uuid
 import zipfile
 
 import pytest
-from browser import browser_page, needs_chromium
+from browser import SIZES, assert_fits, browser_page, needs_chromium
 from sqlalchemy import select
 from webstudy import LiveServer, build_template, copy_store
 
@@ -162,27 +162,30 @@ def test_admin_page_shows_the_counts_and_invites_an_annotator(served):
         assert s.scalars(select(Account.role).where(Account.username == "invited_ann")).one() == "annotator"
 
 
-def test_pages_fit_a_phone_screen(served):
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}px")
+def test_pages_fit_phone_and_laptop(served, size):
     url = served[0]
-    with browser_page(390, 844) as page:
+    width, height = size
+    with browser_page(width, height) as page:
         for path in ("/", "/how-to-play", "/signup", "/login", "/leaderboard"):
             page.goto(url + path)
             assert overflow(page) <= 0, path
-        sign_up(page, url, "phone_user_with_a_long_name")
+            assert_fits(page, f"{path} at {width}px")
+        sign_up(page, url, f"phone_user_with_a_long_name_{width}")
         wait_step(page, 1)
-        assert overflow(page) <= 0
+        assert_fits(page, f"/play at {width}px")
         box = page.locator("#frame").bounding_box()
-        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width
         for selector in ("#guess-btn", "#more-btn", "#resign-btn", "#text"):
             b = page.locator(selector).bounding_box()
-            assert b["x"] >= 0 and b["x"] + b["width"] <= 390, selector
+            assert b["x"] >= 0 and b["x"] + b["width"] <= width, selector
         page.click("#resign-btn")
         page.wait_for_selector("#result:not([hidden])")
-        assert overflow(page) <= 0
-        for path in ("/stats", "/leaderboard"):
+        assert_fits(page, f"round result at {width}px")
+        for path in ("/stats", "/leaderboard", "/account"):
             page.goto(url + path)
-            assert overflow(page) <= 0, path
+            assert_fits(page, f"{path} at {width}px")
         page.click("button.link")
         page.wait_for_url(f"{url}/")
         log_in(page, url, "chief", "summit-ledger-77", lands_on="/admin")
-        assert overflow(page) <= 0
+        assert_fits(page, f"/admin at {width}px")

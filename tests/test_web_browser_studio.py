@@ -7,16 +7,16 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from browser import browser_page, needs_chromium
+from browser import SIZES, assert_fits, assert_not_squeezed, browser_page, needs_chromium
 from dbs import store, store_url  # noqa: F401  (fixtures)
 from playwright.sync_api import expect
-from sqlalchemy import select
+from sqlalchemy import select, update
 from test_concepts_store import build_study, it
 from test_web_studio import make_app
 
 from netreveal.store import accounts
 from netreveal.store import concepts as C
-from netreveal.store.models import Account, Concept, ConceptEvent, ConceptMember, StudyImage
+from netreveal.store.models import Account, Concept, ConceptEvent, ConceptMember, Item, StudyImage
 from netreveal.web.deps import SESSION_COOKIE
 
 pytestmark = [needs_chromium, pytest.mark.browser]
@@ -151,17 +151,30 @@ def test_group_rename_merge_in_chromium(store, tmp_path):
         assert errors == []
 
 
-def test_studio_fits_a_phone(store, tmp_path):
-    build_study(store)
+LONG_LAYER = "features.block4.conv3_with_a_rather_long_name"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}px")
+def test_studio_fits_phone_and_laptop(store, tmp_path, size):
+    hand = build_study(store)
+    with store.session() as s:  # a long layer name, as real networks have
+        renamed = s.execute(update(Item).where(Item.layer == "l2").values(layer=LONG_LAYER)).rowcount
+    C.create_concept(store, hand["study"], hand["ann"], "wheel (front), rim/tyre", [it(hand, "a")])
     app = make_app(store)
-    with serve(app) as base, browser_page(390, 844) as page:
+    width, height = size
+    with serve(app) as base, browser_page(width, height) as page:
         page.context.add_cookies([session_cookie(store, base, "ann")])
         page.goto(base + "/studio")
         wait_ready(page)
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0
+        assert_fits(page, f"studio at {width}px")
         widths = page.eval_on_selector_all("#gallery .map-card", "els => els.map(e => e.getBoundingClientRect().width)")
         assert len(widths) == 9 and min(widths) >= 90  # thumbnails stay big enough to tap
+        # captions wrap (never clipped) and carry the whole layer name as their title
+        captions = page.eval_on_selector_all(
+            "#gallery .cap .meta", "els => els.map(e => [e.title, e.scrollWidth <= e.clientWidth + 1])")
+        assert all(fits for _, fits in captions)
+        assert sum(title.endswith(LONG_LAYER) for title, _ in captions) == renamed > 0
+        assert page.locator("#concepts .concept-name", has_text="wheel (front), rim/tyre").count() == 1
         # images load asynchronously: wait (bounded) until the first four have decoded, then check
         page.wait_for_function(
             "() => [...document.querySelectorAll('#gallery img')].slice(0, 4).every(e => e.complete)",
@@ -169,7 +182,10 @@ def test_studio_fits_a_phone(store, tmp_path):
         loaded = page.eval_on_selector_all(
             "#gallery img", "els => els.slice(0, 4).map(e => e.complete && e.naturalWidth > 0)")
         assert all(loaded)
-        page.screenshot(path=str(tmp_path / "studio-phone.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / f"studio-{width}.png"), full_page=True)
+        page.goto(base + "/studio/summary")
+        assert_fits(page, f"studio summary at {width}px")
+        assert_not_squeezed(page, f"studio summary at {width}px")
 
 
 def test_split_drop_move_and_remove_in_chromium(store):

@@ -90,7 +90,7 @@ def test_image_page_shows_maps_with_best_labels(app, hand):
     page = c.get(f"/explanations/images/{ids['cart-000']}", headers=HTML)
     assert page.status_code == 200
     text = page.text
-    assert "clusters 0 + 1 merged · 90.0%" in text  # block3: both maps named wing
+    assert "clusters 1 + 2 merged · 90.0%" in text  # block3: both maps named wing
     assert '<span class="word">wing</span> <span class="muted">2.20</span>' in text
     assert '<span class="word">wheel</span> <span class="muted">1.88</span>' in text
     with hand.session() as s:
@@ -139,3 +139,30 @@ def test_a_study_without_labels_says_so(store):
     for path in ("/explanations", f"/explanations/images/{next(iter(images(store, 'fresh').values()))}"):
         page = c.get(path, headers=HTML)
         assert page.status_code == 200 and "has no labels yet" in page.text
+
+
+def test_warm_up_prepares_the_pages_before_the_first_visit(app, hand, monkeypatch):
+    from netreveal.web.explanations import warm_up
+
+    calls = []
+    real = analysis_module.analyse_study
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis_module, "analyse_study", counting)
+    warm_up(app).join(timeout=60)
+    assert len(calls) == 1 and calls[0]["memo"] is not None
+    page = client(app, hand, "ann").get("/explanations", headers=HTML)
+    assert page.status_code == 200 and "wheel" in page.text
+    assert len(calls) == 1  # the first visit found the analysis ready
+
+
+def test_no_warm_up_for_an_evaluation_study(store):
+    from evalstudy import make_eval_study
+
+    from netreveal.web.explanations import warm_up
+
+    make_eval_study(store)
+    assert warm_up(create_app(store, "ev", rate_limit=None)) is None

@@ -286,4 +286,19 @@ def test_annotators_and_admins_do_not_take_part_in_evaluation_studies(store, rol
     assert page.status_code == 403 and "do not take part" in page.text
     assert counts(store) == before
     home = staff.get("/", follow_redirects=False).headers["location"]
-    assert home == ("/study/admin" if role == "admin" else "/studio")
+    assert home == ("/study/admin" if role == "admin" else "/account")  # no studio in an evaluation study
+
+
+@pytest.mark.parametrize("role", [None, "player", "annotator", "admin"])
+def test_an_evaluation_server_shows_participant_pages_only(store, role):
+    make_eval_study(store)
+    app = create_app(store, rate_limit=None)
+    visitor = logged_in(app, store, "someone", role) if role else Client(app)
+    for path in ("/studio", "/studio/summary", "/studio/api/filters", "/explanations", "/explanations/images/1",
+                 "/how-to-play", "/leaderboard"):
+        assert visitor.get(path, headers={"accept": "text/html"}, follow_redirects=False).status_code == 404, path
+    page = visitor.get("/account" if role else "/signup", headers={"accept": "text/html"}).text
+    assert 'href="/studio"' not in page and 'href="/explanations"' not in page and 'href="/play"' not in page
+    signup = visitor.get("/signup", headers={"accept": "text/html"}).text
+    assert signup.count("<select") == 1 and '<select id="background"' in signup  # no role to choose
+    assert "This account takes part in the study." in signup

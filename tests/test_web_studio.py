@@ -231,3 +231,13 @@ def test_studio_over_a_built_study(store):
     assert [s["class_name"] for s in c.get(f"{API}/summary").json()] == ["cat", "dog", "fox"]
     with store.session() as s:
         assert s.scalar(select(Concept.study_id)) == study_id
+
+
+def test_names_with_parentheses_and_common_punctuation(app, store, hand):
+    c = client(app, store, "ann")
+    made = c.post(f"{API}/concepts", json={"name": "wheel (front), rim/tyre", "items": [it(hand, "a")]})
+    assert made.status_code == 201 and made.json()["name"] == "wheel (front), rim/tyre"
+    renamed = c.patch(f"{API}/concepts/{made.json()['id']}", json={"name": "wheel: front & back!"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "wheel: front & back!"
+    refused = c.post(f"{API}/concepts", json={"name": "<b>wheel</b>", "items": [it(hand, "b")]})
+    assert refused.status_code == 400 and "'<'" in refused.json()["detail"]

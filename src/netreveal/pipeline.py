@@ -24,6 +24,7 @@ from netreveal.data.inputs import Inputs
 from netreveal.errors import NetrevealError
 from netreveal.methods import Evaluation, Method, MethodOptions, MethodRun, as_runs
 from netreveal.methods.options import scoring_batch
+from netreveal.metrics.info import METRICS
 from netreveal.model.adapter import ModelAdapter
 from netreveal.provenance import provenance
 from netreveal.report import Report
@@ -171,8 +172,10 @@ def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Metho
                                                 "provenance": provenance(seed=common.seed)}, force=force)
     try:
         probs, targets, done = run_methods(adapter, inputs, runs, common, target)
+        report.set_class_definitions(inputs.class_definitions)
         for i, key in enumerate(inputs.keys):
-            report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i])
+            report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i],
+                             truth=inputs.masks[i])
         write_table(report.staged("results/images.csv"), IMAGES_HEADER, _image_rows(adapter, inputs, probs))
         rows = []
         for run in runs:
@@ -187,7 +190,7 @@ def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Metho
                         {_label(k): float(v[i]) for k, v in metrics.items() if not torch.isnan(v[i])}
                     )
             rows.append(_summary_row(run.label, metrics, seconds, len(inputs.keys)))
-        report.add_table("Methods (means over images)", SUMMARY_HEADER, rows)
+        report.add_table("Methods (means over images)", SUMMARY_HEADER, rows, first=True)
         accuracy = _accuracy(probs, inputs.labels)
         if accuracy is not None:
             report.add_note(f"Model accuracy on these images: {100 * accuracy:.1f}% ({len(inputs.keys)} images).")
@@ -212,13 +215,12 @@ def _plain(options: dict) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool, dict, type(None))) else str(v) for k, v in options.items()}
 
 
-SUMMARY_HEADER = ["method", "images", "deletion AUC ↓", "insertion AUC ↑", "pointing game ↑", "energy in mask ↑",
-                  "s / image"]
+SUMMARY_METRICS = ("deletion_auc", "insertion_auc", "pointing_game", "energy_in_mask")
+SUMMARY_HEADER = ["method", "images", *(METRICS[k].heading for k in SUMMARY_METRICS), "s / image"]
 
 
 def _label(metric: str) -> str:
-    return {"deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC",
-            "pointing_game": "pointing hit", "energy_in_mask": "energy in mask"}.get(metric, metric)
+    return METRICS[metric].label if metric in METRICS else metric
 
 
 def _mean(values: torch.Tensor | None) -> float | str:
@@ -229,8 +231,7 @@ def _mean(values: torch.Tensor | None) -> float | str:
 
 
 def _summary_row(name: str, metrics: dict, seconds: float, n: int) -> list:
-    return [name, n, _mean(metrics.get("deletion_auc")), _mean(metrics.get("insertion_auc")),
-            _mean(metrics.get("pointing_game")), _mean(metrics.get("energy_in_mask")), seconds / max(n, 1)]
+    return [name, n, *(_mean(metrics.get(k)) for k in SUMMARY_METRICS), seconds / max(n, 1)]
 
 
 def _accuracy(probs: torch.Tensor, labels: list[int | None]) -> float | None:

@@ -14,6 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from netreveal.formatting import breakable_name
 
 TEMPLATES = Path(__file__).resolve().parent / "report" / "templates"
 
@@ -51,8 +54,11 @@ def name(text: str) -> Cell:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """The Jinja environment of the analysis pages (autoescaping, undefined names are errors)."""
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined)
+    """The Jinja environment of the analysis pages (autoescaping, undefined names are errors; the
+    ``breakable`` filter lets a layer name wrap after its dots)."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined)
+    env.filters["breakable"] = lambda text: Markup(breakable_name(text))  # escaped by breakable_name
+    return env
 
 
 def render_page(template: str, **context) -> str:

@@ -107,6 +107,7 @@ def run(args) -> int:
 
     from netreveal.store.db import database_url
     from netreveal.web.app import resolve_study
+    from netreveal.web.explanations import warm_up
     from netreveal.web.serving import APP_FACTORY, SETTINGS_ENV, ServeSettings, build_app
 
     proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
@@ -120,6 +121,7 @@ def run(args) -> int:
                                  idle_seconds=idle.total_seconds(), max_body=max_body)
         app = build_app(store, settings)  # every check of the app, before anything listens
         check_port(args.host, args.port)
+        warm_up(app)  # the explanation pages are prepared while the server starts
         processes = f" in {workers} worker processes" if workers > 1 else ""
         print(f"netreveal: serving study {settings.study!r} on http://{args.host}:{args.port}/{processes} "
               f"(Ctrl+C to stop)", file=sys.stderr)

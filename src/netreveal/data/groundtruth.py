@@ -3,7 +3,9 @@ where each annotated part is.
 
 A loader implements :class:`GroundTruth` (``load(path, class_name, size)``): it reads whatever an
 image folder keeps beside an image and returns a :class:`Truth` at the model's input size, or None.
-Loaders are chosen by name (:func:`ground_truth_loader`); the parts world's is ``partsworld``.
+Loaders are chosen by name (:func:`ground_truth_loader`); the parts world's is ``partsworld``. A
+loader whose classes are defined by their parts may also say so through an optional
+``class_definitions`` attribute (class name -> part names; see :func:`class_definitions`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ class NoGroundTruth:
 
     def load(self, path: str | os.PathLike, class_name: str | None, size: int) -> Truth | None:
         return None
+
+
+def class_definitions(loader: GroundTruth) -> dict[str, list[str]] | None:
+    """What makes each class according to ``loader`` (its optional ``class_definitions``
+    attribute: class name -> part names), or None when it does not say."""
+    found = getattr(loader, "class_definitions", None)
+    if not found:
+        return None
+    return {str(name): [str(p) for p in parts] for name, parts in dict(found).items()}
 
 
 # name -> "module:class"; imported when chosen

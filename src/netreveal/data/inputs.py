@@ -13,7 +13,9 @@ class Inputs:
 
     ``masks[i]`` (H, W) bool is where the evidence for image i's class lies (pointing game, energy);
     ``part_masks[i]`` (P, H, W) bool every annotated part of it (INV alignment). Both are None for
-    an image without ground truth (see :mod:`netreveal.data.groundtruth`).
+    an image without ground truth (see :mod:`netreveal.data.groundtruth`). ``class_definitions``,
+    when the ground truth defines its classes, maps each class to the parts that make it (shown in
+    reports).
     """
 
     keys: list[str]  # unique names, e.g. each image's path relative to the folder read
@@ -22,3 +24,4 @@ class Inputs:
     label_names: list[str | None]
     masks: list[torch.Tensor | None]
     part_masks: list[torch.Tensor | None] | None = None
+    class_definitions: dict[str, list[str]] | None = None

@@ -33,6 +33,7 @@ class PartsWorldTruth:
     """Reads the ``.npz`` part masks a parts-world folder keeps beside each image."""
 
     name = "partsworld"
+    class_definitions = {name: list(parts) for name, parts in CLASSES.items()}
 
     def load(self, path: str | os.PathLike, class_name: str | None, size: int) -> Truth | None:
         """The masks beside ``path`` at ``size`` px (None when there are none); the evidence is the
@@ -90,4 +91,6 @@ def partsworld_inputs(adapter: ModelAdapter, n: int, seed: int = 0, split: str =
     """``n`` held-out parts-world images (classes in turn) with their defining-part masks as ground truth."""
     from netreveal.data.stream import read_all
 
-    return read_all(partsworld_source(adapter, n, seed, split), Reading.for_model(adapter), workers=0)
+    inputs = read_all(partsworld_source(adapter, n, seed, split), Reading.for_model(adapter), workers=0)
+    inputs.class_definitions = {name: list(parts) for name, parts in CLASSES.items()}
+    return inputs

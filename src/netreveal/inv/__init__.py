@@ -16,12 +16,19 @@ from netreveal.inv.config import InvConfig
 from netreveal.inv.maps import cluster_maps, combined_map
 from netreveal.inv.pipeline import STAGES, explain_inv, problem_seed
 from netreveal.inv.reduce import REDUCERS, normalised_points, pca_scores
-from netreveal.inv.result import InvCluster, InvImage, InvLayer, InvResult
+from netreveal.inv.result import InvCluster, InvImage, InvLayer, InvResult, cluster_number
 from netreveal.inv.tsne import TsneConfig, effective_perplexity, embed_sets, exact_tsne, joint_probabilities
 from netreveal.inv.tsne_reference import reference_perplexity, reference_tsne
-from netreveal.inv.weights import map_weights, prune_threshold, resolve_threshold
+from netreveal.inv.weights import (
+    LIGHT_CLUSTER_RULE,
+    light_cluster_floor,
+    map_weights,
+    prune_threshold,
+    resolve_threshold,
+)
 
 __all__ = [
+    "LIGHT_CLUSTER_RULE",
     "REDUCERS",
     "STAGES",
     "InvCluster",
@@ -31,12 +38,14 @@ __all__ = [
     "InvResult",
     "TsneConfig",
     "cluster_maps",
+    "cluster_number",
     "combined_map",
     "effective_perplexity",
     "embed_sets",
     "exact_tsne",
     "explain_inv",
     "joint_probabilities",
+    "light_cluster_floor",
     "map_weights",
     "normalised_points",
     "pca_scores",

@@ -27,7 +27,7 @@ from netreveal.inv.maps import cluster_maps, combined_map
 from netreveal.inv.reduce import is_degenerate, normalised_points, pca_scores
 from netreveal.inv.result import InvCluster, InvImage, InvLayer, InvResult
 from netreveal.inv.tsne import embed_sets
-from netreveal.inv.weights import map_weights, resolve_threshold
+from netreveal.inv.weights import light_cluster_floor, map_weights, resolve_threshold
 from netreveal.model.hooks import capture, describe_taps, model_device
 from netreveal.model.layers import resolve_layers
 from netreveal.provenance import provenance
@@ -276,7 +276,7 @@ def _clusters_of(s: _Set, w: torch.Tensor) -> dict:
     rank[torch.tensor(order)] = torch.arange(k)
     labels = rank[raw]
     cw = cw[torch.tensor(order)]
-    floor = max(float(cw.max()) / 3.0, float(cw.mean()) / 2.0)
+    floor = light_cluster_floor(cw)
     kept = [
         (s.kept[labels.to(s.kept.device) == c], float(cw[c]))
         for c in range(k)

@@ -9,6 +9,7 @@ import math
 import torch
 
 from netreveal.errors import NetrevealError
+from netreveal.formatting import cluster_number  # noqa: F401  (how views number clusters)
 from netreveal.results import register
 
 
@@ -71,6 +72,14 @@ class InvLayer:
     def has_silhouette(self) -> bool:
         """True when k was chosen by silhouette (not a single-cluster or empty layer)."""
         return not math.isnan(self.silhouette)
+
+    @property
+    def dropped_weights(self) -> list[float]:
+        """The weights (percent) of the light clusters left out of ``clusters``, heaviest first
+        (empty when none was dropped or the result does not record them)."""
+        if self.cluster_weights is None:
+            return []
+        return [float(w) for w in self.cluster_weights[len(self.clusters):]]
 
 
 @register

@@ -1,4 +1,4 @@
-"""Per-map weights (a guided Grad-CAM variant) and the weak-map threshold.
+"""Per-map weights (a guided Grad-CAM variant), the weak-map threshold and the light-cluster floor.
 
 alpha_k = mean_ij( 1[A^k_ij > 0] * 1[dY/dA^k_ij > 0] * dY/dA^k_ij ),
 w_k = 100 * alpha_k / sum_k alpha_k.
@@ -70,6 +70,18 @@ def resolve_threshold(threshold: Threshold, n_maps: int) -> float:
     if math.isnan(value):
         raise NetrevealError("the map threshold is NaN")
     return value
+
+
+def light_cluster_floor(cluster_weights: torch.Tensor) -> float:
+    """The weight (percent) a cluster needs to be shown: max(heaviest / 3, mean / 2) over the k
+    clusters of a layer; lighter clusters are dropped as weak."""
+    cw = torch.as_tensor(cluster_weights, dtype=torch.float32)
+    if cw.numel() == 0:
+        return 0.0
+    return max(float(cw.max()) / 3.0, float(cw.mean()) / 2.0)
+
+
+LIGHT_CLUSTER_RULE = "weight below max(heaviest / 3, mean / 2) of the layer's clusters"
 
 
 def describe_threshold(threshold: Threshold) -> str | float:

@@ -200,6 +200,7 @@ def score_items(
     step_factor: float = STEP_FACTOR,
     wrong_factor: float = WRONG_FACTOR,
     spelling: bool = True,
+    memo: dict | None = None,
 ) -> list[ItemLabels]:
     """Clean, embed and cluster each cluster map's labels; name and score each label cluster
     (best first: score, then number of labels, then support).
@@ -207,6 +208,10 @@ def score_items(
     Labels are cleaned with ``class_names`` removed (default: every class in the records) and
     misspellings corrected against the words of all ``records`` (``spelling=False``: not);
     labels empty after cleaning are dropped. Items come in order of first appearance.
+
+    ``memo`` (a dict the caller keeps, for one embedder) remembers each item's result under its
+    cleaned labels and settings: an item whose cleaned labels did not change since the last call is
+    not clustered and named again (the memo then holds only this call's items).
     """
     if class_names is None:
         class_names = sorted({r.image_class for r in records})
@@ -223,9 +228,16 @@ def score_items(
     if words:
         embedder(words)  # one batch for every candidate word (a caching embedder keeps them)
     out = []
+    seen: dict = {}
     for item_id, group in by_item.items():
         first = group[0]
         kept = [(r, cleaned[r.text]) for r in group if cleaned[r.text]]
+        key = (item_id, first.image, first.image_class, first.layer, int(first.cluster), float(first.weight),
+               len(group), tuple((t, r.step, bool(r.correct)) for r, t in kept), max_k, merge_distance,
+               step_factor, wrong_factor)
+        if memo is not None and key in memo:
+            out.append(seen.setdefault(key, memo[key]))
+            continue
         clusters: list[LabelCluster] = []
         if kept:
             vecs = np.stack([vectors[t] for _, t in kept])
@@ -266,6 +278,10 @@ def score_items(
                 labels=clusters,
             )
         )
+        seen[key] = out[-1]
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
     return out
 
 
@@ -403,13 +419,14 @@ def explain_labels(
     max_k: int = 8,
     merge_distance: float = 0.5,
     spelling: bool = True,
+    memo: dict | None = None,
 ) -> LabelExplanations:
     """The whole label pipeline: scored label clusters per cluster map, local explanations per
     image, global explanations per class and layer, and label trends across ``layers`` (the
-    layer order, shallow to deep)."""
+    layer order, shallow to deep). ``memo``: see :func:`score_items`."""
     layers = _check_layers(records, layers)
     items = score_items(records, embedder, class_names, max_k=max_k, merge_distance=merge_distance,
-                        spelling=spelling)
+                        spelling=spelling, memo=memo)
     local = local_explanations(items, layers, n_best=n_best)
     return LabelExplanations(
         layers=layers,

@@ -439,6 +439,7 @@ def analyse_study(
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = False,
+    memo: dict | None = None,
 ) -> StudyAnalysis:
     """Analyse the labels of study ``name``.
 
@@ -450,7 +451,8 @@ def analyse_study(
     report shows; ``agreement``: the naming studio's inter-annotator agreement. ``tcav``: validate
     each class's ``tcav_concepts`` top labels with TCAV on ``adapter`` (default: the study's model,
     rebuilt from its stored description) at ``tcav_layers`` ("best", "named" or layer names), see
-    :func:`validate_concepts`.
+    :func:`validate_concepts`. ``memo``: a dict kept between calls with the same embedder, so items
+    whose labels did not change are not scored again (:func:`~netreveal.labels.aggregate.score_items`).
 
     NetrevealError when the study is unknown or has no labels yet.
     """
@@ -472,7 +474,7 @@ def analyse_study(
         embedder = Embedder(model, cache=StoreEmbeddingCache(store))
     explanations = explain_labels(records, layers, embedder, class_names=classes, n_best=n_best, top=top,
                                   n_examples=n_examples, max_k=max_k, merge_distance=merge_distance,
-                                  spelling=spelling)
+                                  spelling=spelling, memo=memo)
     studio = (studio_agreement(store, study_id, embedder) if agreement
               else AgreementSummary(n_maps=len(items), annotators=[]))
     params = {

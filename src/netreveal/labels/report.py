@@ -30,7 +30,7 @@ from markupsafe import Markup
 
 from netreveal.errors import NetrevealError
 from netreveal.fileio import LABEL_REPORT, check_output_folder, staged_folder
-from netreveal.formatting import fmt, fmt_p
+from netreveal.formatting import cluster_number, fmt, fmt_p
 from netreveal.labels.analysis import StudyAnalysis
 from netreveal.report.plots import line_chart_svg
 from netreveal.report_pages import Cell, Table, name, render_page
@@ -248,9 +248,10 @@ def _local(analysis: StudyAnalysis, pics: _Pictures, image_index: dict[str, int]
             for e in layer.entries:
                 thumbs = [pics.overlay(info.media_id, analysis.items[i].map_media_id) for i in e.item_ids]
                 n_maps += len(thumbs)
-                clusters = (f"clusters {' + '.join(map(str, e.clusters))} merged" if len(e.clusters) > 1
-                            else f"cluster {e.clusters[0]}")
-                entries.append({"thumbs": list(zip(thumbs, e.clusters)), "caption": f"{clusters} · {fmt(e.weight, 1)}%",
+                numbers = [cluster_number(c) for c in e.clusters]
+                clusters = (f"clusters {' + '.join(map(str, numbers))} merged" if len(numbers) > 1
+                            else f"cluster {numbers[0]}")
+                entries.append({"thumbs": list(zip(thumbs, numbers)), "caption": f"{clusters} · {fmt(e.weight, 1)}%",
                                 "labels": [(lab.word, fmt(lab.score)) for lab in e.labels]})
             layers.append({"name": layer.layer, "entries": entries})
         out.append({"k": k, "key": info.key, "predicted": info.predicted_class,

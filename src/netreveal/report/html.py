@@ -23,6 +23,8 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 from netreveal.fileio import EXPLANATION_REPORT, check_output_folder, finish_stage, make_stage
+from netreveal.metrics.info import metric_info
+from netreveal.report.legend import EVIDENCE_SCALE, colour_bar, truth_picture
 from netreveal.report.render import overlay, to_pil
 
 
@@ -43,6 +45,7 @@ class ImageEntry:
     topk: list[tuple[str, float]]
     true_label: str | None
     sections: list[Section] = field(default_factory=list)
+    truth_src: str | None = None  # the input with everything outside its ground-truth region dimmed
 
 
 class Report:
@@ -61,6 +64,7 @@ class Report:
         self.images: dict[str, ImageEntry] = {}
         self.tables: list[tuple[str, list[str], list[list[str]]]] = []
         self.notes: list[str] = []
+        self.class_definitions: dict[str, list[str]] = {}
         self._count = 0
 
     def save_picture(self, picture: np.ndarray | torch.Tensor, stem: str, min_size: int = 192) -> str:
@@ -84,9 +88,11 @@ class Report:
         class_names: list[str],
         true_label: str | None = None,
         k: int = 3,
+        truth: torch.Tensor | None = None,
     ) -> ImageEntry:
         """Register an input image (3, H, W) with the model's class probabilities (C,); ``key``
-        names it and must be new."""
+        names it and must be new. ``truth`` (H, W) bool, when known, is where the image's class is
+        shown (its ground truth): drawn beside the input."""
         if key in self.images:
             raise ValueError(f"image key {key!r} is used twice in one report")
         top = probs.topk(min(k, probs.numel()))
@@ -100,6 +106,8 @@ class Report:
             topk=topk,
             true_label=true_label,
         )
+        if truth is not None:
+            entry.truth_src = self.save_picture(truth_picture(image, truth), f"{key}-truth")
         self.images[key] = entry
         return entry
 
@@ -111,10 +119,12 @@ class Report:
         heatmap: torch.Tensor,
         metrics: dict | None = None,
         caption: str = "",
+        scale: tuple[str, str] = EVIDENCE_SCALE,
     ) -> None:
-        """A heatmap (H, W) in [0, 1] overlaid on the image, with metric values beside it."""
+        """A heatmap (H, W) in [0, 1] overlaid on the image with its colour bar (``scale``: what 0
+        and 1 mean), with metric values beside it."""
         src = self.save_picture(overlay(image, heatmap), f"{key}-{title}")
-        fragment = (f'<figure><img src="{src}" alt="{html.escape(title)} heatmap">'
+        fragment = (f'<figure><img src="{src}" alt="{html.escape(title)} heatmap">{colour_bar(scale)}'
                     f'<figcaption>{html.escape(caption)}</figcaption></figure>')
         self.add_section(key, title, fragment, metrics)
 
@@ -122,11 +132,18 @@ class Report:
         """Any trusted HTML fragment (built by netreveal, user text escaped) under an image."""
         self.images[key].sections.append(Section(title=title, html=fragment, metrics=dict(metrics or {})))
 
-    def add_table(self, title: str, header: list[str], rows: list[list]) -> None:
-        self.tables.append((title, header, [[_fmt(v) for v in row] for row in rows]))
+    def add_table(self, title: str, header: list[str], rows: list[list], *, first: bool = False) -> None:
+        """A summary table (numbers formatted); ``first`` puts it before the tables added so far."""
+        table = (title, header, [[_fmt(v) for v in row] for row in rows])
+        self.tables.insert(0 if first else len(self.tables), table)
 
     def add_note(self, text: str) -> None:
         self.notes.append(text)
+
+    def set_class_definitions(self, definitions: dict[str, list[str]] | None) -> None:
+        """What makes each class (class name -> the parts or properties that define it), shown as a
+        table and beside each image's true class; None or empty: nothing is shown."""
+        self.class_definitions = {str(k): [str(p) for p in v] for k, v in (definitions or {}).items()}
 
     def write(self) -> Path:
         """Render index.html and move the finished folder to ``out_dir``; returns the index path."""
@@ -136,11 +153,13 @@ class Report:
             title=self.title,
             meta_json=json.dumps(self.meta, indent=2, default=str),
             images=[
-                {**e.__dict__, "sections": [{**s.__dict__, "html": Markup(s.html)} for s in e.sections]}
+                {**e.__dict__, "sections": [{**s.__dict__, "html": Markup(s.html), "metrics": _metric_rows(s.metrics)}
+                                            for s in e.sections]}
                 for e in self.images.values()
             ],
-            tables=self.tables,
+            tables=[_table_view(*t) for t in self.tables],
             notes=self.notes,
+            definitions=self.class_definitions,
         )
         try:
             (self._stage / "index.html").write_text(page, encoding="utf-8")
@@ -155,6 +174,24 @@ class Report:
     def discard(self) -> None:
         """Drop the staged files (after an error)."""
         shutil.rmtree(self._stage, ignore_errors=True)
+
+
+def _metric_rows(metrics: dict) -> list[dict]:
+    """A section's values for the template: each with its metric's arrow and explanation when it is
+    an evaluation metric (:mod:`netreveal.metrics.info`)."""
+    rows = []
+    for name, value in metrics.items():
+        info = metric_info(name)
+        rows.append({"name": info.heading if info else name, "value": value,
+                     "meaning": info.sentence if info else ""})
+    return rows
+
+
+def _table_view(title: str, header: list[str], rows: list[list[str]]) -> dict:
+    """A summary table for the template, with the meaning of each metric column it has."""
+    infos = [metric_info(h) for h in header]
+    return {"title": title, "header": [{"text": h, "meaning": i.sentence if i else ""} for h, i in zip(header, infos)],
+            "rows": rows, "glossary": [i for i in infos if i is not None]}
 
 
 def _fmt(value) -> str:

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 # Anchor colours of a perceptually ordered dark-to-bright map (black-purple-red-orange-yellow-white).
-_ANCHORS = np.array(
+ANCHORS = np.array(
     [
         [0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99],
         [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164],
@@ -17,10 +17,10 @@ _ANCHORS = np.array(
 
 
 def _lut(n: int = 256) -> np.ndarray:
-    x = np.linspace(0, len(_ANCHORS) - 1, n)
-    lo = np.floor(x).astype(int).clip(0, len(_ANCHORS) - 2)
+    x = np.linspace(0, len(ANCHORS) - 1, n)
+    lo = np.floor(x).astype(int).clip(0, len(ANCHORS) - 2)
     t = (x - lo)[:, None]
-    return ((1 - t) * _ANCHORS[lo] + t * _ANCHORS[lo + 1]).round().astype(np.uint8)
+    return ((1 - t) * ANCHORS[lo] + t * ANCHORS[lo + 1]).round().astype(np.uint8)
 
 
 LUT = _lut()
@@ -38,11 +38,15 @@ def colorize(heatmap: torch.Tensor) -> np.ndarray:
     return LUT[idx]
 
 
+def blend(base: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
+    """``heat * alpha + base * (1 - alpha)`` per pixel of two (H, W, 3) uint8 pictures, rounded."""
+    out = float(alpha) * heat.astype(np.float64) + (1.0 - float(alpha)) * base.astype(np.float64)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def overlay(image: torch.Tensor, heatmap: torch.Tensor, alpha: float = 0.55) -> np.ndarray:
-    """The heatmap blended over a dimmed image: (H, W, 3) uint8."""
-    base = to_numpy_image(image).astype(np.float32)
-    heat = colorize(heatmap).astype(np.float32)
-    return ((1 - alpha) * base + alpha * heat).round().clip(0, 255).astype(np.uint8)
+    """The heatmap blended over a dimmed image: (H, W, 3) uint8 (:func:`blend` of its colours)."""
+    return blend(to_numpy_image(image), colorize(heatmap), alpha)
 
 
 def to_pil(array: np.ndarray | torch.Tensor, min_size: int = 192) -> Image.Image:

@@ -41,6 +41,14 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def _class_definitions(source) -> dict[str, list[str]] | None:
+    """What makes each class, where the images' ground-truth loader knows it."""
+    from netreveal.data.groundtruth import class_definitions, ground_truth_loader
+
+    loader = getattr(source, "ground_truth", None)
+    return None if loader is None else class_definitions(ground_truth_loader(loader))
+
+
 def write_report(plan: RunPlan, folder: RunFolder, adapter, *, title: str, force: bool) -> Path:
     """Render the report of the finished run in ``folder`` and put it in place of the run folder."""
     from netreveal.pipeline import IMAGES_HEADER, _label
@@ -52,13 +60,15 @@ def write_report(plan: RunPlan, folder: RunFolder, adapter, *, title: str, force
             "run": {"shard_size": plan.shard_size, "shards": folder.manifest.shards}}
     report = Report(folder.out, title=title, meta=meta, force=force, replaceable=(EXPLANATION_RUN,))
     try:
+        report.set_class_definitions(_class_definitions(plan.source))
         reading = Reading.for_model(adapter)
         image_rows, all_metrics, predicted, labels = [], [], [], []
         for shard, path in shards_in_order(plan, root):
             doc, probs = shard_doc(path), shard_probs(path)
             inputs = read_all(shard.source, reading, plan.loader_workers)
             for i, key in enumerate(inputs.keys):
-                report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i])
+                report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i],
+                                 truth=inputs.masks[i])
             top = probs.argmax(dim=1)
             image_rows += [[shard.start + i, key, doc["label_names"][i], adapter.class_name(int(top[i])),
                             float(probs[i, top[i]])] for i, key in enumerate(doc["keys"])]

@@ -19,7 +19,7 @@ from netreveal.store.models import Account, Concept, ConceptMember, Item, Study,
 from netreveal.store.records import ImageRef, ItemRef
 
 NAME_MAX = 80
-NAME_PUNCTUATION = " -'_"
+NAME_PUNCTUATION = " -'_().,:/&+!?’–"  # letters and digits, and these: "wheel (front)", "rim/tyre"
 PER_PAGE_DEFAULT = 48
 PER_PAGE_MAX = 200
 SELECTION_MAX = 5000  # maps touched by one operation

@@ -62,7 +62,9 @@ from netreveal.store.models import (
 def clean_name(name: Any) -> str:
     """A concept name trimmed, with inner white space runs as one space; raises :class:`ConceptError` when bad.
 
-    Names hold 1 to 80 letters, digits, spaces, hyphens, apostrophes and underscores.
+    Names hold 1 to 80 letters, digits, spaces and the common punctuation of :data:`NAME_PUNCTUATION`
+    (hyphens, apostrophes, underscores, parentheses, periods, commas, colons, slashes, ``& + ! ?``
+    and typographic ’ and –); markup characters such as ``< > ; "`` and backslashes are refused.
     """
     if not isinstance(name, str):
         raise ConceptError("concept name must be text")
@@ -75,7 +77,8 @@ def clean_name(name: Any) -> str:
         if not (unicodedata.category(char).startswith("L") or char.isdecimal() or char in NAME_PUNCTUATION):
             shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
             raise ConceptError(
-                f"concept name may hold only letters, digits, spaces, - ' and _ (found {shown})"
+                f"concept name may hold only letters, digits, spaces and {' '.join(NAME_PUNCTUATION.strip())} "
+                f"(found {shown})"
             )
     return text
 

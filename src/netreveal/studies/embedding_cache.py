@@ -18,19 +18,27 @@ class StoreEmbeddingCache:
 
     Fits :class:`netreveal.labels.embed.EmbeddingCache`. Vectors are stored as float32
     little-endian bytes; ``get`` returns 1-D float32 arrays. Texts longer than 200 characters are
-    not cached (the column's size); putting a text again replaces its vector.
+    not cached (the column's size); putting a text again replaces its vector. With ``remember``
+    the vectors read or written are also kept in memory, so asking again costs no query (a
+    long-running server analysing the same labels again and again).
     """
 
-    def __init__(self, store: Store, chunk: int = 500):
+    def __init__(self, store: Store, chunk: int = 500, *, remember: bool = False):
         self.store = store
         self.chunk = int(chunk)
+        self._memory: dict[str, dict[str, np.ndarray]] | None = {} if remember else None
 
     def get(self, texts: Iterable[str], model: str) -> dict[str, np.ndarray]:
         """Cached vectors of the ``texts`` held for ``model``."""
         self._check_model(model)
         wanted = [t for t in texts if self._cacheable(t)]
-        stored = stored_vectors(self.store, wanted, model, self.chunk)
-        return {text: np.frombuffer(vector, dtype="<f4").astype(np.float32) for text, vector in stored.items()}
+        held = {} if self._memory is None else self._memory.get(model, {})
+        found = {t: held[t] for t in wanted if t in held}
+        stored = stored_vectors(self.store, [t for t in wanted if t not in found], model, self.chunk)
+        read = {text: np.frombuffer(vector, dtype="<f4").astype(np.float32) for text, vector in stored.items()}
+        if self._memory is not None:
+            self._memory.setdefault(model, {}).update(read)
+        return {**found, **read}
 
     def put(self, vectors: Mapping[str, Any], model: str) -> None:
         """Store (or replace) the vectors of ``model``."""
@@ -41,6 +49,10 @@ class StoreEmbeddingCache:
             if self._cacheable(text)
         ]
         store_vectors(self.store, rows, self.chunk)
+        if self._memory is not None:
+            held = self._memory.setdefault(model, {})
+            for row in rows:
+                held[row["text"]] = np.frombuffer(row["vector"], dtype="<f4").astype(np.float32)
 
     @staticmethod
     def _cacheable(text: str) -> bool:

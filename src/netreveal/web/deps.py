@@ -30,9 +30,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from netreveal.formatting import breakable_name, cluster_number
 from netreveal.store import accounts
 from netreveal.store.db import Store
 from netreveal.store.models import ROLES, Account, Study, WebSession
@@ -46,6 +48,8 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True))
+templates.env.globals["cluster_number"] = cluster_number  # clusters are numbered as in the reports
+templates.env.filters["breakable"] = lambda text: Markup(breakable_name(text))  # escaped by breakable_name
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,21 @@ def served_study(request: Request, found: Study | None) -> Study:
     return found
 
 
+def reveal_study(current: Study = Depends(study)) -> Study:
+    """The served study when it has a reveal game (an evaluation study has none: 404)."""
+    if current.kind != "reveal":
+        raise HTTPException(status_code=404, detail="this study has no reveal game")
+    return current
+
+
+def naming_study(current: Study = Depends(study)) -> Study:
+    """The served study when its maps can be named and explained (a reveal study): an evaluation-study
+    server shows its participant pages only, so the naming studio and explanation pages are 404 there."""
+    if current.kind != "reveal":
+        raise HTTPException(status_code=404, detail="an evaluation study has no naming studio or explanation pages")
+    return current
+
+
 def session_idle(request: Request) -> timedelta:
     """How long a session may go unused before it ends (``app.state.session_idle``)."""
     return getattr(request.app.state, "session_idle", None) or accounts.SESSION_IDLE
@@ -211,11 +230,12 @@ def require_player(refusal: str) -> Callable[..., Awaitable[Account]]:
 
 def home_for(role: str, study_kind: str | None = "reveal") -> str:
     """Where an account of ``role`` starts: players play (or take part in the evaluation study),
-    annotators name concepts, admins see the study's progress."""
+    annotators name concepts (in an evaluation study: their account page), admins see the study's
+    progress."""
     if role == "admin":
         return "/study/admin" if study_kind == "evaluation" else "/admin"
-    if role == "annotator":
-        return "/studio"
+    if role == "annotator":  # an evaluation study has nothing for annotators: their account page
+        return "/account" if study_kind == "evaluation" else "/studio"
     return "/study" if study_kind == "evaluation" else "/play"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -15,20 +15,13 @@ from sqlalchemy.orm import Session
 from netreveal.store import game as rules
 from netreveal.store.models import REVEAL_PERCENTS, Account, Study
 from netreveal.web.calls import Call, call_dependency
-from netreveal.web.deps import current_account, db, home_for, render, require_player, study
+from netreveal.web.deps import current_account, db, home_for, render, require_player, reveal_study, study
 from netreveal.web.params import DbId
 
 router = APIRouter()
 NOT_A_PLAYER = ("annotator and admin accounts do not play the reveal game or score: "
                 "only player accounts (those made by signing up) play")
 player = require_player(NOT_A_PLAYER)
-
-
-def reveal_study(current: Study = Depends(study)) -> Study:
-    """The served study when it has a reveal game (an evaluation study has none: 404)."""
-    if current.kind != "reveal":
-        raise HTTPException(status_code=404, detail="this study has no reveal game")
-    return current
 
 
 class GuessIn(BaseModel):
@@ -83,7 +76,7 @@ def stats_page(request: Request, session: Session = Depends(db), account: Accoun
     return render(request, "stats.html", {"stats": rules.player_stats(session, current, account)})
 
 
-@router.get("/how-to-play")
+@router.get("/how-to-play", dependencies=[Depends(reveal_study)])
 def how_to_play(request: Request, account: Account | None = Depends(current_account)) -> HTMLResponse:
     return render(request, "howto.html", {"percents": REVEAL_PERCENTS, "points": rules.POINTS})
 

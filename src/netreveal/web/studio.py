@@ -26,11 +26,11 @@ from netreveal.store.concept_views import (
 )
 from netreveal.store.models import Account, Study
 from netreveal.studies import concept_summary
-from netreveal.web.deps import check_csrf, db, render, require_role, study
+from netreveal.web.deps import check_csrf, db, naming_study, render, require_role, study
 from netreveal.web.params import DB_ID_MAX, DbId
 
 annotator = require_role("annotator")
-router = APIRouter(prefix="/studio", tags=["studio"], dependencies=[Depends(annotator)])
+router = APIRouter(prefix="/studio", tags=["studio"], dependencies=[Depends(naming_study), Depends(annotator)])
 NAME_INPUT_MAX = 400  # longer bodies are refused before the name check gives its clearer message
 Scope = Literal["mine", "all"]
 

@@ -6,6 +6,7 @@ a global view of every class's weights over the components (also as a summary ta
 from __future__ import annotations
 
 import html
+from collections import Counter
 
 import torch
 
@@ -14,9 +15,12 @@ from netreveal.concepts.selection import origin_model
 from netreveal.concepts.training_images import TrainingImages
 from netreveal.imaging import minmax
 from netreveal.report.html import Report
+from netreveal.report.legend import COMPONENT_SCALE, colour_bar
 from netreveal.report.render import draw_box, overlay
 from netreveal.report.sections import renders
-from netreveal.report.sections.thumbs import PROTOTYPE_PX, Thumbs, figure, fmt, missing, part_under
+from netreveal.report.sections.thumbs import Thumbs, figure, fmt, part_under, thumb_figure
+
+WEIGHT_SHOWN = 0.005  # class weights below this print as 0.00: such components are left out
 
 
 def weights_svg(weights: torch.Tensor, class_names: list[str], per_class: int = 3) -> str:
@@ -25,7 +29,7 @@ def weights_svg(weights: torch.Tensor, class_names: list[str], per_class: int = 
     w = weights.detach().float().cpu().clamp_min(0)
     c, d = w.shape
     picked = w.topk(min(per_class, d), dim=1).indices.unique().tolist()
-    picked = [k for k in picked if float(w[:, k].max()) > 0]
+    picked = [k for k in picked if float(w[:, k].max()) >= WEIGHT_SHOWN]
     if not picked:
         return ""
     picked.sort(key=lambda k: (int(w[:, k].argmax()), -float(w[:, k].max())))
@@ -58,12 +62,13 @@ def weights_svg(weights: torch.Tensor, class_names: list[str], per_class: int = 
 
 
 def class_weight_rows(weights: torch.Tensor, class_names: list[str], per_class: int = 5) -> list[list]:
-    """Summary-table rows: class, its strongest components with weights, its non-zero count."""
+    """Summary-table rows: class, its strongest components with weights (those that print as 0.00
+    left out), its non-zero count."""
     w = weights.detach().float().cpu()
     rows = []
     for c, name in enumerate(class_names):
         vals, idx = w[c].topk(min(per_class, w.shape[1]))
-        listed = ", ".join(f"#{int(k)} {float(v):.2f}" for k, v in zip(idx, vals) if float(v) > 0)
+        listed = ", ".join(f"#{int(k)}\u00a0{float(v):.2f}" for k, v in zip(idx, vals) if float(v) >= WEIGHT_SHOWN)
         rows.append([str(name), listed or "–", int((w[c] > 0).sum())])
     return rows
 
@@ -76,7 +81,7 @@ def infodisent_sections(report: Report, keys: list[str], images: torch.Tensor, r
     protos = head.prototypes
     thumbs = Thumbs(report, TrainingImages.of(head), "proto")
     names = list(result.class_names)
-    report.add_table(f"{title}: each class's strongest components",
+    report.add_table(f"{title}: each class's strongest components (weights below {WEIGHT_SHOWN} left out)",
                      ["class", "components (weight)", "non-zero weights"],
                      class_weight_rows(result.class_weights, names))
     for i, key in enumerate(keys):
@@ -109,46 +114,64 @@ def _metrics(result: InfoDisentExplanation, i: int) -> dict:
     return out
 
 
+NAMES_NOTE = ("Components have no names here (the naming studio and the labels name INV cluster maps, not "
+              "InfoDisent components): each component is shown by its prototypes, which stand for its name.")
+
+
 def _fragment(report: Report, key: str, image: torch.Tensor, result: InfoDisentExplanation, i: int, protos,
               thumbs: Thumbs) -> str:
+    """Image ``i``'s explanation: the components of its explanation size with their prototypes, the
+    other components that add a little in one line; components weighing zero for the class are left out."""
     target = int(result.targets[i])
     logit = float(result.logits[i, target])
-    rows = []
+    size = max(1, int(result.sizes[i]))
+    rows, minor = [], []
     for t in range(result.components.shape[1]):
         k = int(result.components[i, t])
-        side = int(result.sides[i, t])
         contrib = float(result.contributions[i, t])
-        value = float(result.values[i, t])
-        if contrib <= 0 and t > 0:
-            break
-        pic = draw_box(overlay(image, minmax(result.heatmaps[i, t].float()[None])[0]), result.boxes[i, t])
-        src = report.save_picture(pic, f"{key}-infodisent-c{k}")
-        sign = "+" if side == 0 else "−"
-        caption = (
-            f"<b>component #{k} {sign}</b><br>W·v = {fmt(contrib)} "
-            f"({100 * contrib / logit:.0f}% of the logit {fmt(logit)})<br>v = {fmt(value)}"
-            if abs(logit) > 1e-12
-            else f"<b>component #{k} {sign}</b><br>W·v = {fmt(contrib)}<br>v = {fmt(value)}"
-        )
-        cells = [figure(src, f"component {k} on the image", caption)]
-        if protos is not None:
-            for rank in range(protos.m):
-                index = int(protos.indices[side, k, rank])
-                if index < 0:
-                    continue
-                box = protos.boxes[side, k, rank].tolist()
-                src_p, sample = thumbs.picture((k, side, rank), index, protos.heatmap(k, rank, side), box)
-                part = part_under(sample, box)
-                label = html.escape(thumbs.images.name(index)) + (f"<br>{html.escape(part)}" if part else "")
-                cells.append(
-                    figure(src_p, f"prototype {rank + 1} of component {k}", label, PROTOTYPE_PX)
-                    if src_p
-                    else missing(PROTOTYPE_PX, label)
-                )
-        rows.append(f'<div class="row" style="margin:6px 0">{"".join(cells)}</div>')
+        if contrib <= 0 or float(result.class_weights[target, k]) < WEIGHT_SHOWN:
+            continue
+        share = f"{100 * contrib / logit:.0f}% of the logit {fmt(logit)}" if abs(logit) > 1e-12 else ""
+        if t >= size:
+            minor.append(f"#{k} (W·v = {fmt(contrib)}{', ' + share if share else ''})")
+            continue
+        rows.append(_component_row(report, key, image, result, i, t, share, protos, thumbs))
+    name = html.escape(result.class_names[target])
+    if not rows:
+        rows.append(f'<p class="metrics">no component with a non-zero weight for <b>{name}</b> adds to it here</p>')
     lead = (
-        f'<div class="metrics">components ranked by their contribution W[c, k]·v_k to '
-        f"<b>{html.escape(result.class_names[target])}</b>; box: strongest cell; right: prototypes "
-        f"(training images where the component fires most, {'its ' if protos else ''}box and map)</div>"
+        f'<div class="metrics">components ranked by their contribution W[c, k]·v_k to <b>{name}</b>: the '
+        f"{size} that make its explanation (components weighing zero for the class left out); box: strongest "
+        f"cell; beside: prototypes (training images where the component fires most, "
+        f"{'their ' if protos else ''}box and map). {NAMES_NOTE}</div>"
+        + colour_bar(COMPONENT_SCALE, width=288)
     )
-    return f"<div>{lead}{''.join(rows)}</div>"
+    tail = (f'<p class="metrics">also adding a little: {", ".join(minor)}</p>' if minor else "")
+    return f"<div>{lead}{''.join(rows)}{tail}</div>"
+
+
+def _component_row(report: Report, key: str, image: torch.Tensor, result: InfoDisentExplanation, i: int, t: int,
+                   share: str, protos, thumbs: Thumbs) -> str:
+    """One component of image ``i``: its map on the image, then its prototypes."""
+    k, side = int(result.components[i, t]), int(result.sides[i, t])
+    pic = draw_box(overlay(image, minmax(result.heatmaps[i, t].float()[None])[0]), result.boxes[i, t])
+    src = report.save_picture(pic, f"{key}-infodisent-c{k}")
+    sign = "+" if side == 0 else "−"
+    cells, parts = [], []
+    if protos is not None:
+        for rank in range(protos.m):
+            index = int(protos.indices[side, k, rank])
+            if index < 0:
+                continue
+            box = protos.boxes[side, k, rank].tolist()
+            src_p, sample = thumbs.picture((k, side, rank), index, protos.heatmap(k, rank, side), box)
+            part = part_under(sample, box)
+            parts += [part] if part else []
+            label = html.escape(thumbs.images.name(index)) + (f"<br>{html.escape(part)}" if part else "")
+            cells.append(thumb_figure(src_p, f"prototype {rank + 1} of component {k}", label))
+    common = Counter(parts).most_common(1)
+    on = (f"<br>prototypes on {html.escape(common[0][0])} ({common[0][1]} of {len(parts)})" if common else "")
+    caption = (f"<b>component #{k} {sign}</b><br>W·v = {fmt(float(result.contributions[i, t]))}"
+               f"{f' ({share})' if share else ''}<br>v = {fmt(float(result.values[i, t]))}{on}")
+    return (f'<div class="row component">{figure(src, f"component {k} on the image", caption)}'
+            f'<div class="thumbs">{"".join(cells)}</div></div>')

@@ -23,12 +23,12 @@ def figure(src: str, alt: str, caption: str, width: int = 192) -> str:
     )
 
 
-def missing(width: int, caption: str) -> str:
-    """A grey placeholder where a training image could not be found."""
-    return (
-        f'<figure style="width:{width}px"><div style="width:{width}px;height:{width}px;'
-        f'background:#eef0f4;border-radius:4px"></div><figcaption>{caption}</figcaption></figure>'
-    )
+def thumb_figure(src: str | None, alt: str, caption: str) -> str:
+    """A training-image thumbnail (prototype, top image) with its caption; sized by the page's CSS
+    (``figure.thumb``: smaller on phones so a row of five fits). A grey square when ``src`` is None."""
+    picture = (f'<img src="{src}" alt="{html.escape(alt)}">' if src
+               else '<div class="thumb-missing" role="img" aria-label="training image not found"></div>')
+    return f'<figure class="thumb">{picture}<figcaption>{caption}</figcaption></figure>'
 
 
 def fmt(x: float) -> str:

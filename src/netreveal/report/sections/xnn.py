@@ -12,9 +12,13 @@ from netreveal.concepts.training_images import TrainingImages
 from netreveal.concepts.xnn import XNNExplanation
 from netreveal.imaging import minmax
 from netreveal.report.html import Report
+from netreveal.report.legend import XFEATURE_SCALE, colour_bar
 from netreveal.report.render import overlay
 from netreveal.report.sections import renders
-from netreveal.report.sections.thumbs import PROTOTYPE_PX, Thumbs, figure, fmt, missing
+from netreveal.report.sections.thumbs import Thumbs, figure, fmt, thumb_figure
+
+NAMES_NOTE = ("x-features have no names here (the naming studio and the labels name INV cluster maps, not "
+              "x-features): each is shown by the training images where it is largest, which stand for its name")
 
 
 @renders(XNNExplanation)
@@ -46,10 +50,11 @@ def xnn_sections(report: Report, keys: list[str], images: torch.Tensor, result: 
             )
         lead = (
             f'<div class="metrics">x-features ranked by their contribution x_j·M[c, j] to '
-            f"<b>{html.escape(names[target])}</b>; right: the training images where each is largest"
-            + (f"; inactive here: {', '.join(idle)}" if idle else "")
+            f"<b>{html.escape(names[target])}</b>; beside: the training images where each is largest"
+            + (f"; inactive here (x = 0, left out): {', '.join(idle)}" if idle else "")
             + none
-            + "</div>"
+            + f". {NAMES_NOTE}</div>"
+            + colour_bar(XFEATURE_SCALE, width=288)
         )
         metrics = {
             "explained class": names[target],
@@ -66,7 +71,7 @@ def _row(report: Report, key: str, image: torch.Tensor, result: XNNExplanation, 
     contrib = float(result.contributions[i, j])
     src = report.save_picture(overlay(image, minmax(result.heatmaps[i, j].float()[None])[0]), f"{key}-xnn-x{j}")
     caption = f"<b>x-feature x{j}</b><br>x = {fmt(x)} · contribution {fmt(contrib)}"
-    cells = [figure(src, f"x-feature {j} heatmap", caption)]
+    cells = []
     if result.top_images is not None:
         scores = xnn.top_scores
         for rank, index in enumerate(result.top_images[j].tolist()):
@@ -76,6 +81,6 @@ def _row(report: Report, key: str, image: torch.Tensor, result: XNNExplanation, 
             label = html.escape(thumbs.images.name(index))
             if scores is not None:
                 label += f"<br>x = {fmt(float(scores[j, rank]))}"
-            cells.append(figure(src_t, f"top image {rank + 1} of x-feature {j}", label, PROTOTYPE_PX)
-                         if src_t else missing(PROTOTYPE_PX, label))
-    return f'<div class="row" style="margin:6px 0">{"".join(cells)}</div>'
+            cells.append(thumb_figure(src_t, f"top image {rank + 1} of x-feature {j}", label))
+    return (f'<div class="row component">{figure(src, f"x-feature {j} heatmap", caption)}'
+            f'<div class="thumbs">{"".join(cells)}</div></div>')

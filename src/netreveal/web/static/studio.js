@@ -37,8 +37,15 @@
       el("img", {class: "map", src: `/media/${item.map_media_id}.png`, alt: "", loading: "lazy", draggable: "false"}));
   }
 
+  // clusters are numbered from 1, heaviest first, as in the reports (netreveal.formatting.cluster_number)
   function describe(item) {
-    return `${item.image_key} · ${item.predicted_class} · ${item.layer} cluster ${item.cluster} · weight ${pct(item.weight)}`;
+    return `${item.image_key} · ${item.predicted_class} · ${item.layer} cluster ${item.cluster + 1} · weight ${pct(item.weight)}`;
+  }
+
+  // a layer name that may wrap after its dots (never inside a word), as text nodes and <wbr>s
+  function breakable(name) {
+    const parts = String(name).split(".");
+    return parts.flatMap((part, i) => (i < parts.length - 1 ? [part + ".", el("wbr")] : [part]));
   }
 
   function isTakenConflict(err) {
@@ -165,7 +172,8 @@
     imageLink.addEventListener("click", () => setImage(item.image_id, item.image_key));
     return el("div", {class: "map-card" + (selected ? " selected" : ""), "data-id": item.id},
       pick,
-      el("div", {class: "cap"}, el("span", {class: "meta"}, `${item.predicted_class} · ${item.layer}`), imageLink),
+      el("div", {class: "cap"}, el("span", {class: "meta", title: `${item.predicted_class} · ${item.layer}`},
+        `${item.predicted_class} · `, ...breakable(item.layer)), imageLink),
       el("div", {class: "cap"}, tag));
   }
 
