@@ -129,7 +129,7 @@ def _fragment(report: Report, key: str, image: torch.Tensor, result: InfoDisentE
     for t in range(result.components.shape[1]):
         k = int(result.components[i, t])
         contrib = float(result.contributions[i, t])
-        if contrib <= 0 or float(result.class_weights[target, k]) < WEIGHT_SHOWN:
+        if contrib <= 0 or float(result.class_weights[target, k]) <= 0:  # zero weight: not part of the class
             continue
         share = f"{100 * contrib / logit:.0f}% of the logit {fmt(logit)}" if abs(logit) > 1e-12 else ""
         if t >= size:
