@@ -1,0 +1,52 @@
+"""Integrated gradients, LIME, KernelSHAP and RISE: the fast paths give the results of the reference
+paths, and the model work they ask for is counted (images through forward and backward passes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netreveal.attribution.baselines import integrated_gradients, integrated_gradients_reference, path_batch
+from netreveal.model.counting import BACKWARD_COST, CountingModel
+from netreveal.model.demo import load_demo_model
+
+
+@pytest.fixture(scope="module")
+def demo():
+    model, _ = load_demo_model()
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    images[:, :, 16:40, 20:48] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]  # a flat patch SLIC follows
+    return model, images
+
+
+# ---------------------------------------------------------------- integrated gradients
+
+
+@pytest.mark.parametrize("baseline, target, batch_size", [("black", None, 1), ("blur", [3, 0, 5], 8)])
+def test_ig_equals_the_captum_reference(demo, baseline, target, batch_size):
+    model, images = demo
+    new = integrated_gradients(model, images, target, steps=20, baseline=baseline, batch_size=batch_size)
+    old = integrated_gradients_reference(model, images, target, steps=20, baseline=baseline, batch_size=batch_size)
+    assert torch.equal(new.targets, old.targets)
+    scale = float(old.raw.abs().max())
+    torch.testing.assert_close(new.raw, old.raw, rtol=1e-3, atol=1e-4 * scale)
+    torch.testing.assert_close(new.maps, old.maps, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(new.target_probs, old.target_probs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(new.extras["convergence_delta"], old.extras["convergence_delta"],
+                               rtol=1e-3, atol=1e-4 * scale)
+    assert new.params == old.params
+
+
+@pytest.mark.parametrize("baseline", ["black", "blur"])
+def test_ig_costs_one_forward_and_one_backward_per_path_point(demo, baseline):
+    model, images = demo
+    counted = CountingModel(model)
+    steps, n = 50, len(images)
+    integrated_gradients(counted, images, steps=steps, baseline=baseline, batch_size=2)
+    c = counted.counts
+    assert c.backward == n * steps
+    # the images and the baselines (one black image serves all) in one no-grad pass, then the path
+    assert c.forward == n * steps + (n + 1 if baseline == "black" else 2 * n)
+    assert c.forward_equivalents() / n <= 1.2 * steps * (1 + BACKWARD_COST)
+    assert c.channels_last == c.forward  # the layout convolutions run fastest in
+    assert max(c.batch_sizes) == path_batch(2) and c.calls == 1 + -(-n * steps // path_batch(2))  # full passes
