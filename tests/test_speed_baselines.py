@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from netreveal.attribution.baselines import integrated_gradients, integrated_gradients_reference, path_batch
+from netreveal.attribution.captum_baselines import kernel_shap, lime
+from netreveal.attribution.surrogates import reference_coefficients
+from netreveal.imaging import make_baseline
 from netreveal.model.counting import BACKWARD_COST, CountingModel
 from netreveal.model.demo import load_demo_model
 
@@ -50,3 +53,40 @@ def test_ig_costs_one_forward_and_one_backward_per_path_point(demo, baseline):
     assert c.forward_equivalents() / n <= 1.2 * steps * (1 + BACKWARD_COST)
     assert c.channels_last == c.forward  # the layout convolutions run fastest in
     assert max(c.batch_sizes) == path_batch(2) and c.calls == 1 + -(-n * steps // path_batch(2))  # full passes
+
+
+# ---------------------------------------------------------------- LIME and KernelSHAP
+
+
+@pytest.mark.parametrize("explain, method", [(lime, "lime"), (kernel_shap, "kernelshap")])
+def test_batched_surrogates_equal_the_per_sample_reference(demo, explain, method):
+    model, images = demo
+    res = explain(model, images, None, n_samples=40, segments=12, seed=3, batch_size=7)
+    ref = reference_coefficients(method, model, images, make_baseline(images, "blur"), res.extras["segments"].long(),
+                                 res.targets, n_samples=40, seed=3, batch_size=7)
+    for got, want in zip(res.extras["coefficients"], ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert float(res.raw.abs().max()) > 0
+
+
+@pytest.mark.parametrize("explain", [lime, kernel_shap])
+def test_surrogates_fill_every_pass_across_images(demo, explain):
+    model, images = demo
+    counted = CountingModel(model)
+    explain(counted, images, None, n_samples=40, segments=12, batch_size=16)
+    sizes = counted.counts.batch_sizes[1:]  # after the pass that finds the targets
+    assert all(s == 16 for s in sizes[:-1]) and 0 < sizes[-1] <= 16
+    assert counted.counts.channels_last == counted.counts.forward
+
+
+def test_kernel_shap_evaluates_each_distinct_coalition_once(demo):
+    model, images = demo
+    counted = CountingModel(model)
+    res = kernel_shap(counted, images[:1], None, n_samples=200, segments=12, batch_size=64)
+    perturbed = counted.counts.forward - 1
+    assert perturbed < 200  # with 12 superpixels, single and all-but-one coalitions repeat
+    counted.reset()
+    again = reference_coefficients("kernelshap", counted, images[:1], make_baseline(images[:1], "blur"),
+                                   res.extras["segments"].long(), res.targets, n_samples=200, seed=0, batch_size=64)
+    assert counted.counts.forward == 200
+    torch.testing.assert_close(res.extras["coefficients"][0], again[0], rtol=1e-4, atol=1e-6)

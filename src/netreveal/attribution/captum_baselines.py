@@ -2,8 +2,9 @@
 
 All three explain the target's softmax probability and replace hidden pixels with a baseline image
 (a heavy blur by default, as the deletion/insertion metrics use). Each image is explained on its
-own (a progress bar counts images); its perturbed copies go through the model ``batch_size`` at a
-time (captum's ``perturbations_per_eval``).
+own; LIME's and KernelSHAP's perturbed copies of all images go through the model ``batch_size`` at a
+time (:mod:`netreveal.attribution.surrogates`: captum's samples and surrogate fits, our own batching),
+occlusion's through captum (``perturbations_per_eval``).
 
 - Occlusion (Zeiler and Fergus 2014): a ``window`` square slides with ``stride``; a pixel's score is
   the mean drop in probability over the windows covering it.
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from netreveal.attribution.perturb import class_targets, conv_layout, probabilities, seeded
+from netreveal.attribution.perturb import class_targets, conv_layout, probabilities
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline, minmax
 from netreveal.model.hooks import frozen, model_device
@@ -174,8 +175,7 @@ def _lime_similarity(original, perturbed, interpretable: torch.Tensor, **kwargs)
 
 def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Target, *, n_samples: int | None,
                segments: int | None, seed: int, baseline, batch_size: int, progress: bool) -> AttributionResult:
-    from captum._utils.models.linear_model import SkLearnRidge
-    from captum.attr import KernelShap, Lime
+    from netreveal.attribution.surrogates import surrogate_coefficients
 
     _check(images, batch_size)
     device = model_device(model)
@@ -187,27 +187,11 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Targ
         raise NetrevealError(f"{method} needs at least 2 samples, got {n_samples}")
     labels, fallbacks = superpixels(images, segments)
     layout = conv_layout(model)
-    raws, coefs = [], []
     with frozen(model), torch.no_grad():
         targets, probs = class_targets(model, images, target, batch_size, layout, method)
-
-        def forward(z: torch.Tensor) -> torch.Tensor:
-            return probabilities(model, z, layout)
-
-        if method == "lime":
-            attributor = Lime(forward, interpretable_model=SkLearnRidge(alpha=LIME_RIDGE_ALPHA),
-                              similarity_func=_lime_similarity)
-        else:
-            attributor = KernelShap(forward)
-        for i in tqdm(range(len(images)), desc=method, unit="img", disable=not progress):
-            x, t, seg = images[i:i + 1], targets[i:i + 1], labels[i]
-            with seeded(seed):
-                coef = attributor.attribute(x, baselines=make_baseline(x, baseline), target=int(t),
-                                            feature_mask=seg[None, None], n_samples=n_samples,
-                                            perturbations_per_eval=batch_size, return_input_shape=False)
-            coef = coef.reshape(-1).float().to(device)
-            coefs.append(coef.cpu())
-            raws.append(coef[seg])
+        coefs = surrogate_coefficients(method, model, images, make_baseline(images, baseline), labels, targets,
+                                       n_samples=n_samples, seed=seed, batch_size=batch_size, progress=progress)
+    raws = [coef.to(device)[seg] for coef, seg in zip(coefs, labels)]
     raw = torch.stack(raws)
     surrogate = (f"weighted ridge (alpha {LIME_RIDGE_ALPHA}), exponential kernel width {LIME_KERNEL_WIDTH} "
                  "on cosine distance" if method == "lime" else "Shapley-kernel sampling, linear regression")
