@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from netreveal.attribution import rise as rise_module
 from netreveal.attribution.baselines import integrated_gradients, integrated_gradients_reference, path_batch
 from netreveal.attribution.captum_baselines import kernel_shap, lime
+from netreveal.attribution.rise import rise, rise_reference
 from netreveal.attribution.surrogates import reference_coefficients
+from netreveal.attribution.tensor_cache import TensorCache
 from netreveal.imaging import make_baseline
 from netreveal.model.counting import BACKWARD_COST, CountingModel
 from netreveal.model.demo import load_demo_model
@@ -90,3 +93,67 @@ def test_kernel_shap_evaluates_each_distinct_coalition_once(demo):
                                    res.extras["segments"].long(), res.targets, n_samples=200, seed=0, batch_size=64)
     assert counted.counts.forward == 200
     torch.testing.assert_close(res.extras["coefficients"][0], again[0], rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- RISE
+
+
+def _counting_mask_maker(monkeypatch) -> list[int]:
+    made: list[int] = []
+    real = rise_module.rise_masks
+
+    def counted(grids, shifts, size, cell_px):
+        made.append(len(grids))
+        return real(grids, shifts, size, cell_px)
+
+    monkeypatch.setattr(rise_module, "rise_masks", counted)
+    return made
+
+
+def test_rise_makes_its_masks_once_for_all_images_batches_and_calls(demo, monkeypatch):
+    model, images = demo
+    cache = TensorCache(64 * 2**20)
+    made = _counting_mask_maker(monkeypatch)
+    counted = CountingModel(model)
+    kwargs = dict(n_masks=48, cell=4, seed=2, batch_size=2)  # batch 2: three groups of images
+    first = rise(counted, images, None, mask_cache=cache, **kwargs)
+    assert sum(made) == 48
+    assert counted.counts.forward == len(images) * (48 + 1)
+    later = rise(model, images[1:], None, mask_cache=cache, **kwargs)
+    assert sum(made) == 48 and cache.hits == 1
+    uncached = rise(model, images, None, mask_cache=None, **kwargs)  # masks made per chunk, as before
+    assert sum(made) == 48 + 2 * 48  # again for each group of images
+    assert torch.equal(first.raw, uncached.raw)  # same passes: the very same result
+    torch.testing.assert_close(later.raw, uncached.raw[1:], rtol=1e-5, atol=1e-6)  # other groups of images
+
+
+def test_rise_with_cached_masks_equals_the_one_mask_at_a_time_reference(demo):
+    model, images = demo
+    cache = TensorCache(64 * 2**20)
+    ref = rise_reference(model, images[:2], None, n_masks=30, cell=5, seed=7)
+    for _ in range(2):  # a miss, then a hit
+        got = rise(model, images[:2], None, n_masks=30, cell=5, seed=7, batch_size=16, mask_cache=cache)
+        torch.testing.assert_close(got.raw, ref.raw, rtol=1e-5, atol=1e-6)
+    assert (cache.misses, cache.hits, len(cache)) == (1, 1, 1)
+
+
+def test_rise_masks_too_large_for_the_cache_are_made_per_chunk(demo):
+    model, images = demo
+    cache = TensorCache(10 * 64 * 64 * 4)  # ten masks
+    got = rise(model, images[:1], None, n_masks=30, cell=5, seed=7, mask_cache=cache)
+    want = rise(model, images[:1], None, n_masks=30, cell=5, seed=7, mask_cache=None)
+    assert torch.equal(got.raw, want.raw) and len(cache) == 0 and cache.misses == 0
+
+
+def test_tensor_cache_keeps_the_most_recent_within_its_budget():
+    cache = TensorCache(3 * 400)
+    for key in "abc":
+        cache.get_or_make(key, lambda: torch.zeros(100))
+    cache.get_or_make("a", lambda: torch.ones(100))  # a hit: "a" becomes the most recent
+    assert float(cache.get_or_make("a", lambda: torch.ones(100)).sum()) == 0
+    cache.get_or_make("d", lambda: torch.zeros(100))  # evicts "b", the least recently used
+    made = []
+    cache.get_or_make("b", lambda: made.append(1) or torch.zeros(100))
+    assert made == [1] and cache.nbytes() <= 1200
+    assert not cache.fits(1201) and cache.get_or_make("big", lambda: torch.zeros(400)).numel() == 400
+    assert len(cache) == 3  # too big to keep
