@@ -26,8 +26,6 @@ from netreveal.provenance import provenance
 from netreveal.results import AttributionResult
 from netreveal.targets import Target, check_count, class_indices, slice_targets
 
-IG_PARAMS_MAP = "sum over channels of |attribution|, min-max"
-
 
 def map_from_attribution(raw: torch.Tensor) -> torch.Tensor:
     """Heatmaps (B, H, W): the sum over colour channels of |attribution| (B, 3, H, W), min-max."""
@@ -66,8 +64,7 @@ def _end_points(model: nn.Module, images: torch.Tensor, bases: torch.Tensor, sha
     n = len(images)
     both = logits_of(torch.cat([images, bases[:1] if shared_base else bases]))
     at_image, at_base = both[:n], both[n:].expand(n, -1)
-    targets = torch.cat([class_indices(slice_targets(target, s, s + batch_size), at_image[s:s + batch_size],
-                                       "integrated gradients") for s in range(0, n, batch_size)])
+    targets = class_indices(target, at_image, "integrated gradients")
     pick = targets[:, None]
     probs = at_image.softmax(1).gather(1, pick)[:, 0]
     return targets, probs, at_image.gather(1, pick)[:, 0], at_base.gather(1, pick)[:, 0]
@@ -127,7 +124,7 @@ def _result(raw: torch.Tensor, targets: torch.Tensor, probs: torch.Tensor, delta
         maps=map_from_attribution(raw),
         targets=targets,
         target_probs=probs,
-        params={"steps": steps, "baseline": baseline, "map": IG_PARAMS_MAP},
+        params={"steps": steps, "baseline": baseline, "map": "sum over channels of |attribution|, min-max"},
         provenance=provenance(),
         raw=raw,
         extras={"convergence_delta": delta},
