@@ -94,6 +94,7 @@ def integrated_gradients(
     owner = torch.arange(n, device=device).repeat_interleave(steps)  # path point -> image
     step = torch.arange(steps, device=device).repeat(n)  # path point -> node
     total = torch.zeros_like(images)
+    start_cl, end_cl = bases.contiguous(memory_format=layout), images.contiguous(memory_format=layout)
     chunk = path_batch(batch_size)
     bar = tqdm(total=n * steps, desc="integrated gradients", unit="point", disable=not progress)
     try:
@@ -102,9 +103,9 @@ def integrated_gradients(
             targets, probs, at_image, at_base = _end_points(model, images, bases, shared, target, chunk, layout)
             for start in range(0, n * steps, chunk):
                 who, k = owner[start:start + chunk], step[start:start + chunk]
-                with torch.no_grad():
-                    points = torch.lerp(bases[who], images[who], alphas[k].view(-1, 1, 1, 1))
-                points = points.contiguous(memory_format=layout).requires_grad_(True)
+                with torch.no_grad():  # path points in the layout the model reads
+                    points = torch.lerp(start_cl[who], end_cl[who], alphas[k].view(-1, 1, 1, 1))
+                points.requires_grad_(True)
                 with torch.enable_grad():
                     score = model(points).gather(1, targets[who][:, None]).sum()
                     (grad,) = torch.autograd.grad(score, points)

@@ -159,8 +159,10 @@ def rise(
                         masks = rise_masks(grids[m0:m0 + chunk].to(device), shifts[m0:m0 + chunk].to(device),
                                            (h, w), cell_px)
                     c = len(masks)
-                    inputs = torch.lerp(base[:, None], x[:, None], masks[None, :, None])  # (g, c, 3, H, W)
-                    scores = target_probs(model, inputs.flatten(0, 1), t.repeat_interleave(c), layout).view(g, c)
+                    inputs = torch.empty(g * c, *x.shape[1:], device=device, memory_format=layout)
+                    torch.lerp(base[:, None], x[:, None], masks[None, :, None],
+                               out=inputs.view(g, c, *x.shape[1:]))  # written in the layout the model reads
+                    scores = target_probs(model, inputs, t.repeat_interleave(c), layout).view(g, c)
                     saliency[start:start + g] += torch.einsum("gc,chw->ghw", scores, masks)
                     bar.update(g * c)
     finally:

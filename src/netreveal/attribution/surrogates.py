@@ -87,14 +87,15 @@ def _scores(model: nn.Module, images: torch.Tensor, bases: torch.Tensor, labels:
     device = images.device
     owner = torch.cat([torch.full((len(d),), i, dtype=torch.long) for i, d in enumerate(distinct)])
     row = torch.cat([torch.arange(len(d)) for d in distinct])
-    distinct = [d.to(device) for d in distinct]
+    distinct = [d.to(device).bool() for d in distinct]
+    images, bases = images.contiguous(memory_format=layout), bases.contiguous(memory_format=layout)
     flat = torch.empty(len(owner), device=device)
     for start in range(0, len(owner), batch_size):
         who, rows = owner[start:start + batch_size], row[start:start + batch_size]
         keep = torch.cat([distinct[i][rows[who == i].to(device)][:, labels[i]]
-                          for i in torch.unique_consecutive(who).tolist()]).bool()  # (c, H, W)
+                          for i in torch.unique_consecutive(who).tolist()])  # (c, H, W)
         who = who.to(device)
-        inputs = torch.where(keep[:, None], images[who], bases[who])
+        inputs = torch.where(keep[:, None], images[who], bases[who])  # in the layout the model reads
         flat[start:start + len(who)] = target_probs(model, inputs, targets[who], layout).float()
         bar.update(len(who))
     return list(flat.split([len(d) for d in distinct]))
