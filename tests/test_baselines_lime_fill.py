@@ -52,17 +52,17 @@ def test_superpixel_means_are_the_lime_packages_fudged_image():
 
 
 def test_perturbed_images_show_hidden_superpixels_in_their_mean_colour():
-    model = Recorder().eval()
     images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    result = lime(model, images, [0, 1], n_samples=40, segments=9, seed=0, batch_size=16, fill="mean")
-    assert result.params["fill"] == "mean" and result.params["baseline"] == "superpixel mean colour"
-    perturbed = torch.cat(model.seen[1:])  # the first batch predicts the unperturbed images
-    assert perturbed.shape[0] == 2 * 40
     hidden_any = False
-    for i in range(2):
-        x, seg = images[i], result.extras["segments"][i].long()
+    for i in range(2):  # one image per call, so every perturbed input the model sees is of image i
+        model = Recorder().eval()
+        result = lime(model, images[i:i + 1], i, n_samples=40, segments=9, seed=0, batch_size=16, fill="mean")
+        assert result.params["fill"] == "mean" and result.params["baseline"] == "superpixel mean colour"
+        perturbed = torch.cat(model.seen[1:])  # the first batch predicts the unperturbed image
+        assert 1 <= perturbed.shape[0] <= 40  # each distinct sample is scored once
+        x, seg = images[i], result.extras["segments"][0].long()
         means = superpixel_means(x, seg)
-        for z in perturbed[i * 40:(i + 1) * 40]:
+        for z in perturbed:
             # the sample's on/off vector: a superpixel is on where it shows the image itself
             on = torch.tensor([torch.equal(z[:, seg == k], x[:, seg == k]) for k in range(int(seg.max()) + 1)])
             hidden_any |= bool((~on).any())

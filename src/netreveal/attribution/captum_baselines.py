@@ -4,8 +4,9 @@ All three explain the target's softmax probability and replace hidden pixels wit
 (a heavy blur by default, as the deletion/insertion metrics use). LIME's ``fill="mean"`` fills each
 switched-off superpixel with that superpixel's mean colour instead, as the reference ``lime``
 package does by default (``LimeImageExplainer.explain_instance(hide_color=None)``). Each image is
-explained on its own (a progress bar counts images); its perturbed copies go through the model
-``batch_size`` at a time (captum's ``perturbations_per_eval``).
+explained on its own; LIME's and KernelSHAP's perturbed copies of all images go through the model
+``batch_size`` at a time (:mod:`netreveal.attribution.surrogates`: captum's samples and surrogate
+fits, our own batching), occlusion's through captum (``perturbations_per_eval``).
 
 - Occlusion (Zeiler and Fergus 2014): a ``window`` square slides with ``stride``; a pixel's score is
   the mean drop in probability over the windows covering it.
@@ -24,13 +25,12 @@ Heatmaps are signed scores (high = evidence for the target, low = against it), m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from netreveal.attribution.perturb import class_targets, conv_layout, probabilities, seeded
+from netreveal.attribution.perturb import class_targets, conv_layout, probabilities
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline, minmax
 from netreveal.model.hooks import frozen, model_device
@@ -190,58 +190,10 @@ def _lime_similarity(original, perturbed, interpretable: torch.Tensor, **kwargs)
     return torch.exp(-(distance ** 2) / (2 * LIME_KERNEL_WIDTH ** 2)).reshape(1)
 
 
-def _on_device(host_samples: Iterator[torch.Tensor], device: torch.device, count: int) -> Iterator[torch.Tensor]:
-    """The samples of a sampler that draws on the host, ``count`` at a time (the same random
-    numbers, in the same order, as drawing them one by one), each block copied to ``device`` in one
-    go instead of one copy per sample."""
-    while True:
-        yield from torch.cat([next(host_samples) for _ in range(count)]).to(device).split(1)
-
-
-def _device_of(inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.device:
-    return inputs.device if isinstance(inputs, torch.Tensor) else inputs[0].device
-
-
-def _lime_samples(count: int) -> Callable[..., Iterator[torch.Tensor]]:
-    """LIME's sampler: each superpixel on with probability 1/2 (captum's default draw), on the host."""
-
-    def samples(original_inp, **kwargs) -> Iterator[torch.Tensor]:
-        features = int(kwargs["num_interp_features"])
-
-        def draws() -> Iterator[torch.Tensor]:
-            while True:
-                yield torch.bernoulli(torch.full((1, features), 0.5)).long()
-
-        yield from _on_device(draws(), _device_of(original_inp), count)
-
-    return samples
-
-
-def _kernel_shap(forward: Callable[[torch.Tensor], torch.Tensor], count: int):
-    """captum's KernelSHAP with its coalitions drawn on the host ``count`` at a time and its sample
-    weights computed on the device: no host read or copy per sample."""
-    from captum.attr import KernelShap
-
-    class DeviceKernelShap(KernelShap):
-        def kernel_shap_perturb_generator(self, original_inp, **kwargs) -> Iterator[torch.Tensor]:
-            host = super().kernel_shap_perturb_generator(torch.empty(0), **kwargs)
-            yield from _on_device(host, _device_of(original_inp), count)
-
-        def kernel_shap_similarity_kernel(self, _, __, interpretable_sample: torch.Tensor,
-                                          **kwargs) -> torch.Tensor:
-            # the weight captum gives: inf_weight for the empty and the full coalition, else 1
-            selected = interpretable_sample.sum(dim=1)
-            edge = (selected == 0) | (selected == int(kwargs["num_interp_features"]))
-            return torch.where(edge, float(self.inf_weight), 1.0).to(torch.float32)
-
-    return DeviceKernelShap(forward)
-
-
 def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Target, *, n_samples: int | None,
                segments: int | None, seed: int, baseline, batch_size: int, progress: bool,
                fill: str = "baseline") -> AttributionResult:
-    from captum._utils.models.linear_model import SkLearnRidge
-    from captum.attr import Lime
+    from netreveal.attribution.surrogates import surrogate_coefficients
 
     if fill not in LIME_FILLS:
         raise NetrevealError(f"LIME fill must be one of {', '.join(LIME_FILLS)}, got {fill!r}")
@@ -255,28 +207,13 @@ def _surrogate(method: str, model: nn.Module, images: torch.Tensor, target: Targ
         raise NetrevealError(f"{method} needs at least 2 samples, got {n_samples}")
     labels, fallbacks = superpixels(images, segments)
     layout = conv_layout(model)
-    raws, coefs = [], []
     with frozen(model), torch.no_grad():
         targets, probs = class_targets(model, images, target, batch_size, layout, method)
-
-        def forward(z: torch.Tensor) -> torch.Tensor:
-            return probabilities(model, z, layout)
-
-        if method == "lime":
-            attributor = Lime(forward, interpretable_model=SkLearnRidge(alpha=LIME_RIDGE_ALPHA),
-                              similarity_func=_lime_similarity, perturb_func=_lime_samples(n_samples))
-        else:
-            attributor = _kernel_shap(forward, n_samples)
-        for i in tqdm(range(len(images)), desc=method, unit="img", disable=not progress):
-            x, t, seg = images[i:i + 1], targets[i:i + 1], labels[i]
-            hidden = superpixel_means(x, seg) if fill == "mean" else make_baseline(x, baseline)
-            with seeded(seed):
-                coef = attributor.attribute(x, baselines=hidden, target=int(t),
-                                            feature_mask=seg[None, None], n_samples=n_samples,
-                                            perturbations_per_eval=batch_size, return_input_shape=False)
-            coef = coef.reshape(-1).float().to(device)
-            coefs.append(coef.cpu())
-            raws.append(coef[seg])
+        hidden = (torch.cat([superpixel_means(images[i:i + 1], labels[i]) for i in range(len(images))])
+                  if fill == "mean" else make_baseline(images, baseline))
+        coefs = surrogate_coefficients(method, model, images, hidden, labels, targets,
+                                       n_samples=n_samples, seed=seed, batch_size=batch_size, progress=progress)
+    raws = [coef.to(device)[seg] for coef, seg in zip(coefs, labels)]
     raw = torch.stack(raws)
     surrogate = (f"weighted ridge (alpha {LIME_RIDGE_ALPHA}), exponential kernel width {LIME_KERNEL_WIDTH} "
                  "on cosine distance" if method == "lime" else "Shapley-kernel sampling, linear regression")

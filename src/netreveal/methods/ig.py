@@ -1,4 +1,4 @@
-"""Integrated gradients (captum), black baseline: a reference point for comparisons."""
+"""Integrated gradients (captum's Gauss-Legendre rule), black baseline: a reference point for comparisons."""
 
 from __future__ import annotations
 
