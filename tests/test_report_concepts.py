@@ -42,3 +42,16 @@ def test_infodisent_summary_rows_leave_out_weights_that_print_as_zero():
     assert rows == [["cart", "#1\u00a00.50, #2\u00a00.30, #3\u00a00.10", 4], ["plane", "–", 0]]
     svg = section.weights_svg(_explanation().class_weights, ["cart", "plane"])
     assert re.findall(r">#(\d+)</text>", svg) == ["1", "2", "3"]
+
+
+def test_negligible_means_relative_to_the_heads_largest_weight(tmp_path):
+    weights = _explanation().class_weights * 0.01  # a head whose weights are all small
+    rows = section.class_weight_rows(weights, ["cart", "plane"])
+    assert rows[0][1] == "#1\u00a00.005, #2\u00a00.003, #3\u00a00.001"  # #4 (1e-5) is under 1 % of the largest
+    small = _explanation()
+    small.class_weights, small.contributions = small.class_weights * 0.01, small.contributions * 0.01
+    report = Report(tmp_path / "r")
+    html = section._fragment(report, "img", torch.rand(3, 16, 16), small, 0, None, None)
+    report.discard()
+    assert re.findall(r"<b>component #(\d+) ", html) == ["1", "2"] and "#4" not in html
+

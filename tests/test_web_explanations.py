@@ -159,10 +159,12 @@ def test_warm_up_prepares_the_pages_before_the_first_visit(app, hand, monkeypatc
     assert len(calls) == 1  # the first visit found the analysis ready
 
 
-def test_no_warm_up_for_an_evaluation_study(store):
+def test_no_warm_up_without_labels_or_for_an_evaluation_study(store):
     from evalstudy import make_eval_study
 
     from netreveal.web.explanations import warm_up
 
+    make_tiny_study(store, name="unlabelled", classes=CLASSES)
+    assert warm_up(create_app(store, "unlabelled", rate_limit=None)) is None
     make_eval_study(store)
     assert warm_up(create_app(store, "ev", rate_limit=None)) is None

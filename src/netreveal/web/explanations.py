@@ -102,11 +102,15 @@ def current_analysis(request: Request, current: Study) -> tuple[StudyAnalysis | 
 def warm_up(app: FastAPI) -> threading.Thread | None:
     """Analyse the served study's labels in a background thread (imports, embedding model, first
     analysis), so the first visit of ``/explanations`` finds them ready; returns the thread (None
-    for an evaluation study, which has no labels)."""
+    when there is nothing to prepare: an evaluation study, or no label yet)."""
+    from netreveal.store.label_queries import label_count
+
     with app.state.store.session() as session:
         served = session.get(Study, app.state.study_id)
-        if served is None or served.kind == "evaluation":
+        if served is None or served.kind != "reveal":
             return None
+    if label_count(app.state.store, app.state.study_id) == 0:
+        return None
 
     def run() -> None:
         try:

@@ -20,7 +20,18 @@ from netreveal.report.render import draw_box, overlay
 from netreveal.report.sections import renders
 from netreveal.report.sections.thumbs import Thumbs, figure, fmt, part_under, thumb_figure
 
-WEIGHT_SHOWN = 0.005  # class weights below this print as 0.00: such components are left out
+NEGLIGIBLE_SHARE = 0.01  # a class weight under 1 % of the head's largest counts as zero: left out
+
+
+def weight_floor(weights: torch.Tensor) -> float:
+    """The smallest class weight shown: :data:`NEGLIGIBLE_SHARE` of the largest (and above zero)."""
+    top = float(weights.detach().float().max()) if weights.numel() else 0.0
+    return max(NEGLIGIBLE_SHARE * top, 1e-12)
+
+
+def weight_text(value: float, top: float) -> str:
+    """A weight with two decimals, or three significant digits for a head whose weights are all small."""
+    return f"{value:.2f}" if top >= 0.1 else f"{value:.3g}"
 
 
 def weights_svg(weights: torch.Tensor, class_names: list[str], per_class: int = 3) -> str:
@@ -29,7 +40,8 @@ def weights_svg(weights: torch.Tensor, class_names: list[str], per_class: int = 
     w = weights.detach().float().cpu().clamp_min(0)
     c, d = w.shape
     picked = w.topk(min(per_class, d), dim=1).indices.unique().tolist()
-    picked = [k for k in picked if float(w[:, k].max()) >= WEIGHT_SHOWN]
+    floor = weight_floor(w)
+    picked = [k for k in picked if float(w[:, k].max()) >= floor]
     if not picked:
         return ""
     picked.sort(key=lambda k: (int(w[:, k].argmax()), -float(w[:, k].max())))
@@ -62,13 +74,15 @@ def weights_svg(weights: torch.Tensor, class_names: list[str], per_class: int = 
 
 
 def class_weight_rows(weights: torch.Tensor, class_names: list[str], per_class: int = 5) -> list[list]:
-    """Summary-table rows: class, its strongest components with weights (those that print as 0.00
-    left out), its non-zero count."""
+    """Summary-table rows: class, its strongest components with weights (negligible ones left out:
+    :func:`weight_floor`), its non-zero count."""
     w = weights.detach().float().cpu()
+    floor, top = weight_floor(w), float(w.max())
     rows = []
     for c, name in enumerate(class_names):
         vals, idx = w[c].topk(min(per_class, w.shape[1]))
-        listed = ", ".join(f"#{int(k)}\u00a0{float(v):.2f}" for k, v in zip(idx, vals) if float(v) >= WEIGHT_SHOWN)
+        listed = ", ".join(f"#{int(k)}\u00a0{weight_text(float(v), top)}" for k, v in zip(idx, vals)
+                           if float(v) >= floor)
         rows.append([str(name), listed or "–", int((w[c] > 0).sum())])
     return rows
 
@@ -81,7 +95,8 @@ def infodisent_sections(report: Report, keys: list[str], images: torch.Tensor, r
     protos = head.prototypes
     thumbs = Thumbs(report, TrainingImages.of(head), "proto")
     names = list(result.class_names)
-    report.add_table(f"{title}: each class's strongest components (weights below {WEIGHT_SHOWN} left out)",
+    report.add_table(f"{title}: each class's strongest components (weights under {NEGLIGIBLE_SHARE:.0%} of the "
+                     "largest left out)",
                      ["class", "components (weight)", "non-zero weights"],
                      class_weight_rows(result.class_weights, names))
     for i, key in enumerate(keys):
@@ -121,15 +136,17 @@ NAMES_NOTE = ("Components have no names here (the naming studio and the labels n
 def _fragment(report: Report, key: str, image: torch.Tensor, result: InfoDisentExplanation, i: int, protos,
               thumbs: Thumbs) -> str:
     """Image ``i``'s explanation: the components of its explanation size with their prototypes, the
-    other components that add a little in one line; components weighing zero for the class are left out."""
+    other components that add a little in one line; components of negligible weight (:func:`weight_floor`)
+    for the class are left out."""
     target = int(result.targets[i])
     logit = float(result.logits[i, target])
     size = max(1, int(result.sizes[i]))
+    floor = weight_floor(result.class_weights)
     rows, minor = [], []
     for t in range(result.components.shape[1]):
         k = int(result.components[i, t])
         contrib = float(result.contributions[i, t])
-        if contrib <= 0 or float(result.class_weights[target, k]) <= 0:  # zero weight: not part of the class
+        if contrib <= 0 or float(result.class_weights[target, k]) < floor:
             continue
         share = f"{100 * contrib / logit:.0f}% of the logit {fmt(logit)}" if abs(logit) > 1e-12 else ""
         if t >= size:
@@ -141,7 +158,8 @@ def _fragment(report: Report, key: str, image: torch.Tensor, result: InfoDisentE
         rows.append(f'<p class="metrics">no component with a non-zero weight for <b>{name}</b> adds to it here</p>')
     lead = (
         f'<div class="metrics">components ranked by their contribution W[c, k]·v_k to <b>{name}</b>: the '
-        f"{size} that make its explanation (components weighing zero for the class left out); box: strongest "
+        f"{size} that make its explanation (components whose weight for the class is under "
+        f"{NEGLIGIBLE_SHARE:.0%} of the head's largest left out); box: strongest "
         f"cell; beside: prototypes (training images where the component fires most, "
         f"{'their ' if protos else ''}box and map). {NAMES_NOTE}</div>"
         + colour_bar(COMPONENT_SCALE, width=288)
