@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from netreveal.errors import NetrevealError
+from netreveal.store.sqlite_writes import QueuedWriterConnection, before_write, writer_lock
 
 DEFAULT_PATH = "netreveal.db"
 SQLITE_BUSY_TIMEOUT = 10.0  # seconds an SQLite connection waits for another one's write lock
@@ -47,12 +48,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite connections get WAL, foreign keys and a busy timeout. Error
-    messages never carry the statement's parameters."""
+    """An engine for ``url``; SQLite connections get WAL, foreign keys, a busy timeout and, for a
+    file, one writer at a time per process (:mod:`netreveal.store.sqlite_writes`). Error messages
+    never carry the statement's parameters."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT},
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT,
+                                                  "factory": QueuedWriterConnection},
                                hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            lock = writer_lock(str(Path(database).resolve()))
+
+            def share_writer_lock(dbapi_connection, _record) -> None:
+                dbapi_connection.writer = lock
+
+            event.listen(engine, "connect", share_writer_lock)
+            event.listen(engine, "before_cursor_execute", before_write)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
@@ -117,6 +129,7 @@ class Store:
         cursor = dbapi_connection.cursor()
         if sqlite:
             cursor.execute(f"PRAGMA busy_timeout={wanted}")
+            dbapi_connection.wait_seconds = wanted / 1000
         else:  # a session setting, kept once committed
             cursor.execute(f"SET lock_timeout = {wanted}")
             dbapi_connection.commit()
