@@ -14,7 +14,6 @@ from netreveal.errors import NetrevealError
 from netreveal.store.accounts import SESSION_DAYS, SESSION_IDLE
 from netreveal.store.db import DEFAULT_PATH, Store, open_store
 
-HEADER_MAX_BYTES = 16 * 1024  # a request line with its headers larger than this is refused (400)
 KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this long
 MAX_BODY_KB_LIMIT = 1024 * 1024  # --max-body-kb at most 1 GiB
 MAX_WORKERS = 64  # --workers at most
@@ -100,14 +99,15 @@ def run(args) -> int:
     in ``args.workers`` processes (uvicorn workers sharing the port; each builds its app from the
     settings checked here, see :mod:`netreveal.web.serving`).
 
-    The HTTP parser is h11, which refuses request headers over :data:`HEADER_MAX_BYTES`; idle
-    connections close after :data:`KEEP_ALIVE_SECONDS`; bodies are bounded by the app
-    (``--max-body-kb``, read within a time limit)."""
+    The HTTP parser is httptools, refusing a request line and headers over 16 KiB with 431
+    (:mod:`netreveal.web.http_protocol`); idle connections close after :data:`KEEP_ALIVE_SECONDS`;
+    bodies are bounded by the app (``--max-body-kb``, read within a time limit)."""
     import uvicorn
 
     from netreveal.store.db import database_url
     from netreveal.web.app import resolve_study
     from netreveal.web.explanations import warm_up
+    from netreveal.web.http_protocol import BoundedHeadersProtocol
     from netreveal.web.serving import APP_FACTORY, SETTINGS_ENV, ServeSettings, build_app
 
     proxies = proxy_options(getattr(args, "forwarded_allow_ips", None))
@@ -125,8 +125,8 @@ def run(args) -> int:
         processes = f" in {workers} worker processes" if workers > 1 else ""
         print(f"netreveal: serving study {settings.study!r} on http://{args.host}:{args.port}/{processes} "
               f"(Ctrl+C to stop)", file=sys.stderr)
-        options = dict(host=args.host, port=args.port, log_level="warning", http="h11",
-                       h11_max_incomplete_event_size=HEADER_MAX_BYTES, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        options = dict(host=args.host, port=args.port, log_level="warning", http=BoundedHeadersProtocol,
+                       timeout_keep_alive=KEEP_ALIVE_SECONDS,
                        **proxies)
         if workers == 1:
             uvicorn.run(app, **options)
