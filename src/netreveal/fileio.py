@@ -145,12 +145,11 @@ def _reason(exc: OSError) -> str:
     return f"{text}: {exc.filename}" if exc.filename else text
 
 
-def check_output_folder(out: str | os.PathLike, kind: str, *, force: bool = False,
-                        replaceable: Collection[str] = ()) -> None:
-    """NetrevealError unless ``out`` may be written as a ``kind``: it is free, an empty folder, an
-    output of a ``replaceable`` kind (the unfinished run this output completes), or (only with
-    ``force``) an earlier ``kind``, and the place can be written. Removes what killed runs left
-    beside ``out`` first (:func:`remove_stale_staging`)."""
+def existing_output(out: str | os.PathLike, kind: str) -> str | None:
+    """The kind of netreveal output at ``out`` (None: nothing there, or an empty folder); a
+    NetrevealError when ``out`` is a link, a file, unreadable, or a folder holding something else
+    (``kind`` names what the caller writes). Removes what killed runs left beside ``out`` first
+    (:func:`remove_stale_staging`)."""
     out = Path(out)
     if out.resolve().parent.is_dir():
         remove_stale_staging(out.resolve().parent)
@@ -162,22 +161,42 @@ def check_output_folder(out: str | os.PathLike, kind: str, *, force: bool = Fals
         busy = out.is_dir() and any(out.iterdir())
     except OSError as exc:
         raise NetrevealError(f"cannot read output folder {out}: {_reason(exc)}") from None
-    if busy:
-        found = output_kind(out)
-        if found is None:
-            raise NetrevealError(f"output folder {out} is not empty and holds no earlier {kind}; "
-                                 "choose a new or empty folder")
-        if found in replaceable:
-            pass
-        elif found != kind:
-            raise NetrevealError(f"output folder {out} holds {_a(found)}, not {_a(kind)}; choose another folder")
-        elif not force:
-            raise NetrevealError(f"output folder {out} holds an earlier {kind}; pass --force to replace it")
-    place = out.resolve().parent
+    if not busy:
+        return None
+    found = output_kind(out)
+    if found is None:
+        raise NetrevealError(f"output folder {out} is not empty and holds no earlier {kind}; "
+                             "choose a new or empty folder")
+    return found
+
+
+def refuse_other_kind(out: str | os.PathLike, found: str, kind: str) -> None:
+    """NetrevealError: ``out`` holds a ``found``, not a ``kind``."""
+    raise NetrevealError(f"output folder {out} holds {_a(found)}, not {_a(kind)}; choose another folder")
+
+
+def check_writable_place(out: str | os.PathLike) -> None:
+    """NetrevealError unless ``out`` can be created: its nearest existing parent is a folder this user
+    may write in."""
+    place = Path(out).resolve().parent
     while not place.exists() and place != place.parent:
         place = place.parent
     if not place.is_dir() or not os.access(place, os.W_OK | os.X_OK):
         raise NetrevealError(f"cannot write output {out}: {place} is not a folder this user may write in")
+
+
+def check_output_folder(out: str | os.PathLike, kind: str, *, force: bool = False,
+                        replaceable: Collection[str] = ()) -> None:
+    """NetrevealError unless ``out`` may be written as a ``kind``: it is free, an empty folder, an
+    output of a ``replaceable`` kind (the unfinished run this output completes), or (only with
+    ``force``) an earlier ``kind``, and the place can be written (see :func:`existing_output`)."""
+    found = existing_output(out, kind)
+    if found is not None and found not in replaceable:
+        if found != kind:
+            refuse_other_kind(out, found, kind)
+        if not force:
+            raise NetrevealError(f"output folder {out} holds an earlier {kind}; pass --force to replace it")
+    check_writable_place(out)
 
 
 # ---------------------------------------------------------------- staging and replacing

@@ -22,10 +22,11 @@ from netreveal.fileio import (
     EVALUATION_RUN,
     EXPLANATION_REPORT,
     EXPLANATION_RUN,
+    check_writable_place,
+    existing_output,
     make_stage,
-    output_kind,
     owner_tag,
-    remove_stale_staging,
+    refuse_other_kind,
     replace_folder,
     write_marker,
     writer_gone,
@@ -49,10 +50,6 @@ EXPLAIN_RUN = RunKinds(EXPLANATION_RUN, EXPLANATION_REPORT, "report", False)
 EVALUATE_RUN = RunKinds(EVALUATION_RUN, EVALUATION_RUN, "evaluation", True)
 
 
-def _a(kind: str) -> str:
-    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
-
-
 def _complete(out: Path) -> bool:
     try:
         return Manifest.load(out).complete
@@ -64,26 +61,12 @@ def check_run_folder(out: str | os.PathLike, kinds: RunKinds, *, resume: bool, f
     """How ``out`` may be used: ``"new"`` (free or empty), ``"resume"`` (a run of this command to
     continue) or ``"replace"``; a :class:`NetrevealError` when it may not. Removes what killed
     runs left beside ``out`` first."""
-    out = Path(out)
-    if out.resolve().parent.is_dir():
-        remove_stale_staging(out.resolve().parent)
-    if out.is_symlink():
-        raise NetrevealError(f"output {out} is a symbolic link; give a folder path")
-    if out.exists() and not out.is_dir():
-        raise NetrevealError(f"output {out} exists and is not a folder; choose another output folder")
-    try:
-        busy = out.is_dir() and any(out.iterdir())
-    except OSError as exc:
-        raise NetrevealError(f"cannot read output folder {out}: {exc.strerror or type(exc).__name__}") from None
+    found = existing_output(out, kinds.done)
     mode = "new"
-    if busy:
-        found = output_kind(out)
-        if found is None:
-            raise NetrevealError(f"output folder {out} is not empty and holds no earlier {kinds.done}; "
-                                 "choose a new or empty folder")
+    if found is not None:
         if found not in (kinds.running, kinds.done):
-            raise NetrevealError(f"output folder {out} holds {_a(found)}, not {_a(kinds.done)}; choose another folder")
-        unfinished = found == kinds.running and not _complete(out)
+            refuse_other_kind(out, found, kinds.done)
+        unfinished = found == kinds.running and not _complete(Path(out))
         if resume:
             mode = "resume"
         elif force or (not unfinished and kinds.replace_done_without_force):
@@ -93,11 +76,7 @@ def check_run_folder(out: str | os.PathLike, kinds: RunKinds, *, resume: bool, f
                                  "continue it or --force to start over")
         else:
             raise NetrevealError(f"output folder {out} holds an earlier {kinds.done}; pass --force to replace it")
-    place = out.resolve().parent
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    if not place.is_dir() or not os.access(place, os.W_OK | os.X_OK):
-        raise NetrevealError(f"cannot write output {out}: {place} is not a folder this user may write in")
+    check_writable_place(out)
     return mode
 
 
