@@ -10,20 +10,24 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from netreveal.sag.edge_labels import label_size, place_labels
 from netreveal.sag.patches import patch_masks
 from netreveal.sag.result import SagResult
 
 HIDDEN_GREY = 0.12  # value of the pixels outside a node's patches
+FONT = 12  # px of the percentages and edge labels at full size
+LEGIBLE_SCALE = 0.55  # the graph shrinks to fit its box down to this share, then its box scrolls
 
 
-def _thumbnail(image: torch.Tensor, size: int) -> torch.Tensor:
+def thumbnail(image: torch.Tensor, size: int) -> torch.Tensor:
     """(3, size, size) resized copy of a (3, H, W) image in [0, 1]."""
     x = image.detach().float().cpu()[None]
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x[0].clamp(0, 1)
 
 
-def _png_data_uri(image: torch.Tensor) -> str:
+def png_data_uri(image: torch.Tensor) -> str:
+    """A (3, H, W) image in [0, 1] as a PNG data URI."""
     array = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", optimize=True)
@@ -50,6 +54,39 @@ def _colour(confidence: float) -> str:
     return "#c62828"
 
 
+def _rows(result: SagResult) -> list[list[int]]:
+    """Node ids per level, roots first; each level ordered under its parents, then by confidence."""
+    levels: dict[int, list[int]] = {}
+    for i, node in enumerate(result.nodes):
+        levels.setdefault(node.level, []).append(i)
+    parents: dict[int, list[int]] = {}
+    for edge in result.edges:
+        parents.setdefault(edge.child, []).append(edge.parent)
+    order: dict[int, int] = {}
+    rows = []
+    for level in sorted(levels):
+        ids = levels[level]
+
+        def place(i: int) -> tuple[float, float]:
+            ranks = [order[p] for p in parents.get(i, []) if p in order]
+            return (sum(ranks) / len(ranks) if ranks else 0.0, -result.nodes[i].confidence)
+
+        ids.sort(key=place)
+        order.update((i, k) for k, i in enumerate(ids))
+        rows.append(ids)
+    return rows
+
+
+def _edge_labels(result: SagResult, pos: dict[int, tuple[float, float]], thumb: int, label_h: int,
+                 texts: list[str]) -> tuple[list[tuple[float, float, float, float]], list]:
+    segments = []
+    for edge in result.edges:
+        (px, py), (cx, cy) = pos[edge.parent], pos[edge.child]
+        segments.append((px + thumb / 2, py + thumb + label_h, cx + thumb / 2, cy - 2))
+    nodes = [(x - 1, y - 1, x + thumb + 1, y + thumb + label_h) for x, y in pos.values()]
+    return segments, place_labels(segments, texts, nodes, FONT)
+
+
 def render_sag_svg(
     result: SagResult,
     image: torch.Tensor,
@@ -61,69 +98,68 @@ def render_sag_svg(
 ) -> str:
     """SVG markup of the graph: one row per level (roots on top), each node a ``thumb``-pixel
     thumbnail showing only its patches with its relative confidence below, edges labelled with
-    the removed patch. ``image`` is the explained (3, H, W) or (1, 3, H, W) image in [0, 1]."""
+    the removed patch where no label covers another label or a node (rows move apart until they
+    fit). ``image`` is the explained (3, H, W) or (1, 3, H, W) image in [0, 1]. The SVG scales
+    down to its box (viewBox, width 100%) but not below :data:`LEGIBLE_SCALE` of its size."""
     if image.dim() == 4:
         image = image[0]
-    small = _thumbnail(image, thumb)
+    small = thumbnail(image, thumb)
     insertion = result.params.get("insertion", "hard")
-    levels: dict[int, list[int]] = {}
-    for i, node in enumerate(result.nodes):
-        levels.setdefault(node.level, []).append(i)
-    parents: dict[int, list[int]] = {}
-    for edge in result.edges:
-        parents.setdefault(edge.child, []).append(edge.parent)
+    rows = _rows(result)
     header = 28 if title is not None else 8
-    label_h = 16
-    widest = max((len(ids) for ids in levels.values()), default=1)
+    label_h = FONT + 6
+    widest = max((len(ids) for ids in rows), default=1)
+    label_w = max((label_size(f"-P{e.removed}", FONT)[0] for e in result.edges), default=0)
+    gap_x = max(gap_x, int(label_w / 2))  # room for a label between two sibling edges
     width = widest * (thumb + gap_x) + gap_x
     if not result.nodes:
         width = max(width, 360)
-    height = header + len(levels) * (thumb + label_h + gap_y) - gap_y + 2 * label_h
-    pos: dict[int, tuple[float, float]] = {}
-    for row, level in enumerate(sorted(levels)):
-        ids = levels[level]
-
-        def place(i: int) -> tuple[float, float]:  # under its parents, then by confidence
-            xs = [pos[p][0] for p in parents.get(i, []) if p in pos]
-            return (sum(xs) / len(xs) if xs else 0.0, -result.nodes[i].confidence)
-
-        ids.sort(key=place)
-        span = len(ids) * (thumb + gap_x) - gap_x
-        x0 = (width - span) / 2
-        y = header + label_h + row * (thumb + label_h + gap_y)
-        for k, i in enumerate(ids):
-            pos[i] = (x0 + k * (thumb + gap_x), y)
-
+    texts = [f"-P{edge.removed}" for edge in result.edges]
+    for extra in range(0, 100, 12):  # widen the gaps between rows until every edge label fits
+        step = gap_y + extra
+        pos: dict[int, tuple[float, float]] = {}
+        for row, ids in enumerate(rows):
+            span = len(ids) * (thumb + gap_x) - gap_x
+            x0 = (width - span) / 2
+            y = header + label_h + row * (thumb + label_h + step)
+            for k, i in enumerate(ids):
+                pos[i] = (x0 + k * (thumb + gap_x), y)
+        segments, spots = _edge_labels(result, pos, thumb, label_h, texts)
+        if all(spot is not None for spot in spots):
+            break
+    height = header + len(rows) * (thumb + label_h + step) - step + 2 * label_h
+    least = min(width, round(width * LEGIBLE_SCALE))
     out = [
         (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif" font-size="11">'
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="sag-graph" width="{width:.0f}" '
+            f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
+            f'style="width:100%;max-width:{width:.0f}px;min-width:{least:.0f}px;height:auto" '
+            f'font-family="sans-serif" font-size="{FONT}">'
         )
     ]
     if title is not None:
         out.append(
             f'<text x="{gap_x}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>'
         )
-    for edge in result.edges:
-        (px, py), (cx, cy) = pos[edge.parent], pos[edge.child]
-        x1, y1 = px + thumb / 2, py + thumb + label_h
-        x2, y2 = cx + thumb / 2, cy - 2
+    for (x1, y1, x2, y2), edge in zip(segments, result.edges, strict=True):
         out.append(
             f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#888" '
             f'stroke-width="1.2"><title>remove P{edge.removed}</title></line>'
         )
-        mx, my = x1 + 0.7 * (x2 - x1), y1 + 0.7 * (y2 - y1)
+    for (x1, y1, x2, y2), spot, text in zip(segments, spots, texts, strict=True):
+        mx, my = spot if spot is not None else (x1 + 0.72 * (x2 - x1), y1 + 0.72 * (y2 - y1))
         out.append(
-            f'<text x="{mx:.1f}" y="{my:.1f}" text-anchor="middle" fill="#555" '
-            f'paint-order="stroke" stroke="#fff" stroke-width="3">-P{edge.removed}</text>'
+            f'<text class="sag-edge" x="{mx:.1f}" y="{my + FONT * 0.35:.1f}" text-anchor="middle" '
+            f'fill="#444" paint-order="stroke" stroke="#fff" stroke-width="3">{text}</text>'
         )
     for i, node in enumerate(result.nodes):
         x, y = pos[i]
         colour = _colour(node.confidence)
         patches = ", ".join(f"P{p}" for p in node.patches)
-        uri = _png_data_uri(node_thumbnail(small, node.patches, result.grid, insertion))
+        uri = png_data_uri(node_thumbnail(small, node.patches, result.grid, insertion))
         out.append(
-            f"<g><title>{escape(patches)}: {node.confidence:.0%} (p={node.prob:.3f})</title>"
+            f'<g class="sag-node"><title>{{{escape(patches)}}}: {node.confidence:.0%} '
+            f"(p={node.prob:.3f})</title>"
         )
         out.append(
             f'<image x="{x:.1f}" y="{y:.1f}" width="{thumb}" height="{thumb}" href="{uri}"/>'
@@ -133,7 +169,7 @@ def render_sag_svg(
             f'stroke="{colour}" stroke-width="{3 if node.root else 2}"/>'
         )
         out.append(
-            f'<text x="{x + thumb / 2:.1f}" y="{y + thumb + 13:.1f}" text-anchor="middle" '
+            f'<text x="{x + thumb / 2:.1f}" y="{y + thumb + FONT + 2:.1f}" text-anchor="middle" '
             f'fill="{colour}" font-weight="bold">{node.confidence:.0%}</text></g>'
         )
     if not result.nodes:
