@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from html import escape
 
 import torch
@@ -54,27 +55,65 @@ def _colour(confidence: float) -> str:
     return "#c62828"
 
 
-def _rows(result: SagResult) -> list[list[int]]:
-    """Node ids per level, roots first; each level ordered under its parents, then by confidence."""
-    levels: dict[int, list[int]] = {}
-    for i, node in enumerate(result.nodes):
-        levels.setdefault(node.level, []).append(i)
-    parents: dict[int, list[int]] = {}
+def _columns(result: SagResult) -> tuple[dict[int, float], int]:
+    """Each node's column in a compact tree layout and the number of columns: a parent sits centred
+    over its children, each row is filled left to right one column per node (a subtree moves right
+    when its row is taken there). A set reached from several parents sits under the first (its
+    other edges are drawn all the same)."""
+    nodes = result.nodes
+    row_of = {level: k for k, level in enumerate(sorted({node.level for node in nodes}))}
+    children: dict[int, list[int]] = {}
+    placed_under: set[int] = set()
     for edge in result.edges:
-        parents.setdefault(edge.child, []).append(edge.parent)
-    order: dict[int, int] = {}
-    rows = []
-    for level in sorted(levels):
-        ids = levels[level]
+        parent, child = edge.parent, edge.child
+        if child not in placed_under and nodes[parent].level < nodes[child].level:
+            placed_under.add(child)
+            children.setdefault(parent, []).append(child)
+    column: dict[int, float] = {}
+    free: dict[int, float] = {}  # next free column of each row
 
-        def place(i: int) -> tuple[float, float]:
-            ranks = [order[p] for p in parents.get(i, []) if p in order]
-            return (sum(ranks) / len(ranks) if ranks else 0.0, -result.nodes[i].confidence)
+    def shift(i: int, by: float) -> None:
+        for kid in children.get(i, []):
+            column[kid] += by
+            row = row_of[nodes[kid].level]
+            free[row] = max(free.get(row, 0.0), column[kid] + 1)
+            shift(kid, by)
 
-        ids.sort(key=place)
-        order.update((i, k) for k, i in enumerate(ids))
-        rows.append(ids)
-    return rows
+    def place(i: int) -> None:
+        kids = children.get(i, [])
+        for kid in kids:
+            place(kid)
+        row = row_of[nodes[i].level]
+        at = free.get(row, 0.0)
+        if kids:
+            centre = sum(column[k] for k in kids) / len(kids)
+            if centre < at:
+                shift(i, at - centre)
+            at = max(at, centre)
+        column[i] = at
+        free[row] = at + 1
+
+    for i in range(len(nodes)):
+        if i not in placed_under:
+            place(i)
+    return column, max(1, math.ceil(max(free.values(), default=1.0)))
+
+
+def _gap_x(result: SagResult, gap_x: int) -> int:
+    """``gap_x`` or more: room for an edge label between two sibling edges."""
+    label_w = max((label_size(f"-P{e.removed}", FONT)[0] for e in result.edges), default=0)
+    return max(gap_x, int(label_w / 2))
+
+
+def graph_width(result: SagResult, *, thumb: int = 64, gap_x: int = 18) -> int:
+    """The width in pixels of :func:`render_sag_svg`'s drawing at full size."""
+    width = _columns(result)[1] * (thumb + _gap_x(result, gap_x)) + _gap_x(result, gap_x)
+    return width if result.nodes else max(width, 360)
+
+
+def legible_width(width: float) -> int:
+    """The narrowest a drawing ``width`` pixels wide is shown (:data:`LEGIBLE_SCALE`)."""
+    return round(min(width, width * LEGIBLE_SCALE))
 
 
 def _edge_labels(result: SagResult, pos: dict[int, tuple[float, float]], thumb: int, label_h: int,
@@ -91,7 +130,7 @@ def render_sag_svg(
     result: SagResult,
     image: torch.Tensor,
     *,
-    thumb: int = 72,
+    thumb: int = 64,
     gap_x: int = 18,
     gap_y: int = 56,
     title: str | None = None,
@@ -105,30 +144,23 @@ def render_sag_svg(
         image = image[0]
     small = thumbnail(image, thumb)
     insertion = result.params.get("insertion", "hard")
-    rows = _rows(result)
+    column, _ = _columns(result)
+    rows = {level: k for k, level in enumerate(sorted({node.level for node in result.nodes}))}
     header = 28 if title is not None else 8
     label_h = FONT + 6
-    widest = max((len(ids) for ids in rows), default=1)
-    label_w = max((label_size(f"-P{e.removed}", FONT)[0] for e in result.edges), default=0)
-    gap_x = max(gap_x, int(label_w / 2))  # room for a label between two sibling edges
-    width = widest * (thumb + gap_x) + gap_x
-    if not result.nodes:
-        width = max(width, 360)
+    gap_x = _gap_x(result, gap_x)
+    width = graph_width(result, thumb=thumb, gap_x=gap_x)
     texts = [f"-P{edge.removed}" for edge in result.edges]
     for extra in range(0, 100, 12):  # widen the gaps between rows until every edge label fits
         step = gap_y + extra
-        pos: dict[int, tuple[float, float]] = {}
-        for row, ids in enumerate(rows):
-            span = len(ids) * (thumb + gap_x) - gap_x
-            x0 = (width - span) / 2
-            y = header + label_h + row * (thumb + label_h + step)
-            for k, i in enumerate(ids):
-                pos[i] = (x0 + k * (thumb + gap_x), y)
+        pos = {i: (gap_x + column[i] * (thumb + gap_x),
+                   header + label_h + rows[node.level] * (thumb + label_h + step))
+               for i, node in enumerate(result.nodes)}
         segments, spots = _edge_labels(result, pos, thumb, label_h, texts)
         if all(spot is not None for spot in spots):
             break
-    height = header + len(rows) * (thumb + label_h + step) - step + 2 * label_h
-    least = min(width, round(width * LEGIBLE_SCALE))
+    height = max(header + len(rows) * (thumb + label_h + step) - step + 2 * label_h, header + 3 * label_h)
+    least = legible_width(width)
     out = [
         (
             f'<svg xmlns="http://www.w3.org/2000/svg" class="sag-graph" width="{width:.0f}" '

@@ -12,7 +12,7 @@ from netreveal.report.sections import renders
 from netreveal.sag import SagBatch, SagResult, render_sag_svg
 from netreveal.sag.graph import root_sets_text
 from netreveal.sag.patch_grid import render_patch_grid_svg
-from netreveal.sag.svg import node_thumbnail, png_data_uri, thumbnail
+from netreveal.sag.svg import graph_width, legible_width, node_thumbnail, png_data_uri, thumbnail
 
 MAX_LISTED = 40  # roots written out under an image; the rest are counted (all are in the result)
 
@@ -98,5 +98,6 @@ def sag_sections(report: Report, keys: list[str], images: torch.Tensor, result: 
         report.add_section(key, title,
                            f'<div class="sag"><div class="metrics">{roots_summary(graph)}</div>'
                            f'<div class="sag-row">{patch_grid_figure(graph, images[i])}'
-                           f'<div class="sag-graph-box">{svg}</div></div>{other_roots(graph, images[i])}</div>',
+                           f'<div class="sag-graph-box" style="flex-basis:{legible_width(graph_width(graph))}px">'
+                           f'{svg}</div></div>{other_roots(graph, images[i])}</div>',
                            metrics)
