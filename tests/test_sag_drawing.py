@@ -3,6 +3,7 @@ patch grid with its ids, an SVG that scales to its box, the undrawn roots as thu
 
 import xml.etree.ElementTree as ET
 
+import pytest
 import torch
 from sag_graphs import ROOTS, SHOWN, merged_graph
 
@@ -83,3 +84,24 @@ def test_report_shows_the_grid_and_each_root_the_graph_leaves_out():
     assert 'title="{P3, P4, P5}"' in others and 'title="{P30, P31}"' in others
     graph.shown = list(range(len(ROOTS)))
     assert other_roots(graph, image) == ""
+
+
+def test_layout_centres_parents_over_children_and_keeps_a_row_apart():
+    from netreveal.sag.svg import _columns
+
+    graph = merged_graph()
+    column, columns = _columns(graph)
+    rows: dict[int, list[float]] = {}
+    for i, node in enumerate(graph.nodes):
+        rows.setdefault(node.level, []).append(column[i])
+    for xs in rows.values():
+        xs.sort()
+        assert all(b - a >= 1 for a, b in zip(xs, xs[1:]))  # one node per column at most
+    assert columns <= 8 and max(column.values()) <= columns - 1
+    # a root sits centred over the children it was drawn with (the first parent of each)
+    first = {}
+    for e in graph.edges:
+        first.setdefault(e.child, e.parent)
+    for parent in range(len(SHOWN)):
+        kids = [c for c, p in first.items() if p == parent]
+        assert column[parent] == pytest.approx(sum(column[k] for k in kids) / len(kids))
