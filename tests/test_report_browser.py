@@ -56,6 +56,21 @@ def demo_report(tmp_path_factory):
                             steps=5, title="netreveal demo: parts world")
 
 
+# The Methods table: whether its box scrolls sideways, and each header cell's text with the number of
+# lines it takes.
+_METHODS_HEADERS = """() => {
+  const title = [...document.querySelectorAll('h3')].find(h => h.textContent.startsWith('Methods'));
+  const table = title.nextElementSibling.querySelector('table');
+  const box = getComputedStyle(table.parentElement).overflowX;
+  const cells = [...table.rows[0].cells].map(th => {
+    const style = getComputedStyle(th);
+    const text = th.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+    return [th.innerText, Math.round(text / parseFloat(style.lineHeight))];
+  });
+  return {scrolls: box === 'auto' || box === 'scroll', cells};
+}"""
+
+
 @needs_chromium
 @pytest.mark.browser
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}px")
@@ -65,6 +80,10 @@ def test_demo_report_fits_phone_and_laptop(demo_report, size, tmp_path):
         page.goto(demo_report.as_uri())
         assert_fits(page, f"demo report at {width}px")
         assert_not_squeezed(page, f"demo report at {width}px")
+        # the Methods table's headers each read on one line; the table scrolls in its own box
+        heads = page.evaluate(_METHODS_HEADERS)
+        assert heads["scrolls"] and heads["cells"], heads
+        assert all(lines == 1 for _, lines in heads["cells"]), heads
         # every heatmap section has its colour bar; the ground truth sits beside the input
         assert page.locator(".cbar").count() >= 5 and page.locator('img[alt^="ground truth of"]').count() == 1
         # the INV grid keeps its pictures at full size and scrolls in its own box on a phone

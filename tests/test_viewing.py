@@ -89,6 +89,7 @@ def test_figure_of_every_other_result_type(tmp_path):
                       provenance={})
     sag = netreveal.figure(SagBatch(graphs=[graph], params={}, provenance={}), torch.ones(1, 3, 8, 8))
     assert len(sag.axes) == 2  # one panel per shown minimal sufficient set
+    assert sag.axes[1].get_title().startswith("0: {P1, P3} · p 0.70")  # roots written as sets
     kept = np.asarray(sag.axes[0].get_images()[0].get_array())
     assert kept[0, 0].tolist() == [255] * 3 and kept[7, 7].tolist() == [63] * 3  # only patch 0 stays bright
 

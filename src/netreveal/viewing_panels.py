@@ -88,6 +88,8 @@ def _inv(result: Any, images: list[np.ndarray] | None) -> list[Panel]:
 
 
 def _sag(result: Any, images: list[np.ndarray] | None) -> list[Panel]:
+    from netreveal.sag.graph import root_sets_text
+
     panels = []
     for i, graph in enumerate(result.graphs):
         height, width = graph.image_size
@@ -101,7 +103,7 @@ def _sag(result: Any, images: list[np.ndarray] | None) -> list[Panel]:
             cols = np.minimum(np.arange(base.shape[1]) * graph.grid // base.shape[1], graph.grid - 1)
             inside = keep[rows[:, None], cols[None, :]]
             shown = np.where(inside[..., None], base, (base * 0.25).astype(np.uint8))
-            panels.append(Panel(f"{i}: patches {root} · p {graph.root_probs[index]:.2f}", picture(shown)))
+            panels.append(Panel(f"{i}: {root_sets_text([root])} · p {graph.root_probs[index]:.2f}", picture(shown)))
     return panels
 
 
