@@ -26,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
     registered methods' options) when the command is parsed or its help shown."""
 
     runs_methods = False
+    method_defaults: dict = {}  # option name -> this command's default, where it differs from the library's
     _method_flags = False
 
     def _ensure_method_flags(self) -> None:
@@ -34,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
             from netreveal.methods.flags import add_method_flags
 
             self._method_flags = True
-            add_method_flags(self)
+            add_method_flags(self, defaults=self.method_defaults)
             self.epilog = "methods: " + ", ".join(f"{name} ({m.title})" for name, m in METHODS.items())
 
     def parse_known_args(self, args=None, namespace=None):
