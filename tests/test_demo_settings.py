@@ -19,7 +19,7 @@ def test_the_demo_runs_lighter_iterations_path_steps_and_search_than_the_library
     library = METHODS["igos++"].Options()
     assert demo["igos_iterations"] == 3 < library.igos_iterations == explain["igos_iterations"] == 15
     assert demo["igos_steps"] == 5 < library.igos_steps == explain["igos_steps"] == 20
-    assert demo["sag_saliency_steps"] == 5 and demo["sag_beam_width"] == 2
+    assert demo["sag_saliency_steps"] == 5 and demo["sag_beam_width"] == 2 and demo["grid"] == 5 < explain["grid"]
     assert explain["sag_saliency_steps"] is None and explain["sag_beam_width"] is None  # the SAG variant's own
     assert {k: demo[k] for k in DEMO_SETTINGS} == DEMO_SETTINGS
     assert _parsed("demo", "--igos-iterations", "15").igos_iterations == 15  # a flag still wins
@@ -34,14 +34,14 @@ def test_the_demo_help_gives_both_defaults():
 def test_the_note_lists_each_lighter_setting_beside_the_library_default():
     values = method_values(_parsed("demo"), lists=False)[0]
     assert reduced_settings(values, ["igos++", "sag"]) == [
-        ("--igos-iterations", 3, 15), ("--igos-steps", 5, 20), ("--sag-saliency-steps", 5, 20),
+        ("--igos-iterations", 3, 15), ("--igos-steps", 5, 20), ("--grid", 5, 7), ("--sag-saliency-steps", 5, 20),
         ("--sag-beam-width", 2, 3)]
     assert reduced_settings(values, ["gradcam", "inv"]) == []  # those read none of them
     note = settings_note(values, ["igos"])
     assert "--igos-iterations 3 (library default 15), --igos-steps 5 (library default 20)" in note
     assert "sag" not in note
     library = method_values(_parsed("demo", "--igos-iterations", "15", "--igos-steps", "20", "--sag-saliency-steps",
-                                    "20", "--sag-beam-width", "3"), lists=False)[0]
+                                    "20", "--sag-beam-width", "3", "--grid", "7"), lists=False)[0]
     assert settings_note(library, ["igos", "igos++", "sag"]) is None
     netreveal_sag = method_values(_parsed("demo", "--sag-variant", "netreveal"), lists=False)[0]
     assert ("--sag-beam-width", 2, 5) in reduced_settings(netreveal_sag, ["sag"])  # that variant's own default

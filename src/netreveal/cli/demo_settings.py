@@ -15,6 +15,7 @@ from typing import Any
 DEMO_SETTINGS: dict[str, Any] = {
     "igos_iterations": 3,  # I-GOS / iGOS++ (library: 15)
     "igos_steps": 5,  # I-GOS / iGOS++ path steps per iteration (library: 20)
+    "grid": 5,  # SAG patch grid: 25 patches to search instead of 49 (library: 7)
     "sag_saliency_steps": 5,  # path steps of the I-GOS map that orders SAG's patches (library: 20)
     "sag_beam_width": 2,  # SAG reference beam (library: 3)
 }
