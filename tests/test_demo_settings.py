@@ -47,11 +47,27 @@ def test_the_note_lists_each_lighter_setting_beside_the_library_default():
     assert ("--sag-beam-width", 2, 5) in reduced_settings(netreveal_sag, ["sag"])  # that variant's own default
 
 
-def test_the_demo_report_shows_its_settings_and_the_demo_prints_its_duration(tmp_path, capsys):
+def test_the_demo_runs_at_one_thread_unless_told_and_refuses_zero(capsys):
+    assert _parsed("demo").threads == 1 and _parsed("demo", "--threads", "2").threads == 2
+    assert main(["demo", "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "netreveal: error: --threads must be at least 1, got 0"
+
+
+def test_the_demo_report_shows_its_settings_and_the_demo_prints_its_duration(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from netreveal import pipeline
+
+    seen, explain = [], pipeline.explain
+    monkeypatch.setattr(pipeline, "explain", lambda *a, **k: seen.append(torch.get_num_threads()) or explain(*a, **k))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     out = tmp_path / "report"
     assert main(["demo", "--out", str(out), "--images", "1", "--quiet", "--no-study", "--method", "igos"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"demo finished in \d+ s", printed[-1])
+    assert seen == [1] and torch.get_num_threads() == 2  # one thread for the demo's work, then as it was
+    torch.set_num_threads(before)
     page = " ".join((out / "index.html").read_text().split())
     assert "Demo settings, lighter than the library defaults" in page
     assert "--igos-iterations 3 (library default 15), --igos-steps 5 (library default 20)." in page

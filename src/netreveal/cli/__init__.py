@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from netreveal import __version__
 from netreveal.errors import NetrevealError
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``netreveal`` with ``argv``; returns the exit code."""
+    started = time.perf_counter()
     args = build_parser().parse_args(argv)
+    args.started = started  # a command may say how long it took
     try:
         return args.handler(args)
     except NetrevealError as exc:
