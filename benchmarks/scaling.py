@@ -12,8 +12,11 @@ The expensive methods are measured on less work and scaled up, as each cell says
 - iGOS++: ``--igos-iterations`` of its 15 iterations, times 15 / k (every iteration costs the same
   model inputs, up to the line search's trials), on at most ``--igos-images`` of the images (it
   batches images, so the cost per image hardly changes past a few);
+- iGOS++ path steps: ``--igos-steps`` of 20, times 20 / s (the model inputs of an iteration grow
+  with its path steps);
 - SAG: at most ``--sag-images`` of the images (it explains one image at a time: the cost per image
-  does not depend on how many there are), full search;
+  does not depend on how many there are), full search unless ``--sag-beam-width`` /
+  ``--sag-saliency-steps`` cap it (then the cell is a lower bound);
 - RISE: ``--rise-masks`` of its 4,000 masks, times 4000 / m (one model input per mask).
 
     python benchmarks/scaling.py [--quick] [--models demo,resnet50] [--methods gradcam,inv,igos++,sag,rise]
@@ -54,8 +57,8 @@ class Limits:
             k, steps, m = self.igos_iterations, self.igos_steps, min(n, self.igos_images)
             factor = FULL_IGOS_ITERATIONS / k * FULL_IGOS_STEPS / steps
             return ({"igos_iterations": k, "igos_steps": steps}, m, factor,
-                    f"{k} of {FULL_IGOS_ITERATIONS} iterations, {steps} of {FULL_IGOS_STEPS} path steps"
-                    + (f", {m} of {n} images" if m < n else ""))
+                    f"{k} of {FULL_IGOS_ITERATIONS} iterations; {steps} of {FULL_IGOS_STEPS} path steps"
+                    + (f"; {m} of {n} images" if m < n else ""))
         if method == "sag":
             m = min(n, self.sag_images)
             capped = {k: v for k, v in {"sag_beam_width": self.sag_beam_width,
@@ -155,8 +158,7 @@ def main() -> None:
                     known[n, size] = seconds_per_image(method, adapter, images, limits)
                 value, measured = known[n, size]
                 cells.append(f"{value:.3g}")
-                if measured and measured not in notes:
-                    notes.append(measured)
+                notes += [part for part in measured.split("; ") if part and part not in notes]
             print(f"| {MODELS.get(model, model)} | {method} | " + " | ".join(cells) + " | "
                   + "; ".join(notes) + " |", flush=True)
     print(f"\n(benchmark wall time {time.perf_counter() - started:.0f} s)")
