@@ -32,8 +32,9 @@ def test_demo_writes_report(tmp_path, capsys):
     db = tmp_path / "demo.db"
     assert main(["demo", "--out", str(out), "--images", "1", "--quiet", "--database-url", str(db)]) == 0  # every method
     printed = capsys.readouterr().out.strip().splitlines()
-    assert Path(printed[-2]) == (out / "index.html").resolve()
-    assert printed[-1].startswith("study 'demo' stored in")
+    assert Path(printed[-3]) == (out / "index.html").resolve()
+    assert printed[-2].startswith("study 'demo' stored in")
+    assert printed[-1].startswith("demo finished in ")
     page = (out / "index.html").read_text()
     assert page.count('class="image"') == 1
     for title in ["Grad-CAM", "INV: layer-wise", "I-GOS", "iGOS++", "Structured Attention Graph", "InfoDisent", "XNN"]:

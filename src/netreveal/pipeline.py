@@ -158,10 +158,11 @@ def _method_metrics(run: MethodRun, result, adapter: ModelAdapter, inputs: Input
 def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | MethodRun],
             common: MethodOptions | None, out_dir: str | os.PathLike, target: int | None = None, steps: int = 50,
             baseline: str = "blur", title: str = "netreveal report", force: bool = False,
-            convention: str = "netreveal") -> Path:
+            convention: str = "netreveal", notes: Sequence[str] = ()) -> Path:
     """Explain every input with every method and write the HTML report (and saved results) to
     ``out_dir``; an earlier report there is replaced only with ``force``. Deletion/insertion is
-    scored under ``convention`` (see :mod:`netreveal.metrics.perturbation_conventions`)."""
+    scored under ``convention`` (see :mod:`netreveal.metrics.perturbation_conventions`); ``notes``
+    are lines shown at the top of the report."""
     if len(set(inputs.keys)) != len(inputs.keys):
         raise NetrevealError("two input images have the same key")
     common, runs = _common(common), as_runs(runs)
@@ -173,6 +174,8 @@ def explain(adapter: ModelAdapter, inputs: Inputs, runs: Sequence[Method | Metho
     try:
         probs, targets, done = run_methods(adapter, inputs, runs, common, target)
         report.set_class_definitions(inputs.class_definitions)
+        for note in notes:
+            report.add_note(note)
         for i, key in enumerate(inputs.keys):
             report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i],
                              truth=inputs.masks[i])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from netreveal import __version__
 from netreveal.errors import NetrevealError
@@ -26,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
     registered methods' options) when the command is parsed or its help shown."""
 
     runs_methods = False
+    method_defaults: dict = {}  # option name -> this command's default, where it differs from the library's
     _method_flags = False
 
     def _ensure_method_flags(self) -> None:
@@ -34,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
             from netreveal.methods.flags import add_method_flags
 
             self._method_flags = True
-            add_method_flags(self)
+            add_method_flags(self, defaults=self.method_defaults)
             self.epilog = "methods: " + ", ".join(f"{name} ({m.title})" for name, m in METHODS.items())
 
     def parse_known_args(self, args=None, namespace=None):
@@ -63,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``netreveal`` with ``argv``; returns the exit code."""
+    started = time.perf_counter()
     args = build_parser().parse_args(argv)
+    args.started = started  # a command may say how long it took
     try:
         return args.handler(args)
     except NetrevealError as exc:

@@ -7,9 +7,11 @@ and exits with code 2, without a traceback and without leaving half-written outp
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from netreveal.cli.args import add_database_arg, add_model_args, add_out_args, load_adapter
+from netreveal.cli.demo_settings import DEMO_SETTINGS
 from netreveal.errors import NetrevealError
 
 DEMO_METHODS = "gradcam,inv,igos,igos++,sag,infodisent,xnn"
@@ -37,8 +39,12 @@ def add_parsers(sub) -> None:
     add_out_args(demo, default="netreveal-report", help="report folder (default: ./netreveal-report)")
     demo.add_argument("--images", type=int, default=3, help="how many images (default: 3, classes in turn)")
     add_database_arg(demo, help="where to store the demo study (default: $NETREVEAL_DATABASE_URL or ./netreveal.db)")
+    demo.add_argument("--threads", type=int, default=1,
+                      help="CPU threads of torch (default: 1: the small demo model gains little from more, and a "
+                           "busy machine loses much)")
     demo.add_argument("--no-study", action="store_true", help="do not store a study for netreveal serve")
     _add_run_args(demo, DEMO_METHODS)
+    demo.method_defaults = DEMO_SETTINGS  # lighter than the library's, said in the report and --help
     demo.set_defaults(handler=cmd_demo)
 
     explain = sub.add_parser("explain", help="explain a folder of images; write an HTML report and saved results")
@@ -127,22 +133,40 @@ def _check_ready(adapter, runs, inputs) -> None:
 
 
 def cmd_demo(args) -> int:
-    from netreveal import pipeline
-    from netreveal.data.partsworld_truth import partsworld_inputs
-    from netreveal.model.adapter import load_model
+    start = getattr(args, "started", time.perf_counter())
+    if args.threads < 1:
+        raise NetrevealError(f"--threads must be at least 1, got {args.threads}")
+    import torch
 
     runs, common, _ = _plan(args)
     _check_out(args)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        _run_demo(args, runs, common)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _run_demo(args, runs, common) -> None:
+    from netreveal import pipeline
+    from netreveal.cli.demo_settings import settings_note
+    from netreveal.data.partsworld_truth import partsworld_inputs
+    from netreveal.methods.flags import method_values
+    from netreveal.model.adapter import load_model
+
     adapter = load_model("demo")
     inputs = partsworld_inputs(adapter, args.images)
     _check_ready(adapter, runs, inputs)
+    note = settings_note(method_values(args, lists=False)[0], [run.name for run in runs])
     index = pipeline.explain(adapter, inputs, runs, common, args.out, steps=args.steps, baseline=args.baseline,
                              title="netreveal demo: parts world", force=args.force,
-                             convention=args.metric_convention)
+                             convention=args.metric_convention, notes=[note] if note else [])
     print(index.resolve())
     if any(run.name == "inv" for run in runs) and not args.no_study:
         _demo_study(adapter, inputs, index.parent / "results" / "inv.pt", args, common)
-    return 0
 
 
 def _demo_study(adapter, inputs, inv_path: Path, args, common) -> None:

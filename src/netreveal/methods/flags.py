@@ -79,18 +79,27 @@ def flags(methods: Mapping[str, Method] = METHODS) -> list[Flag]:
             for field, hint, owners, classes in found.values()]
 
 
-def _help(flag: Flag) -> str:
+def _help(flag: Flag, default: Any) -> str:
     text = flag.field.metadata["help"]
     if flag.sweep:
         text += f"; evaluate takes a comma-separated list (one run per {flag.sweep})"
-    if flag.field.default is not None:
-        text += f" (default: {flag.field.default})"
+    if default != flag.field.default:
+        library = "" if flag.field.default is None else f"; library default: {flag.field.default}"
+        text += f" (default here: {default}{library})"
+    elif default is not None:
+        text += f" (default: {default})"
     return text.replace("%", "%%")
 
 
-def add_method_flags(parser: argparse.ArgumentParser, methods: Mapping[str, Method] = METHODS) -> None:
+def add_method_flags(parser: argparse.ArgumentParser, methods: Mapping[str, Method] = METHODS,
+                     defaults: Mapping[str, Any] | None = None) -> None:
     """Add one flag per option of ``methods``: shared ones in one group, the others grouped by the
-    methods that read them."""
+    methods that read them. ``defaults`` (option name -> value) replaces the options' own defaults
+    for this parser (a command with lighter settings, such as ``demo``); the help shows both."""
+    defaults = dict(defaults or {})
+    unknown = set(defaults) - {flag.name for flag in flags(methods)}
+    if unknown:
+        raise TypeError(f"no method option named {', '.join(sorted(unknown))}")
     shared = parser.add_argument_group("method options (shared)")
     groups: dict[tuple[str, ...], argparse._ArgumentGroup] = {}
     for flag in flags(methods):
@@ -101,7 +110,10 @@ def add_method_flags(parser: argparse.ArgumentParser, methods: Mapping[str, Meth
                 titles = " / ".join(methods[name].title for name in flag.owners)
                 groups[flag.owners] = parser.add_argument_group(f"{titles} options")
             group = groups[flag.owners]
-        kwargs: dict[str, Any] = {"dest": flag.name, "default": flag.field.default, "help": _help(flag)}
+        default = defaults.get(flag.name, flag.field.default)
+        if flag.name in defaults:
+            check_value(flag.field, default)
+        kwargs: dict[str, Any] = {"dest": flag.name, "default": default, "help": _help(flag, default)}
         if flag.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif flag.sweep:
