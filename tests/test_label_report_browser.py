@@ -130,3 +130,36 @@ def test_report_and_explanation_pages_fit_phone_and_laptop(demo, size):
             assert_not_squeezed(page, f"{path} at {width}px")
         titles = page.eval_on_selector_all(".xthumb", "els => els.map(e => e.title)")
         assert titles and all(t.startswith("cluster ") and not t.startswith("cluster 0") for t in titles)
+
+
+def _merge_entries(analysis, size: int = 4):
+    """A copy of ``analysis`` whose first ``size`` cluster maps of every image and layer are one merged
+    entry (as when they share a best label): the longest captions and widest map rows a report draws."""
+    import copy
+
+    from netreveal.labels.aggregate import LocalEntry
+
+    merged = copy.deepcopy(analysis)
+    count = 0
+    for expl in merged.explanations.local:
+        for layer in expl.layers:
+            head, rest = layer.entries[:size], layer.entries[size:]
+            if len(head) < 2:
+                continue
+            layer.entries = [LocalEntry(clusters=[c for e in head for c in e.clusters],
+                                        item_ids=[i for e in head for i in e.item_ids],
+                                        weight=sum(e.weight for e in head), labels=head[0].labels), *rest]
+            count += 1
+    assert count, "no image layer has two entries to merge"
+    return merged
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}px")
+def test_merged_cluster_groups_fit_phone_and_laptop(demo, size):
+    _, analysis, _, folder = demo
+    width, height = size
+    index = write_label_report(_merge_entries(analysis), folder / f"merged-{width}")
+    with browser_page(width, height) as page:
+        page.goto(index.as_uri())
+        assert page.get_by_text("merged", exact=False).count() > 0
+        assert_fits(page, f"label report with merged groups at {width}px")

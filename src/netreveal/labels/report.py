@@ -102,8 +102,8 @@ def class_trends(analysis: StudyAnalysis, n_words: int = TREND_WORDS, n_lines: i
         words = sorted(by_class[cls], key=lambda t: (-sum(t.scores), t.word))[:n_words]
         words.sort(key=lambda t: (-t.slope, t.word))
         steep = sorted(words, key=lambda t: (-abs(t.slope), t.word))[:n_lines]
-        chart = line_chart_svg({t.word: t.scores for t in steep}, width=320, height=150,
-                               title=f"{cls}: label score by layer", x_label="layer, shallow → deep")
+        chart = line_chart_svg({t.word: t.scores for t in steep}, title=f"{cls}: summed label score by layer",
+                               x_label="layer index, shallow → deep")
         out[cls] = {"rows": words, "chart": Markup(chart) if chart else None}
     return {"layers": short, "classes": out}
 

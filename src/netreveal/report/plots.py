@@ -6,48 +6,6 @@ import html
 import math
 from collections.abc import Sequence
 
-
-def line_chart_svg(
-    series: dict[str, Sequence[float]],
-    *,
-    width: int = 220,
-    height: int = 120,
-    title: str = "",
-    x_label: str = "iteration",
-) -> str:
-    """Lines (one per named series) on shared axes, with min/max ticks."""
-    values = [v for s in series.values() for v in s if not math.isnan(v)]  # drop NaN
-    if not values:
-        return ""
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    left, right, top, bottom = 34, 6, 16, 22
-    pw, ph = width - left - right, height - top - bottom
-    colours = ["#7a2c8f", "#e07b00", "#1f77b4", "#2ca02c"]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart" role="img">',
-             f'<title>{html.escape(title)}</title>',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccd"/>',
-             f'<text x="{left}" y="11" font-size="10">{html.escape(title)}</text>',
-             f'<text x="{left - 3}" y="{top + 8}" font-size="9" text-anchor="end">{hi:.3g}</text>',
-             f'<text x="{left - 3}" y="{top + ph}" font-size="9" text-anchor="end">{lo:.3g}</text>',
-             f'<text x="{left + pw / 2}" y="{height - 4}" font-size="9" text-anchor="middle">'
-             f'{html.escape(x_label)}</text>']
-    for i, (name, s) in enumerate(series.items()):
-        s = list(s)
-        if not s:
-            continue
-        n = max(len(s) - 1, 1)
-        pts = " ".join(f"{left + pw * j / n:.1f},{top + ph * (1 - (v - lo) / (hi - lo)):.1f}"
-                       for j, v in enumerate(s) if not math.isnan(v))
-        colour = colours[i % len(colours)]
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}"/>')
-        parts.append(f'<text x="{left + pw - 2}" y="{top + 10 + 10 * i}" font-size="9" text-anchor="end" '
-                     f'fill="{colour}">{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 COLOURS = ("#7a2c8f", "#e07b00", "#1f77b4", "#2ca02c")
 
 
@@ -71,6 +29,70 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 def _tick_text(value: float, step: float) -> str:
     decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
     return f"{value:.{min(decimals, 6)}f}" if abs(value) < 1e5 else f"{value:.3g}"
+
+
+def line_chart_svg(
+    series: dict[str, Sequence[float]],
+    *,
+    width: int = 360,
+    height: int = 170,
+    title: str = "",
+    x_label: str = "iteration",
+    x_start: int = 0,
+) -> str:
+    """Lines (one per named series) on shared axes with round ticks and grid lines, and a legend
+    under the plot (one row per series, so it never covers a line). A plain SVG without style
+    attributes, so pages under a strict Content-Security-Policy can inline it; it scales with its
+    box (``max-width: 100%``). Point j of a series is at x = j + ``x_start``."""
+    values = [v for s in series.values() for v in s if not math.isnan(v)]  # drop NaN
+    length = max((len(s) for s in series.values()), default=0)
+    if not values or length == 0:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    y_ticks = nice_ticks(lo, hi, 4)
+    lo, hi = min(lo, y_ticks[0]), max(hi, y_ticks[-1])
+    x0, x1 = x_start, x_start + max(length - 1, 1)
+    x_ticks = [t for t in nice_ticks(x0, x1, 8) if float(t).is_integer()] or [x0, x1]
+    left, right, top, plot_bottom = 40, 10, 22, height - 34
+    pw, ph = width - left - right, plot_bottom - top
+    total = height + 16 * len(series) + 4
+
+    def px(x: float) -> float:
+        return left + pw * (x - x0) / (x1 - x0)
+
+    def py(y: float) -> float:
+        return top + ph * (1 - (y - lo) / (hi - lo))
+
+    y_step = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total}" '
+             f'viewBox="0 0 {width} {total}" class="chart" role="img">',
+             f"<title>{html.escape(title)}</title>",
+             f'<text x="{left}" y="14" font-size="13">{html.escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#9aa3b2"/>']
+    for t in y_ticks:
+        y = py(t)
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e9ef"/>'
+                     f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#5b6475">'
+                     f"{_tick_text(t, y_step)}</text>")
+    for t in x_ticks:
+        x = px(t)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{plot_bottom}" stroke="#e6e9ef"/>'
+                     f'<text x="{x:.1f}" y="{plot_bottom + 14}" font-size="11" text-anchor="middle" '
+                     f'fill="#5b6475">{int(t)}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{plot_bottom + 29}" font-size="11" text-anchor="middle" '
+                 f'fill="#5b6475">{html.escape(x_label)}</text>')
+    for i, (name, s) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        pts = " ".join(f"{px(x_start + j):.1f},{py(v):.1f}" for j, v in enumerate(s) if not math.isnan(v))
+        if pts:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>')
+        y = height + 16 * i + 8
+        parts.append(f'<line x1="{left}" x2="{left + 16}" y1="{y}" y2="{y}" stroke="{colour}" stroke-width="3"/>'
+                     f'<text x="{left + 22}" y="{y + 4}" font-size="12" fill="#1d2430">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def line_chart(

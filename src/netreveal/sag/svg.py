@@ -17,7 +17,7 @@ from netreveal.sag.result import SagResult
 
 HIDDEN_GREY = 0.12  # value of the pixels outside a node's patches
 FONT = 13  # px of the percentages and edge labels at full size
-LEGIBLE_SCALE = 0.5  # the graph shrinks to fit its box down to this share, then its box scrolls
+LEGIBLE_SCALE = 0.8  # the graph shrinks to fit its box down to this share (text >= 10 px), then its box scrolls
 
 
 def thumbnail(image: torch.Tensor, size: int) -> torch.Tensor:
