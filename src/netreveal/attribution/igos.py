@@ -117,6 +117,11 @@ def _noisy_loss(
     return loss
 
 
+def _on_rows(loss_fn, rows: torch.Tensor):
+    """``loss_fn`` of a subset: the search's row ``i`` is image ``rows[i]``."""
+    return lambda p, r: loss_fn(p, rows[r])
+
+
 def _next_start(
     start: torch.Tensor,
     taken: torch.Tensor,
@@ -337,7 +342,7 @@ def igos(
                     loss_fn, base, base_data = objective.loss, loss[active], data[active]
                 start = next_start[active]
                 new, new_loss, new_data, taken = line_search(
-                    sub, grad, lambda p, r: loss_fn(p, active[r]), base, base_data, start, c,
+                    sub, grad, _on_rows(loss_fn, active), base, base_data, start, c,
                     decay, min_step, take_last=spec.take_last_step, max_trials=max_trials,
                 )
                 if warm_start:
