@@ -96,13 +96,15 @@ _SETTINGS: dict[tuple[str, str], Variant] = {
         smooth="reference-bilateral", l1_decay=False, decay_rule="before-step",
         warm_start=False, alpha0=1000.0, alpha_scales=False, take_last_step=True,
     ),
-    # The reference objective, direction and regularisers; cheaper search, early stop.
+    # The reference loop with an early stop (its search trials are single images: cheap already).
     ("igos", "fast"): Variant(
         name="fast", align_corners=True, grad_weight=1.0, search_weight=1.0,
         combine_upsampled=False, search_score="point", search_noise=False, smooth="tv",
-        l1_decay=True, decay_rule="before-step", warm_start=True, alpha0=200.0,
-        alpha_scales=False, take_last_step=False, decay=0.5, max_trials=4, tol=1e-3, patience=2,
+        l1_decay=True, decay_rule="before-step", warm_start=False, alpha0=200.0,
+        alpha_scales=False, take_last_step=False, tol=1e-3, patience=2,
     ),
+    # The reference objective, direction and regularisers; a search on the direction's own path
+    # scores and noise, warm-started, at most 4 trials; early stop.
     ("igos++", "fast"): Variant(
         name="fast", align_corners=True, grad_weight=0.5, search_weight=1.0,
         combine_upsampled=True, search_score="path", search_noise=False,
