@@ -8,9 +8,9 @@ CHIL 2021) adds an insertion mask (the salient pixels pasted on the baseline mus
 score), combines the two masks by their product and smooths with a bilateral TV that lets the
 mask follow image edges. See :mod:`netreveal.attribution.igos_engine` for the exact objective.
 
-Two settings (``variant``): ``reference`` reproduces the published code's loop (I-GOS:
-zhongangqi/IGOS; iGOS++: khorrams/IGOS_pp) and is the default; ``netreveal`` is this package's
-earlier loop. :mod:`netreveal.attribution.igos_variants` lists what differs and
+Three settings (``variant``): ``reference`` reproduces the published code's loop (I-GOS:
+zhongangqi/IGOS; iGOS++: khorrams/IGOS_pp); ``fast`` keeps its objective and direction with a
+cheaper line search and an early stop; ``netreveal`` is this package's earlier loop. :mod:`netreveal.attribution.igos_variants` lists what differs and
 ``docs/methods/igos.md`` explains why.
 
 Heatmap convention: ``maps = 1 - upsample(M)`` with M the output mask (the deletion mask for
@@ -232,8 +232,9 @@ def igos(
 ) -> IgosResult:
     """I-GOS (``method="igos"``) or iGOS++ (``"igos++"``) heatmaps for ``images`` (B, 3, H, W).
 
-    - ``variant``: "reference" (the published code's loop, default) or "netreveal" (this
-      package's earlier loop); see :mod:`netreveal.attribution.igos_variants`.
+    - ``variant``: "reference" (the published code's loop), "fast" (the same objective and
+      direction, fewer model evaluations) or "netreveal" (this package's earlier loop); see
+      :mod:`netreveal.attribution.igos_variants`.
     - ``target``: None (predicted class), an int, or one class per image.
     - ``mask_size``: side of the optimised mask (7, 14, 28, 224 ...; an (h, w) pair also works).
     - ``baseline``: "blur" | "black" | "mean" or a tensor (the "nothing here" image).
@@ -254,6 +255,16 @@ def igos(
       step must stay below the TV stability limit, about 28*27/(8*l2)).
     - ``warm_start``: start an image's search at ``min(alpha0, last accepted step / decay)``
       instead of ``alpha0`` every iteration (None: the variant's, netreveal only).
+    - ``decay``: the search's backtracking factor (None: the variant's, 0.2 except iGOS++
+      ``fast``: 0.5); ``max_trials``: trials per search before an image keeps its mask (None: the
+      variant's, 0 = no cap; iGOS++ ``fast``: 4). A capped search that fails starts the next one
+      where it stopped.
+    - ``tol`` / ``patience``: early stop; an image stops once its loss fell by less than ``tol``
+      of its value in each of ``patience`` iterations in a row (None: the variant's; ``fast``:
+      1e-3 and 2, the others never stop early). With L1 decay on, an image whose deletion score is
+      still within 1e-2 of the full image's is not stopped before the last decay check. Nesterov
+      runs never stop early. A stopped image is no longer evaluated; its curves repeat their last
+      values and ``extras["iterations_run"]`` counts the iterations it ran.
     - ``l1_decay``: divide an image's L1 weight by 10 at half the iterations and by 5 at 80% when
       its deletion score has not moved from the full-image probability (by 1e-3, 1e-2); None: the
       variant's (on, except for the iGOS++ reference).
