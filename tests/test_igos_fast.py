@@ -133,3 +133,15 @@ def test_capped_line_search_accepts_the_first_armijo_step_and_gives_up_after_max
         else:
             assert float(taken[i]) == 0 and torch.equal(new[i], params[i])
     assert list(taken) == [2.0, 4.0, 0.0]  # the second trial, the first, none within the cap
+
+
+@pytest.mark.parametrize("method", ["igos", "igos++"])
+def test_fast_result_does_not_depend_on_the_batch(method):
+    # each image stops on its own: the others in its batch change neither its mask nor its count
+    torch.manual_seed(1)
+    images = 0.5 + 0.5 * torch.rand(3, 3, 16, 16)
+    kw = dict(method=method, variant="fast", mask_size=4, iterations=6, ig_steps=3, seed=2)
+    both = igos(Quadrant(), images, 0, batch_size=5, **kw)
+    alone = igos(Quadrant(), images[1:2], 0, batch_size=64, **kw)
+    torch.testing.assert_close(alone.raw[0], both.raw[1], atol=1e-5, rtol=0)
+    assert alone.extras["iterations_run"][0] == both.extras["iterations_run"][1]
