@@ -10,8 +10,9 @@ mask follow image edges. See :mod:`netreveal.attribution.igos_engine` for the ex
 
 Three settings (``variant``): ``reference`` reproduces the published code's loop (I-GOS:
 zhongangqi/IGOS; iGOS++: khorrams/IGOS_pp); ``fast`` keeps its objective and direction with a
-cheaper line search and an early stop; ``netreveal`` is this package's earlier loop. :mod:`netreveal.attribution.igos_variants` lists what differs and
-``docs/methods/igos.md`` explains why.
+cheaper line search and an early stop; ``netreveal`` is this package's earlier loop.
+:mod:`netreveal.attribution.igos_variants` lists what differs and ``docs/methods/igos.md`` explains
+why.
 
 Heatmap convention: ``maps = 1 - upsample(M)`` with M the output mask (the deletion mask for
 I-GOS, deletion x insertion mask for iGOS++), so high = important, in [0, 1], not rescaled.
