@@ -33,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netreveal.attribution.igos_engine import Nesterov, Objective, line_search, stalled_images
+from netreveal.attribution.igos_lookahead import lookahead_loop
 from netreveal.attribution.igos_paths import PathScorer
 from netreveal.attribution.igos_reg import Upsampler
 from netreveal.attribution.igos_variants import Variant, variant_for
@@ -227,6 +228,7 @@ def igos(
     max_trials: int | None = None,
     tol: float | None = None,
     patience: int | None = None,
+    lookahead: bool | None = None,
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = False,
@@ -297,6 +299,9 @@ def igos(
     max_trials = spec.max_trials if max_trials is None else int(max_trials)
     tol = spec.tol if tol is None else float(tol)
     patience = spec.patience if patience is None else int(patience)
+    lookahead = spec.lookahead if lookahead is None else bool(lookahead)
+    if lookahead and (method != "igos++" or spec.search_score != "path" or optimizer != "line_search"):
+        raise NetrevealError("lookahead needs iGOS++ with a path-score line search (variant fast)")
     if not 0 < decay < 1 or max_trials < 0 or tol < 0 or patience < 1:
         raise NetrevealError("decay must be in (0, 1), max_trials and tol >= 0, patience >= 1")
     baselines = make_baseline(images, baseline)
@@ -330,10 +335,20 @@ def igos(
         stopper = _EarlyStop(n, tol if stepper is None else 0.0, patience, device)
         next_start = torch.full((n,), float(alpha0), device=device)
 
-        for it in tqdm(range(iterations), desc=method, disable=not progress, unit="it"):
-            table = None
-            if noise > 0:
-                table = pixel_noise * torch.randn(table_shape, generator=generator, device=device)
+        def draw_table() -> torch.Tensor | None:
+            if noise <= 0:
+                return None
+            return pixel_noise * torch.randn(table_shape, generator=generator, device=device)
+
+        loop = range(0 if lookahead else iterations)
+        if lookahead:
+            lookahead_loop(
+                objective, params, iterations, draw_table, record, stopper, alpha0, c, decay,
+                spec.grow, min_step,
+                progress=lambda r: tqdm(r, desc=method, disable=not progress, unit="it"),
+            )
+        for it in tqdm(loop, desc=method, disable=not progress, unit="it"):
+            table = draw_table()
             active = stopper.active()
             if active.numel() == 0:
                 record.carry(it, active)
@@ -420,6 +435,7 @@ def igos(
         "tol": tol,
         "patience": patience,
         "reuse_direction": bool(spec.reuse_direction),
+        "lookahead": lookahead,
         "batch_size": batch_size,
         "seed": seed,
         "score": "prob",

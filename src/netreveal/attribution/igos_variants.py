@@ -41,6 +41,8 @@ class Variant:
       passes (no rescoring of the current mask).
     - ``decay``: the line search's backtracking factor; ``max_trials``: trials per iteration before
       the search gives up and keeps the mask (0: until the step falls below the minimum).
+    - ``lookahead`` / ``grow``: iGOS++ only; each trial is scored by the next iteration's direction
+      pass (see :mod:`netreveal.attribution.igos_lookahead`), an accepted step grows by ``grow``.
     - ``tol`` / ``patience``: an image stops once its loss fell by less than ``tol`` (relative) in
       ``patience`` iterations in a row (``tol`` 0: never stops early).
     """
@@ -64,6 +66,8 @@ class Variant:
     max_trials: int = 0
     tol: float = 0.0
     patience: int = 2
+    lookahead: bool = False
+    grow: float = 1.25
 
 
 _NETREVEAL = {
