@@ -145,3 +145,31 @@ def test_fast_result_does_not_depend_on_the_batch(method):
     alone = igos(Quadrant(), images[1:2], 0, batch_size=64, **kw)
     torch.testing.assert_close(alone.raw[0], both.raw[1], atol=1e-5, rtol=0)
     assert alone.extras["iterations_run"][0] == both.extras["iterations_run"][1]
+
+
+def test_lookahead_costs_one_gradient_pass_per_iteration():
+    # the trial's loss comes from the next direction pass: per iteration and image 4N images
+    # forward and backward plus the 2 record images, no line-search forward passes
+    model = CountingModel(Quadrant())
+    images, steps, n, its = 0.5 + 0.5 * torch.rand(2, 3, 16, 16), 3, 2, 4
+    r = igos(model, images, 0, method="igos++", variant="fast", lookahead=True, mask_size=4,
+             iterations=its, ig_steps=steps, alpha0=5.0, tol=0.0)
+    assert r.extras["iterations_run"].tolist() == [its, its]
+    assert model.counts.backward == its * n * 4 * steps
+    assert model.counts.forward == n + its * n * (4 * steps + 2)
+    assert r.params["lookahead"] is True
+
+
+def test_lookahead_accepts_only_steps_that_pass_the_armijo_test():
+    # noise free, so the losses are exact: an accepted step lowers the loss by at least c*a*|g|^2
+    # (> 0), a rejected one leaves the masks and the loss as they were
+    torch.manual_seed(0)
+    images = 0.3 + 0.2 * torch.rand(2, 3, 16, 16)  # class 0 probability about 0.65: room to move
+    r = igos(Quadrant(), images, 0, method="igos++", variant="fast", lookahead=True, mask_size=4,
+             iterations=10, ig_steps=3, alpha0=50.0, tol=0.0, noise=0.0, baseline="black")
+    losses, steps = r.extras["losses"], r.extras["steps"]
+    assert torch.all(steps[:, 0] == 0)  # the first pass only scores the start
+    moved = steps[:, 1:] > 0
+    assert moved.any() and (~moved).any()
+    assert torch.all(losses[:, 1:][moved] < losses[:, :-1][moved])
+    assert torch.all(losses[:, 1:][~moved] == losses[:, :-1][~moved])
