@@ -73,7 +73,9 @@ def lookahead_loop(
             dels = scorer.probs(out_up, insert=False, rows=active)
             ins = scorer.probs(out_up, insert=True, rows=active) if objective.n_params == 2 else None
             record.store(it, active, base[active], dels, ins, taken)
-            # an image whose step fell below the minimum has converged
+            # converged: an accepted step that lowered the loss by less than tol, or a step fallen
+            # below the minimum; a first pass has nothing to compare, a rejected trial says nothing
             after = torch.where(pending[active], base[active], before)
-            stopper.update(active, before, after, ~was)  # a first pass has nothing to compare
+            undecided = ~was | (~ok & pending[active])
+            stopper.update(active, before, after, undecided)
     return params
