@@ -107,14 +107,15 @@ _SETTINGS: dict[tuple[str, str], Variant] = {
         l1_decay=True, decay_rule="before-step", warm_start=False, alpha0=200.0,
         alpha_scales=False, take_last_step=False, tol=1e-3, patience=2,
     ),
-    # The reference objective, direction and regularisers; a search on the direction's own path
-    # scores and noise, warm-started, at most 4 trials; early stop.
+    # The reference objective, direction and regularisers; each trial scored by the next
+    # direction pass (look-ahead; without it: a search on the direction's own path scores and
+    # noise, warm-started, at most 4 trials); early stop.
     ("igos++", "fast"): Variant(
         name="fast", align_corners=True, grad_weight=0.5, search_weight=1.0,
         combine_upsampled=True, search_score="path", search_noise=False,
         smooth="reference-bilateral", l1_decay=False, decay_rule="before-step",
         warm_start=True, alpha0=1000.0, alpha_scales=False, take_last_step=False,
-        reuse_direction=True, decay=0.5, max_trials=4, tol=1e-3, patience=2,
+        reuse_direction=True, decay=0.5, max_trials=4, tol=1e-3, patience=2, lookahead=True,
     ),
     ("igos", "netreveal"): Variant(grad_weight=1.0, search_weight=1.0, smooth="tv", **_NETREVEAL),
     ("igos++", "netreveal"): Variant(
