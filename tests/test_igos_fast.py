@@ -43,7 +43,7 @@ def test_fast_igos_plus_plus_scores_each_iteration_once_plus_its_trials():
     model = CountingModel(Quadrant())
     images, steps, n = 0.5 + 0.5 * torch.rand(2, 3, 16, 16), 3, 2
     r = igos(model, images, 0, method="igos++", variant="fast", mask_size=4, iterations=1,
-             ig_steps=steps, baseline="black", alpha0=5.0, max_trials=6)
+             ig_steps=steps, baseline="black", alpha0=5.0, max_trials=6, lookahead=False)
     taken = r.extras["steps"][:, 0]
     assert torch.all(taken > 0)
     per_image = [_trials(5.0, float(a), 0.5) for a in taken]
@@ -64,13 +64,17 @@ def test_reference_igos_plus_plus_rescores_its_base_value_every_iteration():
     assert model.counts.forward == n + 2 * n * 4 * steps + 4 * steps * sum(per_image) + 2 * n
 
 
-def test_early_stop_stops_a_converged_image_after_patience_iterations():
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_early_stop_stops_a_converged_image_after_patience_iterations(lookahead):
+    # no mask changes the loss: every iteration converged (the look-ahead's first pass only
+    # scores the start masks, so it stops one iteration later)
     model = CountingModel(Constant())
     r = igos(model, torch.rand(2, 3, 16, 16), 0, method="igos++", variant="fast", mask_size=4,
-             iterations=10, ig_steps=2, patience=3)
-    assert r.extras["iterations_run"].tolist() == [3, 3]
-    # nothing is evaluated after the stop: 3 iterations of 4 terms x 2 steps of backward passes
-    assert model.counts.backward == 2 * 3 * 4 * 2
+             iterations=10, ig_steps=2, patience=3, lookahead=lookahead)
+    ran = 3 + int(lookahead)
+    assert r.extras["iterations_run"].tolist() == [ran, ran]
+    # nothing is evaluated after the stop: one pass of 4 terms x 2 steps per iteration and image
+    assert model.counts.backward == 2 * ran * 4 * 2
     assert r.params["tol"] == 1e-3 and r.params["patience"] == 3
     assert r.extras["losses"].shape == (2, 10)
     assert torch.equal(r.extras["losses"][:, 3:], r.extras["losses"][:, 2:3].expand(2, 7))
