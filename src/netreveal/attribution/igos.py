@@ -262,6 +262,9 @@ def igos(
       ``fast``: 0.5); ``max_trials``: trials per search before an image keeps its mask (None: the
       variant's, 0 = no cap; iGOS++ ``fast``: 4). A capped search that fails starts the next one
       where it stopped.
+    - ``lookahead``: iGOS++ with a path-score search only (None: the variant's, on for
+      ``fast``): no line search; each iteration's gradient pass scores the step proposed by the
+      last one, accepted by the Armijo test (see :mod:`netreveal.attribution.igos_lookahead`).
     - ``tol`` / ``patience``: early stop; an image stops once its loss fell by less than ``tol``
       of its value in each of ``patience`` iterations in a row (None: the variant's; ``fast``:
       1e-3 and 2, the others never stop early). With L1 decay on, an image whose deletion score is

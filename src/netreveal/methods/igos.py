@@ -24,8 +24,8 @@ class IgosOptions(MethodOptions):
     igos_iterations: int = option(15, "I-GOS/iGOS++ optimisation iterations", minimum=1)
     igos_steps: int = option(20, "I-GOS/iGOS++ integrated-gradient path steps per iteration", minimum=1)
     igos_variant: str = option("reference", "I-GOS/iGOS++ loop: 'reference' (the authors' code), 'fast' (its "
-                               "objective with fewer model evaluations: a line search reusing the "
-                               "direction's forward passes, early stop) or 'netreveal' (this package's "
+                               "objective with fewer model evaluations: iGOS++ scores each step by the "
+                               "next gradient pass; early stop) or 'netreveal' (this package's "
                                "earlier loop); see docs/methods/igos.md", choices=VARIANTS)
 
 
