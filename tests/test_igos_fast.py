@@ -177,3 +177,15 @@ def test_lookahead_accepts_only_steps_that_pass_the_armijo_test():
     assert moved.any() and (~moved).any()
     assert torch.all(losses[:, 1:][moved] < losses[:, :-1][moved])
     assert torch.all(losses[:, 1:][~moved] == losses[:, :-1][~moved])
+
+
+def test_bad_fast_settings_are_reported():
+    from netreveal.errors import NetrevealError
+
+    images = torch.rand(1, 3, 16, 16)
+    with pytest.raises(NetrevealError, match="lookahead"):
+        igos(Quadrant(), images, 0, method="igos", lookahead=True, mask_size=4)
+    with pytest.raises(NetrevealError, match="decay"):
+        igos(Quadrant(), images, 0, variant="fast", decay=1.5, mask_size=4)
+    with pytest.raises(NetrevealError, match="patience"):
+        igos(Quadrant(), images, 0, variant="fast", patience=0, mask_size=4)
