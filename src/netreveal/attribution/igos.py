@@ -8,10 +8,11 @@ CHIL 2021) adds an insertion mask (the salient pixels pasted on the baseline mus
 score), combines the two masks by their product and smooths with a bilateral TV that lets the
 mask follow image edges. See :mod:`netreveal.attribution.igos_engine` for the exact objective.
 
-Two settings (``variant``): ``reference`` reproduces the published code's loop (I-GOS:
-zhongangqi/IGOS; iGOS++: khorrams/IGOS_pp) and is the default; ``netreveal`` is this package's
-earlier loop. :mod:`netreveal.attribution.igos_variants` lists what differs and
-``docs/methods/igos.md`` explains why.
+Three settings (``variant``): ``reference`` reproduces the published code's loop (I-GOS:
+zhongangqi/IGOS; iGOS++: khorrams/IGOS_pp); ``fast`` keeps its objective and direction with a
+cheaper line search and an early stop; ``netreveal`` is this package's earlier loop.
+:mod:`netreveal.attribution.igos_variants` lists what differs and ``docs/methods/igos.md`` explains
+why.
 
 Heatmap convention: ``maps = 1 - upsample(M)`` with M the output mask (the deletion mask for
 I-GOS, deletion x insertion mask for iGOS++), so high = important, in [0, 1], not rescaled.
@@ -32,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netreveal.attribution.igos_engine import Nesterov, Objective, line_search, stalled_images
+from netreveal.attribution.igos_lookahead import lookahead_loop
 from netreveal.attribution.igos_paths import PathScorer
 from netreveal.attribution.igos_reg import Upsampler
 from netreveal.attribution.igos_variants import Variant, variant_for
@@ -117,6 +119,82 @@ def _noisy_loss(
     return loss
 
 
+def _on_rows(loss_fn, rows: torch.Tensor):
+    """``loss_fn`` of a subset: the search's row ``i`` is image ``rows[i]``."""
+    return lambda p, r: loss_fn(p, rows[r])
+
+
+def _next_start(
+    start: torch.Tensor,
+    taken: torch.Tensor,
+    alpha0: float,
+    decay: float,
+    min_step: float,
+    max_trials: int,
+) -> torch.Tensor:
+    """Warm start: the next search starts at ``min(alpha0, step / decay)`` after an accepted step;
+    after a failed search at ``alpha0`` (no trial cap) or where the capped search stopped."""
+    if max_trials:
+        failed = (start * decay**max_trials).clamp(min=min_step)
+    else:
+        failed = torch.full_like(start, float(alpha0))
+    return torch.where(taken > 0, (taken / decay).clamp(max=alpha0), failed)
+
+
+class _Record:
+    """Per-iteration curves (B, iterations); a stopped image's entries repeat its last values."""
+
+    def __init__(self, n: int, iterations: int, device: torch.device):
+        self.losses = torch.zeros(n, iterations, device=device)
+        self.deletion = torch.zeros(n, iterations, device=device)
+        self.insertion = torch.zeros(n, iterations, device=device)
+        self.steps = torch.zeros(n, iterations, device=device)
+
+    def carry(self, it: int, active: torch.Tensor) -> None:
+        if it > 0:
+            idle = torch.ones(self.losses.shape[0], dtype=torch.bool, device=active.device)
+            idle[active] = False
+            for curve in (self.losses, self.deletion, self.insertion):
+                curve[idle, it] = curve[idle, it - 1]
+
+    def store(self, it, active, losses, deletion, insertion, steps) -> None:
+        self.carry(it, active)
+        self.losses[active, it], self.steps[active, it] = losses, steps
+        self.deletion[active, it] = deletion
+        if insertion is not None:
+            self.insertion[active, it] = insertion
+
+
+class _EarlyStop:
+    """Stops an image once its loss fell by less than ``tol`` (relative to the loss before the
+    step) in ``patience`` iterations in a row; ``tol`` 0 never stops."""
+
+    def __init__(self, n: int, tol: float, patience: int, device: torch.device):
+        self.tol, self.patience = float(tol), int(patience)
+        self.calm = torch.zeros(n, dtype=torch.long, device=device)
+        self.running = torch.ones(n, dtype=torch.bool, device=device)
+        self.iterations = torch.zeros(n, dtype=torch.long, device=device)
+
+    def active(self) -> torch.Tensor:
+        return self.running.nonzero().flatten()
+
+    def update(
+        self,
+        rows: torch.Tensor,
+        before: torch.Tensor,
+        after: torch.Tensor,
+        exempt: torch.Tensor | None = None,
+    ) -> None:
+        self.iterations[rows] += 1
+        if self.tol <= 0:
+            return
+        calm = (before - after) < self.tol * before.abs()
+        if exempt is not None:
+            calm = calm & ~exempt
+        self.calm[rows] = torch.where(calm, self.calm[rows] + 1, 0)
+        self.running[rows] = self.calm[rows] < self.patience
+
+
 def _first_step(spec: Variant, optimizer: str, alpha0: float | None, cells: int) -> float:
     if alpha0 is not None:
         return float(alpha0)
@@ -143,18 +221,23 @@ def igos(
     optimizer: str = "line_search",
     alpha0: float | None = None,
     c: float = 1e-4,
-    decay: float = 0.2,
+    decay: float | None = None,
     min_step: float = 1e-5,
     l1_decay: bool | None = None,
     warm_start: bool | None = None,
+    max_trials: int | None = None,
+    tol: float | None = None,
+    patience: int | None = None,
+    lookahead: bool | None = None,
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = False,
 ) -> IgosResult:
     """I-GOS (``method="igos"``) or iGOS++ (``"igos++"``) heatmaps for ``images`` (B, 3, H, W).
 
-    - ``variant``: "reference" (the published code's loop, default) or "netreveal" (this
-      package's earlier loop); see :mod:`netreveal.attribution.igos_variants`.
+    - ``variant``: "reference" (the published code's loop), "fast" (the same objective and
+      direction, fewer model evaluations) or "netreveal" (this package's earlier loop); see
+      :mod:`netreveal.attribution.igos_variants`.
     - ``target``: None (predicted class), an int, or one class per image.
     - ``mask_size``: side of the optimised mask (7, 14, 28, 224 ...; an (h, w) pair also works).
     - ``baseline``: "blur" | "black" | "mean" or a tensor (the "nothing here" image).
@@ -175,6 +258,19 @@ def igos(
       step must stay below the TV stability limit, about 28*27/(8*l2)).
     - ``warm_start``: start an image's search at ``min(alpha0, last accepted step / decay)``
       instead of ``alpha0`` every iteration (None: the variant's, netreveal only).
+    - ``decay``: the search's backtracking factor (None: the variant's, 0.2 except iGOS++
+      ``fast``: 0.5); ``max_trials``: trials per search before an image keeps its mask (None: the
+      variant's, 0 = no cap; iGOS++ ``fast``: 4). A capped search that fails starts the next one
+      where it stopped.
+    - ``lookahead``: iGOS++ with a path-score search only (None: the variant's, on for
+      ``fast``): no line search; each iteration's gradient pass scores the step proposed by the
+      last one, accepted by the Armijo test (see :mod:`netreveal.attribution.igos_lookahead`).
+    - ``tol`` / ``patience``: early stop; an image stops once its loss fell by less than ``tol``
+      of its value in each of ``patience`` iterations in a row (None: the variant's; ``fast``:
+      1e-3 and 2, the others never stop early). With L1 decay on, an image whose deletion score is
+      still within 1e-2 of the full image's is not stopped before the last decay check. Nesterov
+      runs never stop early. A stopped image is no longer evaluated; its curves repeat their last
+      values and ``extras["iterations_run"]`` counts the iterations it ran.
     - ``l1_decay``: divide an image's L1 weight by 10 at half the iterations and by 5 at 80% when
       its deletion score has not moved from the full-image probability (by 1e-3, 1e-2); None: the
       variant's (on, except for the iGOS++ reference).
@@ -202,6 +298,15 @@ def igos(
     alpha0 = _first_step(spec, optimizer, alpha0, h * w)
     l1_decay = spec.l1_decay if l1_decay is None else bool(l1_decay)
     warm_start = spec.warm_start if warm_start is None else bool(warm_start)
+    decay = spec.decay if decay is None else float(decay)
+    max_trials = spec.max_trials if max_trials is None else int(max_trials)
+    tol = spec.tol if tol is None else float(tol)
+    patience = spec.patience if patience is None else int(patience)
+    lookahead = spec.lookahead if lookahead is None else bool(lookahead)
+    if lookahead and (method != "igos++" or spec.search_score != "path" or optimizer != "line_search"):
+        raise NetrevealError("lookahead needs iGOS++ with a path-score line search (variant fast)")
+    if not 0 < decay < 1 or max_trials < 0 or tol < 0 or patience < 1:
+        raise NetrevealError("decay must be in (0, 1), max_trials and tol >= 0, patience >= 1")
     baselines = make_baseline(images, baseline)
 
     with frozen(model):
@@ -220,62 +325,96 @@ def igos(
         params = torch.ones(n, objective.n_params, h, w, device=device)
         stepper = Nesterov(params, alpha0) if optimizer == "nesterov" else None
         noisy_search = spec.search_noise and noise > 0 and stepper is None
-        loss, data = (None, None) if noisy_search else objective.loss(params, rows)
+        # the search's base value comes from the direction's own forward passes
+        reuse = spec.reuse_direction and spec.search_score == "path" and stepper is None
+        if noisy_search or reuse:
+            loss, data = torch.zeros(n, device=device), torch.zeros(n, device=device)
+        else:
+            loss, data = objective.loss(params, rows)
         generator = torch.Generator(device=device).manual_seed(int(seed))
         table_shape = (objective.inserts.numel(), ig_steps, *images.shape[1:])
         pixel_noise = noise * std
+        record = _Record(n, iterations, device)
+        stopper = _EarlyStop(n, tol if stepper is None else 0.0, patience, device)
+        next_start = torch.full((n,), float(alpha0), device=device)
 
-        losses = torch.zeros(n, iterations, device=device)
-        del_scores = torch.zeros(n, iterations, device=device)
-        ins_scores = torch.zeros(n, iterations, device=device)
-        steps_taken = torch.zeros(n, iterations, device=device)
-        for it in tqdm(range(iterations), desc=method, disable=not progress, unit="it"):
-            table = None
-            if noise > 0:
-                table = pixel_noise * torch.randn(table_shape, generator=generator, device=device)
-            grad = objective.gradient(params, table)
+        def draw_table() -> torch.Tensor | None:
+            if noise <= 0:
+                return None
+            return pixel_noise * torch.randn(table_shape, generator=generator, device=device)
+
+        loop = range(0 if lookahead else iterations)
+        if lookahead:
+            lookahead_loop(
+                objective, params, iterations, draw_table, record, stopper, alpha0, c, decay,
+                spec.grow, min_step,
+                progress=lambda r: tqdm(r, desc=method, disable=not progress, unit="it"),
+            )
+        for it in tqdm(loop, desc=method, disable=not progress, unit="it"):
+            table = draw_table()
+            active = stopper.active()
+            if active.numel() == 0:
+                record.carry(it, active)
+                continue
+            sub = params[active]
+            grad, scores = objective.gradient(sub, table, active)
             if stepper is None:
-                loss_fn = objective.loss
-                if noisy_search:
+                if reuse:
+                    base_data = objective.data_from_scores(scores)
+                    base = base_data + objective.reg(objective.output(sub), active)
+
+                    def loss_fn(p, r, table=table):
+                        return objective.loss(p, r, table)
+                elif noisy_search:
                     loss_fn = _noisy_loss(objective, pixel_noise, table_shape, seed, it, device)
-                    loss, data = loss_fn(params, rows)  # the reference rescores its base loss
-                start = torch.full((n,), float(alpha0), device=device)
-                if warm_start and it > 0:
-                    last = steps_taken[:, it - 1]
-                    start = torch.where(last > 0, torch.minimum(start, last / decay), start)
-                params, loss, data, taken = line_search(
-                    params, grad, loss_fn, loss, data, start, c, decay, min_step,
-                    take_last=spec.take_last_step,
+                    base, base_data = loss_fn(sub, active)  # the reference rescores its base loss
+                else:
+                    loss_fn, base, base_data = objective.loss, loss[active], data[active]
+                start = next_start[active]
+                new, new_loss, new_data, taken = line_search(
+                    sub, grad, _on_rows(loss_fn, active), base, base_data, start, c,
+                    decay, min_step, take_last=spec.take_last_step, max_trials=max_trials,
                 )
+                if warm_start:
+                    next_start[active] = _next_start(start, taken, alpha0, decay, min_step, max_trials)
             else:
-                params = stepper(params, grad)
-                loss, data = objective.loss(params, rows)
+                new = stepper(params, grad)
+                base = loss
+                new_loss, new_data = objective.loss(new, rows)
                 taken = torch.full((n,), float(alpha0), device=device)
-            out_up = upsampler.up(objective.output(params))
-            losses[:, it], steps_taken[:, it] = loss, taken
+            params[active], loss[active], data[active] = new, new_loss, new_data
+            out_up = upsampler.up(objective.output(new))
             if spec.search_score == "point":
-                del_scores[:, it] = data  # the search already scored f(Phi(M)) at the new mask
+                dels = new_data  # the search already scored f(Phi(M)) at the new mask
             else:
-                del_scores[:, it] = scorer.probs(out_up, insert=False)
-            if method == "igos++":
-                ins_scores[:, it] = scorer.probs(out_up, insert=True)
-            stalled = stalled_images(spec.decay_rule, it, iterations, full_probs, del_scores)
-            if l1_decay and stalled is not None and bool(stalled[0].any()):
-                objective.l1[stalled[0]] /= stalled[1]
-                if not noisy_search:
+                dels = scorer.probs(out_up, insert=False, rows=active)
+            ins = scorer.probs(out_up, insert=True, rows=active) if method == "igos++" else None
+            record.store(it, active, new_loss, dels, ins, taken)
+            stalled = stalled_images(spec.decay_rule, it, iterations, full_probs, record.deletion)
+            decaying = l1_decay and stalled is not None
+            if decaying and bool(stalled[0][active].any()):
+                objective.l1[active[stalled[0][active]]] /= stalled[1]
+                if not (noisy_search or reuse):
                     loss = data + objective.reg(objective.output(params), rows)
+            # an image the L1 decay may still rescue (score near the full image's) keeps going
+            rescue = None
+            if l1_decay and it < int(iterations / 1.25):
+                rescue = (full_probs[active] - dels).abs() <= 1e-2
+            stopper.update(active, base, new_loss, rescue)
 
     out = objective.output(params)
+    out = objective.output(params)
     extras = {
-        "losses": losses,
-        "deletion_scores": del_scores,
-        "steps": steps_taken,
+        "losses": record.losses,
+        "deletion_scores": record.deletion,
+        "steps": record.steps,
         "deletion_mask": params[:, 0].clone(),
         "l1": objective.l1.clone(),
         "model_inputs": int(scorer.forward_images),
+        "iterations_run": stopper.iterations.clone(),
     }
     if method == "igos++":
-        extras["insertion_scores"] = ins_scores
+        extras["insertion_scores"] = record.insertion
         extras["insertion_mask"] = params[:, 1].clone()
     params_record = {
         "method": method,
@@ -295,6 +434,11 @@ def igos(
         "min_step": min_step,
         "l1_decay": l1_decay,
         "warm_start": warm_start,
+        "max_trials": max_trials,
+        "tol": tol,
+        "patience": patience,
+        "reuse_direction": bool(spec.reuse_direction),
+        "lookahead": lookahead,
         "batch_size": batch_size,
         "seed": seed,
         "score": "prob",

@@ -122,20 +122,25 @@ class Objective:
             data = self.data_from_scores(scores)
         return data + self.reg(out, rows), data
 
-    def gradient(self, params: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def gradient(
+        self, params: torch.Tensor, noise: torch.Tensor | None, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Descent direction's negative: ``grad_weight`` x the data terms' integrated gradients
-        plus the regulariser gradients, with respect to ``params`` (B, n, h, w) of all images."""
-        rows = torch.arange(params.shape[0], device=params.device)
+        plus the regulariser gradients, with respect to ``params`` (R, n, h, w) of images ``rows``
+        (default: all images in order), and the path scores (R, K) its forward passes computed
+        (the data terms at ``params`` under ``noise``)."""
+        if rows is None:
+            rows = torch.arange(params.shape[0], device=params.device)
         leaf = params.detach().requires_grad_(True)
         with torch.enable_grad():
             terms = self.up_terms(leaf)
             out = self.output(leaf)
-        _, g_up = self.scorer.run(terms.detach(), self.inserts, rows, noise=noise, grad=True)
+        scores, g_up = self.scorer.run(terms.detach(), self.inserts, rows, noise=noise, grad=True)
         signs = (1 - 2 * self.inserts.to(g_up.dtype)) * self.variant.grad_weight
         g_terms = g_up * signs.view(1, -1, 1, 1)
         g_out = self.reg_grad(out.detach(), rows)
         (grad,) = torch.autograd.grad((terms * g_terms).sum() + (out * g_out).sum(), leaf)
-        return grad
+        return grad, scores
 
 
 def stalled_images(
@@ -174,6 +179,7 @@ def line_search(
     decay: float = 0.2,
     min_step: float = 1e-5,
     take_last: bool = False,
+    max_trials: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Armijo backtracking with one step size per image, projected onto [0, 1].
 
@@ -182,7 +188,8 @@ def line_search(
     accepts the first trial with ``loss <= base - c*a*|g|^2``. When the step falls below
     ``min_step``, an image keeps its parameters (step 0), so a step that raises the loss is never
     taken; with ``take_last`` (the reference code) it takes that first step below ``min_step``
-    whatever its loss.
+    whatever its loss. With ``max_trials`` > 0 an image keeps its parameters after that many
+    rejected trials.
     Only images still searching are evaluated, all of them in one batched call per trial.
     ``loss_fn(trial_params, rows) -> (loss, aux)`` with ``aux`` (R, ...) carried along.
     Returns the new params, loss, aux and the step taken per image (0 = none).
@@ -194,7 +201,9 @@ def line_search(
     new_params, new_loss, new_aux = params.clone(), base_loss.clone(), base_aux.clone()
     taken = torch.zeros_like(alphas)
     active = torch.arange(n, device=params.device)
+    trials = 0
     while active.numel():
+        trials += 1
         trial = (params[active] - alphas[active].view(shape) * grad[active]).clamp(0, 1)
         loss, aux = loss_fn(trial, active)
         ok = loss <= base_loss[active] - alphas[active] * slope[active]
@@ -206,6 +215,8 @@ def line_search(
         rest = active[~ok]
         alphas[rest] *= decay
         active = rest if take_last else rest[alphas[rest] >= min_step]
+        if max_trials and trials >= max_trials:
+            break
     return new_params, new_loss, new_aux, taken
 
 

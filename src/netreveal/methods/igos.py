@@ -1,7 +1,7 @@
 """I-GOS and iGOS++: optimised masks (``--mask-size`` 7, 14, 28, 224; sizes above the input side
 mean full resolution), with their loss curves. ``evaluate`` runs them once per listed mask size.
-``--igos-variant reference`` (default) runs the published code's loop, ``netreveal`` this package's
-earlier one (see docs/methods/igos.md)."""
+``--igos-variant reference`` (default) runs the published code's loop, ``fast`` the same objective
+with fewer model evaluations, ``netreveal`` this package's earlier one (see docs/methods/igos.md)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ class IgosOptions(MethodOptions):
     mask_size: int = option(28, "I-GOS/iGOS++ mask side (7, 14, 28, 224 = full)", minimum=1, sweep="size")
     igos_iterations: int = option(15, "I-GOS/iGOS++ optimisation iterations", minimum=1)
     igos_steps: int = option(20, "I-GOS/iGOS++ integrated-gradient path steps per iteration", minimum=1)
-    igos_variant: str = option("reference", "I-GOS/iGOS++ loop: 'reference' (the authors' code) or 'netreveal' "
-                               "(this package's earlier loop); see docs/methods/igos.md", choices=VARIANTS)
+    igos_variant: str = option("reference", "I-GOS/iGOS++ loop: 'reference' (the authors' code), 'fast' (its "
+                               "objective with fewer model evaluations: iGOS++ scores each step by the "
+                               "next gradient pass; early stop) or 'netreveal' (this package's "
+                               "earlier loop); see docs/methods/igos.md", choices=VARIANTS)
 
 
 class _Igos(Method):
