@@ -129,6 +129,7 @@ def structured_attention_graph(
     patience: int | None | str = "variant",
     salient_path: bool = True,
     batch_size: int = 64,
+    channels_last: bool | None = None,
     saliency: torch.Tensor | None = None,
     saliency_options: dict | None = None,
     seed: int = 0,
@@ -166,6 +167,11 @@ def structured_attention_graph(
       salient). Default: :func:`~netreveal.attribution.igos.igos` at ``mask_size=grid`` on the
       same baseline with the variant's options (the reference's I-GOS call, or iGOS++ for
       "netreveal"), ``saliency_options`` overriding any of them.
+
+    - Scoring: patch sets in batches of ``batch_size``, each distinct set once
+      (``result.forward_passes``; ``result.requested_sets`` counts repeats too, as the reference
+      code scores them). ``channels_last`` feeds the model channels-last batches; None (default):
+      only when that gives bit-identical probabilities (see :class:`~netreveal.sag.patches.PatchScorer`).
 
     ``result.params`` records every setting used.
     """
@@ -211,7 +217,7 @@ def structured_attention_graph(
     order = sorted(range(grid * grid), key=lambda p: -ranking[p])
 
     needed = s["threshold"] * (full_prob if s["threshold_scale"] == "relative" else 1.0)
-    scorer = PatchScorer(model, image, base, cls, grid, batch_size, s["insertion"])
+    scorer = PatchScorer(model, image, base, cls, grid, batch_size, s["insertion"], channels_last)
     with frozen(model):
         (baseline_prob,) = scorer.score([()])
         if baseline_prob > needed:

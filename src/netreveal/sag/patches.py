@@ -116,8 +116,8 @@ class PatchScorer:
             return probs
         whole = self._probs(self.image[None])
         self.channels_last = True
-        same = torch.equal(self._probs(x), probs) and torch.equal(self._probs(self.image[None]), whole)
-        self.channels_last = bool(same)
+        same = [torch.equal(self._probs(x), probs), torch.equal(self._probs(self.image[None]), whole)]
+        self.channels_last = all(same)
         self.forward_passes += len(x) + 2  # the batch again and the image in both layouts
         return probs
 
