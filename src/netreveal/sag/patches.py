@@ -53,6 +53,9 @@ def patch_masks(
     return cells.view(len(sets), -1)[:, pixel_patches(tuple(size), grid, device)]
 
 
+CHANNELS_LAST_MIN_BATCH = 4
+
+
 def _has_convolutions(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -65,10 +68,11 @@ class PatchScorer:
     ``requests`` counts the sets asked for, repeats included: the forward passes of a scorer
     that runs one image per request, as the reference code does.
 
-    ``channels_last``: feed the model channels-last batches (faster convolutions on CPU).
-    None (default) decides on the first scoring call, for a model with 2-D convolutions: the
-    layout is used only when it gives bit-identical probabilities on that call's first batch and
-    on the whole image (one more pass per image of that batch, and two).
+    ``channels_last``: feed the model batches of at least ``CHANNELS_LAST_MIN_BATCH`` sets in the
+    channels-last layout (faster convolutions on CPU; smaller batches gain nothing). None
+    (default) decides on the first such batch, for a model with 2-D convolutions: that batch is
+    scored in both layouts (its size in extra passes) and the layout is used only when the
+    probabilities agree bit for bit, so it changes no result.
     """
 
     def __init__(
@@ -102,23 +106,23 @@ class PatchScorer:
         size = tuple(self.image.shape[-2:])
         return patch_masks(sets, self.grid, size, self.insertion, self.image.device).to(self.image.dtype)
 
-    def _probs(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
+    def _probs(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x).softmax(dim=1)[:, self.target]
 
-    def _choose_layout(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities of ``x`` in the default layout, settling ``channels_last`` when unset:
-        ``x`` and the whole image are scored in both layouts and must agree bit for bit."""
+    def _chunk_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities of the batch ``x``; settles ``channels_last`` on the first batch large
+        enough to use it (scored in both layouts, which must agree bit for bit)."""
+        if len(x) < CHANNELS_LAST_MIN_BATCH or self.channels_last is False:
+            return self._probs(x, False)
+        if self.channels_last:
+            return self._probs(x, True)
+        probs = self._probs(x, False)
         self.channels_last = False
-        probs = self._probs(x)
-        if x.dim() != 4 or not _has_convolutions(self.model):
-            return probs
-        whole = self._probs(self.image[None])
-        self.channels_last = True
-        same = [torch.equal(self._probs(x), probs), torch.equal(self._probs(self.image[None]), whole)]
-        self.channels_last = all(same)
-        self.forward_passes += len(x) + 2  # the batch again and the image in both layouts
+        if _has_convolutions(self.model):
+            self.channels_last = bool(torch.equal(self._probs(x, True), probs))
+            self.forward_passes += len(x)  # the check's second pass
         return probs
 
     def score(self, sets: Iterable[PatchSet]) -> list[float]:
@@ -133,7 +137,7 @@ class PatchScorer:
                 for start in range(0, len(new), self.batch_size):
                     chunk = new[start : start + self.batch_size]
                     x = self.baseline + self.masks(chunk)[:, None] * self.delta
-                    probs.append(self._choose_layout(x) if self.channels_last is None else self._probs(x))
+                    probs.append(self._chunk_probs(x))
                     self.forward_passes += len(chunk)
             self.cache.update(zip(new, torch.cat(probs).tolist(), strict=True))
         return [self.cache[s] for s in sets]
