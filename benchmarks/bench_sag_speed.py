@@ -12,9 +12,12 @@ class with the ``--variant`` defaults (``--beam-width`` 5 unless given). Columns
 - forward passes per image: ``reference`` = one pass per patch set asked for, repeats included
   (what the reference code runs), plus the full image; ``before`` / ``after`` = images the
   model saw (counted by :class:`~netreveal.model.counting.CountingModel`);
-- CPU s per image of this process (``--threads`` 1 or 2 on a shared machine).
+- CPU s per image of this process (``--threads`` 1 or 2 on a shared machine);
+- with ``--patience N``: the current code stopping the reference search after N depths without
+  a new root (an option that changes results; roots kept and drawn roots are printed per image);
+- the I-GOS map's passes (forward; each with a backward pass) and CPU s (with a one-depth search).
 
-    python benchmarks/bench_sag_speed.py [--images 2] [--resnet-images 1] [--threads 1]
+    python benchmarks/bench_sag_speed.py [--images 2] [--resnet-images 1] [--threads 1] [--patience 3]
 """
 
 from __future__ import annotations
@@ -77,14 +80,15 @@ def same_graph(a, b) -> bool:
     return parts(a) == parts(b)
 
 
-def measure(name: str, model, images, settings) -> list[str]:
+def measure(name: str, model, images, settings, patience: int | None) -> list[str]:
     before = load_before.cached
     counted = CountingModel(model)
     rows = {"reference": [], "before": [], "after": [], "cpu before": [], "cpu after": [], "map": [],
-            "map cpu": []}
+            "map cpu": [], "patience": [], "cpu patience": []}
     for i, image in enumerate(images):
         counted.reset()
-        map_cpu, _, first = timed(structured_attention_graph, counted, image, **settings)
+        # the map, with a one-depth search
+        map_cpu, _, first = timed(structured_attention_graph, counted, image, **settings, max_patches=1)
         rows["map"].append(first.saliency_forward_passes)
         rows["map cpu"].append(map_cpu)
         cpu_new, passes_new, new = run(structured_attention_graph, counted, image, first.saliency, settings)
@@ -95,6 +99,15 @@ def measure(name: str, model, images, settings) -> list[str]:
         rows["after"].append(passes_new)
         rows["cpu before"].append(cpu_old)
         rows["cpu after"].append(cpu_new)
+        if patience is not None:
+            cpu_early, passes_early, early = run(structured_attention_graph, counted, image, first.saliency,
+                                                 {**settings, "patience": patience})
+            rows["patience"].append(passes_early)
+            rows["cpu patience"].append(cpu_early)
+            kept = sum(root in new.roots for root in early.roots)
+            print(f"    with patience {patience}: {len(early.roots)} roots ({kept} of the full search's), same "
+                  f"drawn roots {[early.roots[j] for j in early.shown] == [new.roots[j] for j in new.shown]}, "
+                  f"{passes_early} passes, {cpu_early:.1f} cpu s", flush=True)
         print(f"  {name} image {i}: {len(new.roots)} roots (sizes {[len(r) for r in new.roots]}), stop "
               f"{new.stop_reason} at depth {new.depth}; passes reference {new.requested_sets + 1}, before "
               f"{passes_old}, after {passes_new}; cpu s before {cpu_old:.1f}, after {cpu_new:.1f}; "
@@ -105,8 +118,11 @@ def measure(name: str, model, images, settings) -> list[str]:
     def mean(key: str, fmt: str = "{:.0f}") -> str:
         return fmt.format(sum(rows[key]) / n)
 
-    return [name, size, mean("reference"), mean("before"), mean("after"), mean("cpu before", "{:.1f}"),
-            mean("cpu after", "{:.1f}"), f"{mean('map')} ({mean('map cpu', '{:.0f}')} s)"]
+    row = [name, size, mean("reference"), mean("before"), mean("after"), mean("cpu before", "{:.1f}"),
+           mean("cpu after", "{:.1f}")]
+    if patience is not None:
+        row += [f"{mean('patience')} / {mean('cpu patience', '{:.1f}')}"]
+    return row + [f"{mean('map')} ({mean('map cpu', '{:.0f}')} s)"]
 
 
 def main() -> None:
@@ -116,6 +132,8 @@ def main() -> None:
     parser.add_argument("--variant", default="reference")
     parser.add_argument("--beam-width", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--patience", type=int, default=None,
+                        help="also run the current code with this patience (changes results)")
     parser.add_argument("--before", default=BEFORE, help="git commit of the code to compare with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,12 +143,14 @@ def main() -> None:
     images = partsworld_inputs(adapter, max(args.images, args.resnet_images)).images
     print(f"== SAG search + graph, {args.variant} variant, beam width {args.beam_width}, 7x7 grid, "
           f"{torch.get_num_threads()} thread(s); before = {args.before}")
-    table = [measure("demo CNN", adapter.model, images[: args.images], settings)]
+    table = [measure("demo CNN", adapter.model, images[: args.images], settings, args.patience)]
     if args.resnet_images:
         big = F.interpolate(images[: args.resnet_images], size=224, mode="bilinear", align_corners=False)
-        table.append(measure("ResNet-50 (random)", resnet50(), big, settings))
-    header = ["model", "size", "passes/img reference", "before", "after", "cpu s/img before", "after",
-              "I-GOS map passes (cpu s)"]
+        table.append(measure("ResNet-50 (random)", resnet50(), big, settings, args.patience))
+    header = ["model", "size", "passes/img reference", "before", "after", "cpu s/img before", "after"]
+    if args.patience is not None:
+        header += [f"after, patience {args.patience}: passes / cpu s"]
+    header += ["I-GOS map passes (cpu s)"]
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in table:
