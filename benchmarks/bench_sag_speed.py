@@ -58,11 +58,16 @@ def load_before(commit: str):
     return importlib.import_module("sag_before.explain").structured_attention_graph
 
 
-def resnet50() -> torch.nn.Module:
-    from torchvision.models import resnet50 as build
-
+def big_model(name: str) -> torch.nn.Module:
+    """``resnet50`` (torchvision) or a timm model name, with random weights (seed 0)."""
     torch.manual_seed(0)
-    return build(weights=None).eval()
+    if name == "resnet50":
+        from torchvision.models import resnet50
+
+        return resnet50(weights=None).eval()
+    import timm
+
+    return timm.create_model(name, pretrained=False).eval()
 
 
 def run(explain, model: CountingModel, image, saliency, settings) -> tuple[float, int, object]:
@@ -128,7 +133,9 @@ def measure(name: str, model, images, settings, patience: int | None) -> list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2, help="demo CNN images")
-    parser.add_argument("--resnet-images", type=int, default=1, help="ResNet-50 images (0: skip)")
+    parser.add_argument("--resnet-images", type=int, default=1, help="images for --big-model (0: skip)")
+    parser.add_argument("--big-model", default="resnet50",
+                        help="the 224 px model: resnet50 (torchvision) or a timm name, e.g. efficientnet_lite0")
     parser.add_argument("--variant", default="reference")
     parser.add_argument("--beam-width", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
@@ -143,10 +150,11 @@ def main() -> None:
     images = partsworld_inputs(adapter, max(args.images, args.resnet_images)).images
     print(f"== SAG search + graph, {args.variant} variant, beam width {args.beam_width}, 7x7 grid, "
           f"{torch.get_num_threads()} thread(s); before = {args.before}")
-    table = [measure("demo CNN", adapter.model, images[: args.images], settings, args.patience)]
+    table = [measure("demo CNN", adapter.model, images[: args.images], settings, args.patience)] if args.images else []
     if args.resnet_images:
         big = F.interpolate(images[: args.resnet_images], size=224, mode="bilinear", align_corners=False)
-        table.append(measure("ResNet-50 (random)", resnet50(), big, settings, args.patience))
+        label = "ResNet-50" if args.big_model == "resnet50" else args.big_model
+        table.append(measure(f"{label} (random)", big_model(args.big_model), big, settings, args.patience))
     header = ["model", "size", "passes/img reference", "before", "after", "cpu s/img before", "after"]
     if args.patience is not None:
         header += [f"after, patience {args.patience}: passes / cpu s"]
