@@ -80,7 +80,8 @@ def _search(scorer: PatchScorer, order: list[int], needed: float, s: dict[str, A
         if s["search"] == "beam":
             roots, depth, reason = reference_beam_search(
                 scorer, order, needed, beam_width=s["beam_width"], successors=s["successors"],
-                max_roots=s["max_roots"], max_patches=s["max_patches"], prune=prune, progress=bar)
+                max_roots=s["max_roots"], max_patches=s["max_patches"], prune=prune, patience=patience,
+                progress=bar)
         else:
             roots, depth, reason = beam_search(
                 scorer, order, needed, beam_width=s["beam_width"], successors=s["successors"],
@@ -125,9 +126,10 @@ def structured_attention_graph(
     expand_first: int | None = None,
     max_nodes: int | None = None,
     max_depth: int | None = None,
-    patience: int | None = 3,
+    patience: int | None | str = "variant",
     salient_path: bool = True,
     batch_size: int = 64,
+    channels_last: bool | None = None,
     saliency: torch.Tensor | None = None,
     saliency_options: dict | None = None,
     seed: int = 0,
@@ -149,6 +151,9 @@ def structured_attention_graph(
       patches) or "netreveal" (netreveal's beam: stops at ``max_roots`` roots, ``max_patches``
       depths (``max_depth`` is its older name) or ``patience`` depths without a new root; with
       ``salient_path`` it keeps the saliency map's own insertion path in the beam).
+      ``patience`` ("variant": 3 for the "netreveal" search, None (off) otherwise): also stop either beam
+      search once that many consecutive depths after the first root brought no new root (for
+      "beam" this departs from the reference code; see docs/methods/sag.md).
     - ``prune``: "raster" (drop patches in index order while sufficient, as the reference) or
       "best" (drop the patch that keeps the highest probability).
     - ``select`` the roots the graph is drawn from, at most ``max_shown``: "largest" (largest set
@@ -163,9 +168,16 @@ def structured_attention_graph(
       same baseline with the variant's options (the reference's I-GOS call, or iGOS++ for
       "netreveal"), ``saliency_options`` overriding any of them.
 
+    - Scoring: patch sets in batches of ``batch_size``, each distinct set once
+      (``result.forward_passes``; ``result.requested_sets`` counts repeats too, as the reference
+      code scores them). ``channels_last`` feeds the model channels-last batches; None (default):
+      only when that gives bit-identical probabilities (see :class:`~netreveal.sag.patches.PatchScorer`).
+
     ``result.params`` records every setting used.
     """
     image = _one_image(image)
+    if patience != "variant" and patience is not None and (isinstance(patience, str) or patience < 0):
+        raise NetrevealError(f"patience must be a count of depths >= 0 or None, got {patience!r}")
     if grid < 1 or grid > min(image.shape[-2:]):
         raise NetrevealError(f"grid {grid} must be between 1 and the image size")
     if batch_size < 1:
@@ -179,6 +191,8 @@ def structured_attention_graph(
         "expand_scale": expand_scale, "expand_first": expand_first, "max_nodes": max_nodes,
     }
     s = resolve_settings(variant, grid, overrides)
+    if patience == "variant":
+        patience = 3 if s["search"] == "netreveal" else None
     device = model_device(model, image.device)
     image = image.to(device=device, dtype=torch.float32)
     base = make_baseline(image[None], s["baseline"])[0]
@@ -203,7 +217,7 @@ def structured_attention_graph(
     order = sorted(range(grid * grid), key=lambda p: -ranking[p])
 
     needed = s["threshold"] * (full_prob if s["threshold_scale"] == "relative" else 1.0)
-    scorer = PatchScorer(model, image, base, cls, grid, batch_size, s["insertion"])
+    scorer = PatchScorer(model, image, base, cls, grid, batch_size, s["insertion"], channels_last)
     with frozen(model):
         (baseline_prob,) = scorer.score([()])
         if baseline_prob > needed:
@@ -231,6 +245,8 @@ def structured_attention_graph(
     }
     if s["search"] == "netreveal":
         params.update(patience=patience, salient_path=salient_path)
+    elif s["search"] == "beam" and patience is not None:
+        params.update(patience=patience)
     return SagResult(
         target=cls,
         full_prob=full_prob,
@@ -250,4 +266,5 @@ def structured_attention_graph(
         params=params,
         provenance=provenance(seed=seed),
         graph_truncated=cut,
+        requested_sets=scorer.requests,
     )

@@ -53,11 +53,26 @@ def patch_masks(
     return cells.view(len(sets), -1)[:, pixel_patches(tuple(size), grid, device)]
 
 
+CHANNELS_LAST_MIN_BATCH = 4
+
+
+def _has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 class PatchScorer:
     """Target probability of patch sets of one image, batched and cached.
 
-    A set S is scored on ``baseline + mask(S) * (image - baseline)``; every new set is scored
+    A set S is scored on ``baseline + mask(S) * (image - baseline)``; every distinct set is scored
     once (``forward_passes`` counts the images the model saw), in chunks of ``batch_size``.
+    ``requests`` counts the sets asked for, repeats included: the forward passes of a scorer
+    that runs one image per request, as the reference code does.
+
+    ``channels_last``: feed the model batches of at least ``CHANNELS_LAST_MIN_BATCH`` sets in the
+    channels-last layout (faster convolutions on CPU; smaller batches gain nothing). None
+    (default) decides on the first such batch, for a model with 2-D convolutions: that batch is
+    scored in both layouts (its size in extra passes) and the layout is used only when the
+    probabilities agree bit for bit, so it changes no result.
     """
 
     def __init__(
@@ -69,6 +84,7 @@ class PatchScorer:
         grid: int,
         batch_size: int,
         insertion: str = "hard",
+        channels_last: bool | None = None,
     ):
         if insertion not in INSERTIONS:
             raise ValueError(f"unknown patch insertion {insertion!r}")
@@ -80,26 +96,48 @@ class PatchScorer:
         self.grid = int(grid)
         self.batch_size = int(batch_size)
         self.insertion = insertion
+        self.channels_last = channels_last
         self.cache: dict[PatchSet, float] = {}
         self.forward_passes = 0
+        self.requests = 0
 
     def masks(self, sets: Sequence[PatchSet]) -> torch.Tensor:
         """(n, H, W) insertion masks of ``sets``."""
         size = tuple(self.image.shape[-2:])
         return patch_masks(sets, self.grid, size, self.insertion, self.image.device).to(self.image.dtype)
 
-    @torch.no_grad()
+    def _probs(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x).softmax(dim=1)[:, self.target]
+
+    def _chunk_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities of the batch ``x``; settles ``channels_last`` on the first batch large
+        enough to use it (scored in both layouts, which must agree bit for bit)."""
+        if len(x) < CHANNELS_LAST_MIN_BATCH or self.channels_last is False:
+            return self._probs(x, False)
+        if self.channels_last:
+            return self._probs(x, True)
+        probs = self._probs(x, False)
+        self.channels_last = False
+        if _has_convolutions(self.model):
+            self.channels_last = bool(torch.equal(self._probs(x, True), probs))
+            self.forward_passes += len(x)  # the check's second pass
+        return probs
+
     def score(self, sets: Iterable[PatchSet]) -> list[float]:
         """Probabilities of ``sets`` (sorted tuples), scoring the new ones in batches; the batches'
         probabilities are read on the host once, after the last batch."""
         sets = list(sets)
+        self.requests += len(sets)
         new = list(dict.fromkeys(s for s in sets if s not in self.cache))
         if new:
             probs = []
-            for start in range(0, len(new), self.batch_size):
-                chunk = new[start : start + self.batch_size]
-                x = self.baseline + self.masks(chunk)[:, None] * self.delta
-                probs.append(self.model(x).softmax(dim=1)[:, self.target])
-                self.forward_passes += len(chunk)
+            with torch.inference_mode():
+                for start in range(0, len(new), self.batch_size):
+                    chunk = new[start : start + self.batch_size]
+                    x = self.baseline + self.masks(chunk)[:, None] * self.delta
+                    probs.append(self._chunk_probs(x))
+                    self.forward_passes += len(chunk)
             self.cache.update(zip(new, torch.cat(probs).tolist(), strict=True))
         return [self.cache[s] for s in sets]

@@ -70,6 +70,7 @@ def reference_beam_search(
     max_roots: int,
     max_patches: int,
     prune: Pruner = prune_raster,
+    patience: int | None = None,
     progress=None,
 ) -> tuple[list[PatchSet], int, str]:
     """Roots found by the current reference release's beam search from the empty set.
@@ -81,15 +82,19 @@ def reference_beam_search(
     beam holds more than ``beam_width`` states (so it keeps ``beam_width + 1``, and sufficient
     candidates ranked below that point are not pruned). The search stops once more than
     ``max_roots`` roots are known (every root of that depth is kept), after ``max_patches``
-    depths, or when no state can grow.
+    depths, or when no state can grow. With ``patience`` (not the reference's rule; None: off) it
+    also stops once that many consecutive depths after the first root brought no new root.
     Returns (roots in discovery order, depths scored, stop reason: "max_roots" | "max_patches" |
-    "exhausted").
+    "exhausted" | "patience").
     """
     roots: list[PatchSet] = []
     found: set[PatchSet] = set()
     beam: list[PatchSet] = [()]
     depth = 0
+    idle = 0  # depths since the last new root
     while depth < max_patches:
+        if patience is not None and roots and idle >= patience:
+            return roots, depth, "patience"
         candidates = []
         for state in beam:
             used = set(state)
@@ -109,10 +114,12 @@ def reference_beam_search(
                 beam.append(candidates[i])
                 if len(beam) > beam_width:
                     break
+        before = len(roots)
         for root in prune(scorer, sufficient, needed):
             if root not in found:
                 found.add(root)
                 roots.append(root)
+        idle = 0 if len(roots) > before else idle + 1
         if progress is not None:
             progress.update(1)
             progress.set_postfix(roots=len(roots), scored=scorer.forward_passes)

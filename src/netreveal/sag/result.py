@@ -42,7 +42,9 @@ class SagResult:
     ``params["max_shown"]``). ``nodes[i]`` / ``edges`` form the graph (roots first, children
     remove one patch); ``graph_truncated`` says ``params["max_nodes"]`` cut it short.
     ``saliency`` (grid, grid) ranked the patches. ``forward_passes`` counts the images the search
-    and graph scored (each distinct patch set once); ``saliency_forward_passes`` those spent
+    and graph scored (each distinct patch set once; ``requested_sets`` counts the sets asked for,
+    repeats included, i.e. the passes of the reference code's one-image-per-set scoring);
+    ``saliency_forward_passes`` those spent
     computing the default saliency map (0 if given). ``params`` holds every setting used,
     ``params["variant"]`` the preset they started from.
     """
@@ -65,6 +67,7 @@ class SagResult:
     params: dict
     provenance: dict
     graph_truncated: bool = False
+    requested_sets: int = 0
 
     @property
     def root_confidence(self) -> list[float]:
