@@ -278,13 +278,7 @@ def test_result_round_trips_and_records_settings(tmp_path):
 
 
 def test_l1_weight_drops_when_the_score_stalls():
-    class Constant(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bias = nn.Parameter(torch.tensor([2.0, 0.0]))
-
-        def forward(self, x):
-            return self.bias.expand(x.shape[0], 2) + 0 * x.mean(dim=(1, 2, 3))[:, None]
+    from test_igos_fast import Constant
 
     r = igos(
         Constant(),
