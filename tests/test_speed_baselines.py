@@ -38,8 +38,10 @@ def test_ig_equals_the_captum_reference(demo, baseline, target, batch_size):
     torch.testing.assert_close(new.raw, old.raw, rtol=1e-3, atol=1e-4 * scale)
     torch.testing.assert_close(new.maps, old.maps, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(new.target_probs, old.target_probs, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(new.extras["convergence_delta"], old.extras["convergence_delta"],
-                               rtol=1e-3, atol=1e-4 * scale)
+    # the delta is a sum over every pixel's attribution minus the score difference: its float error
+    # grows with the sum of |attribution| (summation order differs between the paths), not the largest one
+    summed = old.raw.abs().flatten(1).sum(dim=1)
+    assert torch.all((new.extras["convergence_delta"] - old.extras["convergence_delta"]).abs() <= 1e-5 * summed)
     assert new.params == old.params
 
 
