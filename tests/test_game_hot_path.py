@@ -154,3 +154,75 @@ def test_every_call_gives_its_connection_back(store, app):
         statuses.append(call().status_code)
         assert store.engine.pool.checkedout() == 0, statuses
     assert statuses == [422, 400, 404, 403, 401, 200, 200]
+
+
+def _pooled_backend_pids(store) -> list[int]:
+    """The PostgreSQL server processes behind the connections the store's pool holds."""
+    from sqlalchemy import text
+
+    held = [store.engine.connect() for _ in range(store.engine.pool.checkedin())]
+    try:
+        return [c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in held]
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_connections_the_database_dropped_cost_one_retry_and_no_guess(store, app):
+    """The pool does not ping a connection before each request (a round trip per request); when the
+    database has dropped the pooled connections (a restart, say), the first request to meet one is
+    answered 503 with Retry-After (the game page retries it with the same request id), the pool
+    forgets every connection of that generation at once, and the retried guess is stored once."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("an SQLite database has no server that can drop a connection")
+    from sqlalchemy import create_engine, pool, text
+
+    c = Client(app)
+    assert c.signup("player1").status_code == 201
+    state = c.start()
+    for _ in range(3):  # several connections in the pool
+        assert c.get(f"/api/rounds/{state['game_id']}").status_code == 200
+    pids = _pooled_backend_pids(store)
+    assert pids
+    killer = create_engine(store.engine.url, poolclass=pool.NullPool)
+    try:
+        with killer.connect() as conn:
+            dropped = conn.execute(text("SELECT count(*) FROM unnest(CAST(:pids AS int[])) AS p "
+                                        "WHERE pg_terminate_backend(p)"), {"pids": pids}).scalar_one()
+    finally:
+        killer.dispose()
+    assert dropped == len(pids)
+
+    request_id = str(uuid.uuid4())
+    statuses = []
+    for _ in range(3):
+        r = c.guess(state["game_id"], state["classes"][0], "ears", request_id=request_id, step=state["step"])
+        statuses.append(r.status_code)
+        if r.status_code == 200:
+            break
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
+    assert statuses[-1] == 200 and statuses.count(503) <= 1, statuses
+    assert c.get(f"/api/rounds/{state['game_id']}").status_code == 200  # no stale connection left
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Guess).where(Guess.request_id == request_id)) == 1
+
+
+def test_the_pool_keeps_a_connection_for_every_request_served_at_once(store):
+    """Requests past the connections the pool keeps would each open a connection (on PostgreSQL a
+    new server process and a password exchange) and close it again: under load that cost more
+    than the requests' own queries."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite connections are files opened in this process")
+    from netreveal.web.app import request_limit
+
+    assert store.engine.pool.size() >= request_limit(store)
+    opened = []
+    event.listen(store.engine, "connect", lambda *_: opened.append(1))
+    held = [store.engine.connect() for _ in range(request_limit(store))]
+    for c in held:
+        c.close()
+    first = len(opened)
+    held = [store.engine.connect() for _ in range(request_limit(store))]  # the same number again: reused
+    for c in held:
+        c.close()
+    assert len(opened) == first

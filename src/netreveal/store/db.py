@@ -38,6 +38,9 @@ def database_url(url_or_path: str | os.PathLike | None = None) -> str:
     return f"sqlite:///{Path(value).expanduser().resolve()}"
 
 
+PG_POOL_KEPT = 16  # PostgreSQL connections kept open per process (as many more for bursts)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -66,7 +69,14 @@ def make_engine(url: str) -> Engine:
             event.listen(engine, "connect", share_writer_lock)
             event.listen(engine, "before_cursor_execute", before_write)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    # The pool keeps as many connections as the web app serves requests at once (half its capacity,
+    # see web.app.request_limit): with fewer kept, every request past them opens a connection (a new
+    # server process and a password exchange) and closes it again, which under load cost more than the
+    # request's own queries. No ping before each checkout (a round trip per request): a connection the
+    # server dropped fails its request with 503 + Retry-After (the game page retries it), and the pool
+    # then replaces every connection opened before it at once.
+    return create_engine(url, pool_pre_ping=False, pool_size=PG_POOL_KEPT, max_overflow=PG_POOL_KEPT,
+                         hide_parameters=True)
 
 
 # SQLite result codes and PostgreSQL SQLSTATEs (or their two-character classes) meaning the
