@@ -168,7 +168,7 @@ def _pooled_backend_pids(store) -> list[int]:
             c.close()
 
 
-def test_connections_the_database_dropped_cost_one_retry_and_no_guess(store, app):
+def test_connections_the_database_dropped_cost_one_retry_and_lose_no_guess(store, app):
     """The pool does not ping a connection before each request (a round trip per request); when the
     database has dropped the pooled connections (a restart, say), the first request to meet one is
     answered 503 with Retry-After (the game page retries it with the same request id), the pool
