@@ -49,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from game_db import CLASSES, backend_name, build_study, check_database, scratch_database
+from lean_http import ConnectionLost, LeanClient
 
 # ---- the server ----------------------------------------------------------------------------------
 
@@ -163,6 +164,12 @@ def transport_reason(error: Exception) -> str:
     """Why a request got no answer, as the retry table names it."""
     import httpx
 
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionLost):
+        return "connection lost"
     if isinstance(error, httpx.TimeoutException):
         return "timeout"
     if isinstance(error, httpx.ConnectError):
@@ -177,12 +184,16 @@ def transport_reason(error: Exception) -> str:
 
 class Player:
     def __init__(self, base: str, name: str, guesses: int, stats: Stats, rng: random.Random, think: float,
-                 address: str):
+                 address: str, client: str = "lean"):
         import httpx
 
         self.name, self.left, self.stats, self.rng, self.think = name, guesses, stats, rng, think
-        self.http = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0),
-                                      headers={"X-Forwarded-For": address})
+        if client == "httpx":
+            self.http = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0),
+                                          headers={"X-Forwarded-For": address})
+        else:
+            host, port = base.removeprefix("http://").rsplit(":", 1)
+            self.http = LeanClient(host, int(port), headers={"X-Forwarded-For": address}, timeout=30.0)
         self.csrf = ""
 
     async def call(self, kind: str, method: str, url: str, body=None):
@@ -194,7 +205,7 @@ class Player:
             start = time.perf_counter()
             try:
                 r = await self.http.request(method, url, json=body, headers={"X-CSRF-Token": self.csrf})
-            except httpx.TransportError as error:
+            except (httpx.TransportError, OSError, TimeoutError) as error:
                 self.stats.retries[kind, transport_reason(error)] += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
@@ -297,7 +308,7 @@ async def run_players(args, base: str, server: Server) -> Run:
     rng = random.Random(args.seed)
     tag = uuid.uuid4().hex[:6]
     players = [Player(base, f"p{tag}_{i}", args.guesses, stats, random.Random(rng.random()), args.think,
-                      player_address(i)) for i in range(args.players)]
+                      player_address(i), args.client) for i in range(args.players)]
     start = time.perf_counter()
     await asyncio.gather(*(p.sign_up(args.ramp * i / max(1, len(players))) for i, p in enumerate(players)))
     run.signup_wall = time.perf_counter() - start
@@ -334,7 +345,8 @@ def report(args, url: str, run: Run, server: Server, checks: dict, load_before: 
     mode = {"server": "kill -9 + restart", "worker": "kill -9 of one worker"}.get(args.kill, "steady")
     processes = f"netreveal serve --workers {args.workers}"
     print(f"\nreveal game load: {args.players} players x {args.guesses} guesses, {backend_name(url)}, {processes}, "
-          f"{mode}, think {args.think:g} s; sign-ups over {args.ramp:g} s before the measured phase\n")
+          f"{mode}, think {args.think:g} s; sign-ups over {args.ramp:g} s before the measured phase; "
+          f"players' HTTP client: {args.client}\n")
     measured = [x for k in ("guess", "round", "reveal") for x in stats.latency.get(k, [])]
     rows = []
     for kind in ("guess", "round", "reveal", "all measured", "signup (before)"):
@@ -400,6 +412,10 @@ def main() -> int:
                              "--kill worker: kill -9 one worker process (with --workers 2 or more)")
     parser.add_argument("--downtime", type=float, default=1.0, help="seconds the killed server stays down")
     parser.add_argument("--max-seconds", type=float, default=600, help="stop (FAILED) after this long (default 600)")
+    parser.add_argument("--client", choices=["lean", "httpx"], default="lean",
+                        help="the players' HTTP client: lean (benchmarks/lean_http.py, about a tenth of httpx's "
+                             "CPU per request, so the players take fewer of the cores the server runs on) or "
+                             "httpx (default lean)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.kill == "worker" and args.workers < 2:

@@ -1,14 +1,18 @@
-"""Busy JSON calls in two hops to a worker thread instead of one per dependency.
+"""Busy JSON calls in one hop to a worker thread instead of one per dependency.
 
 Every sync dependency and sync route of FastAPI runs in a worker thread of its own; under load each
 hop waits for a thread and for the interpreter lock. A route that takes a :func:`call_dependency`
-gets the logged-in account and the served study looked up together in one hop and one query
-(session cookie, CSRF token, role, study: the same checks, in the same order, as ``check_csrf``,
-``require_role`` and ``study``), then does its work and commits in a second hop with :meth:`Call.run`::
+does all its database work in one hop with :meth:`Call.run`: it looks the logged-in account and the
+served study up together (one query: session cookie, then the CSRF token, role and study checks, the
+same checks in the same order as ``check_csrf``, ``require_role`` and ``study``), then does its work
+and commits::
 
     @router.post("/api/things")
     async def add_thing(body: ThingIn, call: Call = Depends(call_dependency("annotator", csrf=True))):
         return await call.run(lambda session, study, account: ...)
+
+The checks run when the work does, so a request that is refused for its body (422) is refused
+before its session is looked at; everything else (401, 403, 404) comes before any work.
 """
 
 from __future__ import annotations
@@ -36,46 +40,47 @@ from netreveal.web.deps import (
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Call:
-    """One request's database session, logged-in account and served study."""
+    """One request's checks (who may make it, with which CSRF token, on which kind of study),
+    run with its work by :meth:`run`."""
 
-    session: Session
-    account: Account
-    study: Study
-    closed: bool = False
+    request: Request
+    roles: tuple[str, ...]
+    csrf: bool
+    sent: str | None
+    kind: str | None
+    players_only: str | None
 
     async def run(self, work: Callable[[Session, Study, Account], T]) -> T:
-        """``work(session, study, account)`` in a worker thread, then commit (roll back on error) and
-        close, in the same hop: the commit happens before the response is sent."""
+        """In one worker-thread hop: open a session, check the request (401/403/404/503), run
+        ``work(session, study, account)``, then commit (roll back on error) and close: the commit
+        happens before the response is sent."""
         return await run_in_threadpool(self._run, work)
 
     def _run(self, work: Callable[[Session, Study, Account], T]) -> T:
+        session = Session(get_store(self.request).engine, expire_on_commit=False)
         ok = False
         try:
-            result = work(self.session, self.study, self.account)
+            account, served = self._check(session)
+            result = work(session, served, account)
             ok = True
         finally:
-            self.closed = True
-            finish_session(self.session, ok)
+            finish_session(session, ok)
         return result
 
-
-def _open(request: Request, roles: tuple[str, ...], csrf: bool, sent: str | None, kind: str | None,
-          players_only: str | None) -> Call:
-    session = Session(get_store(request).engine, expire_on_commit=False)
-    try:
-        account, served = current_account_and_study(request, session)  # one query for both
-        if csrf:
-            verify_csrf(request, sent)
-        account = check_role(account, roles) if players_only is None else check_player(account, players_only)
-        served = served_study(request, served)
-        if kind is not None and served.kind != kind:
-            raise HTTPException(status_code=404, detail=f"this study has no {kind} game")
-        return Call(session, account, served)
-    except BaseException:
-        session.close()
-        raise
+    def _check(self, session: Session) -> tuple[Account, Study]:
+        account, served = current_account_and_study(self.request, session)  # one query for both
+        if self.csrf:
+            verify_csrf(self.request, self.sent)
+        if self.players_only is None:
+            account = check_role(account, self.roles)
+        else:
+            account = check_player(account, self.players_only)
+        served = served_study(self.request, served)
+        if self.kind is not None and served.kind != self.kind:
+            raise HTTPException(status_code=404, detail=f"this study has no {self.kind} game")
+        return account, served
 
 
 def call_dependency(*roles: str, csrf: bool, kind: str | None = None,
@@ -89,19 +94,7 @@ def call_dependency(*roles: str, csrf: bool, kind: str | None = None,
             raise ValueError(f"unknown role {role!r}")
 
     async def dependency(request: Request) -> Call:
-        function_stack = request.scope.get("fastapi_function_astack")  # unwound when the route function ends
-        if function_stack is None:
-            raise RuntimeError("call_dependency needs FastAPI's per-route exit stack")
         sent = await sent_csrf_token(request) if csrf else None  # a form body is read here, without a thread
-        call = await run_in_threadpool(_open, request, roles, csrf, sent, kind, players_only)
-
-        async def close_unused(_exc_type, _exc, _tb) -> bool:
-            if not call.closed:  # the route failed before its work ran (a bad body, say)
-                call.closed = True
-                await run_in_threadpool(finish_session, call.session, False)
-            return False
-
-        function_stack.push_async_exit(close_unused)
-        return call
+        return Call(request, roles, csrf, sent, kind, players_only)
 
     return dependency

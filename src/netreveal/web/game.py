@@ -43,6 +43,11 @@ def _state(session: Session, current: Study, game) -> dict[str, Any]:
     return state
 
 
+def _answer(state: dict[str, Any]) -> JSONResponse:
+    """A round's state as JSON; it holds only JSON types, so FastAPI's encoder pass is not needed."""
+    return JSONResponse(state)
+
+
 # ---- pages -------------------------------------------------------------------------------------
 
 @router.get("/")
@@ -90,16 +95,16 @@ looking = call_dependency(csrf=False, kind="reveal", players_only=NOT_A_PLAYER)
 
 
 @router.post("/api/rounds", response_model=None)
-async def api_start_round(call: Call = Depends(playing)) -> dict[str, Any]:
+async def api_start_round(call: Call = Depends(playing)) -> JSONResponse:
     """The player's open round, or a new one on the item with the fewest labels they never had."""
-    return await call.run(lambda session, current, account: _state(session, current,
-                                                                    rules.start_round(session, current, account)))
+    return _answer(await call.run(lambda session, current, account: _state(
+        session, current, rules.start_round(session, current, account))))
 
 
 @router.get("/api/rounds/{game_id:int}", response_model=None)
-async def api_round(game_id: DbId, call: Call = Depends(looking)) -> dict[str, Any]:
-    return await call.run(lambda session, current, account: _state(
-        session, current, rules.get_game(session, current, account, game_id)))
+async def api_round(game_id: DbId, call: Call = Depends(looking)) -> JSONResponse:
+    return _answer(await call.run(lambda session, current, account: _state(
+        session, current, rules.get_game(session, current, account, game_id))))
 
 
 @router.post("/api/rounds/{game_id:int}/guesses")
@@ -119,7 +124,7 @@ async def api_guess(request: Request, game_id: DbId, body: GuessIn, call: Call =
 
 
 @router.post("/api/rounds/{game_id:int}/reveal", response_model=None)
-async def api_reveal(game_id: DbId, body: RevealIn | None = None, call: Call = Depends(playing)) -> dict[str, Any]:
+async def api_reveal(game_id: DbId, body: RevealIn | None = None, call: Call = Depends(playing)) -> JSONResponse:
     """Show more: the next reveal step (``from_step`` makes a retry harmless). Not rate limited:
     the rules allow at most five per round."""
 
@@ -127,13 +132,13 @@ async def api_reveal(game_id: DbId, body: RevealIn | None = None, call: Call = D
         game = rules.get_game(session, current, account, game_id)
         return _state(session, current, rules.reveal_more(session, game, body.from_step if body else None))
 
-    return await call.run(reveal)
+    return _answer(await call.run(reveal))
 
 
 @router.post("/api/rounds/{game_id:int}/resign", response_model=None)
-async def api_resign(game_id: DbId, call: Call = Depends(playing)) -> dict[str, Any]:
-    return await call.run(lambda session, current, account: _state(
-        session, current, rules.resign(session, rules.get_game(session, current, account, game_id))))
+async def api_resign(game_id: DbId, call: Call = Depends(playing)) -> JSONResponse:
+    return _answer(await call.run(lambda session, current, account: _state(
+        session, current, rules.resign(session, rules.get_game(session, current, account, game_id)))))
 
 
 @router.get("/api/leaderboard", response_model=None)
