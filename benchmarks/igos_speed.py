@@ -72,26 +72,27 @@ def resnet_row(args) -> None:
     image = torch.rand(1, 3, 224, 224)
     its = args.resnet_iterations
     full = args.resnet_full  # 15 iterations with the early stop on: the whole default run
-    _, cpu, result = timed(igos, model, image, method="igos++", variant="fast",
-                           iterations=15 if full else its, tol=None if full else 0.0, batch_size=16)
+    wall, cpu, result = timed(igos, model, image, method="igos++", variant="fast",
+                              iterations=15 if full else its, tol=None if full else 0.0, batch_size=16)
     if full:
         its = int(result.extras["iterations_run"][0])
         print(f"\nResNet-50 (random weights) 224 px, iGOS++ fast default run: {its} iteration(s) "
               f"(early stop), {model.counts.forward:,} evaluations, {model.counts.backward:,} "
-              f"backward, {cpu / 60:.1f} CPU min, {torch.get_num_threads()} thread(s)")
+              f"backward, {cpu / 60:.1f} CPU min, {wall / 60:.1f} wall min, {torch.get_num_threads()} thread(s)")
         print("steps taken per iteration:", [round(float(s), 3) for s in result.extras["steps"][0]])
         return
     counts = model.reset()
-    _, first_cpu, _ = timed(lambda: model(image))  # the initial forward pass, not an iteration
-    per_it_cpu = (cpu - first_cpu) / its
+    first_wall, first_cpu, _ = timed(lambda: model(image))  # the initial forward pass, not an iteration
+    per_it_cpu, per_it_wall = (cpu - first_cpu) / its, (wall - first_wall) / its
     per_it_evals = (counts.forward - 1) / its
     print(f"\nResNet-50 (random weights) 224 px, iGOS++ fast, {its} iteration(s) measured, "
           f"{torch.get_num_threads()} thread(s)")
-    print("| model | evaluations per iteration | backward per iteration | CPU s per iteration | "
-          "15 iterations: evaluations | 15 iterations: CPU min (extrapolated) |")
-    print("|---|---|---|---|---|---|")
-    print(f"| ResNet-50 224 px | {per_it_evals:,.0f} | {counts.backward / its:,.0f} | {per_it_cpu:.1f} | "
-          f"{1 + 15 * per_it_evals:,.0f} | {(first_cpu + 15 * per_it_cpu) / 60:.1f} |")
+    print("| model | threads | evaluations per iteration | backward per iteration | CPU s per iteration | "
+          "wall s per iteration | 15 iterations: evaluations | 15 iterations: CPU min | 15 iterations: wall min |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| ResNet-50 224 px | {torch.get_num_threads()} | {per_it_evals:,.0f} | {counts.backward / its:,.0f} | "
+          f"{per_it_cpu:.1f} | {per_it_wall:.1f} | {1 + 15 * per_it_evals:,.0f} | "
+          f"{(first_cpu + 15 * per_it_cpu) / 60:.1f} | {(first_wall + 15 * per_it_wall) / 60:.1f} |")
     print("steps taken per iteration:", [round(float(s), 3) for s in result.extras["steps"][0]])
 
 

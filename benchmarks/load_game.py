@@ -13,6 +13,11 @@ acknowledged guess is stored exactly once (by request id, with the acknowledged 
 correctness), nothing unacknowledged is stored, item label counts and round outcomes agree with the
 guesses, and (SQLite) the integrity and foreign-key checks pass.
 
+The players talk HTTP/1.1 with a small keep-alive client (``benchmarks/lean_http.py``) by default:
+they run on the server's machine, and httpx's CPU per request (about 2.5 ms here, near the server's
+own) would take cores the server needs. ``--client httpx`` uses httpx instead; the report prints the
+players' CPU either way.
+
 ``--kill``: when half of all guesses are acknowledged the server gets SIGKILL (every process of it),
 stays down for ``--downtime`` seconds and is started again on the same database; players keep retrying.
 ``--kill worker`` (with ``--workers 2`` or more) kills one worker process only: the others keep
@@ -413,7 +418,7 @@ def main() -> int:
     parser.add_argument("--downtime", type=float, default=1.0, help="seconds the killed server stays down")
     parser.add_argument("--max-seconds", type=float, default=600, help="stop (FAILED) after this long (default 600)")
     parser.add_argument("--client", choices=["lean", "httpx"], default="lean",
-                        help="the players' HTTP client: lean (benchmarks/lean_http.py, about a tenth of httpx's "
+                        help="the players' HTTP client: lean (benchmarks/lean_http.py, about a sixth of httpx's "
                              "CPU per request, so the players take fewer of the cores the server runs on) or "
                              "httpx (default lean)")
     parser.add_argument("--seed", type=int, default=0)
