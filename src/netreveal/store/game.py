@@ -36,13 +36,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, exists, func, insert, select, update
+from sqlalchemy import Row, and_, bindparam, case, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from netreveal.errors import NetrevealError
+from netreveal.store.guess_writes import write_guess
 from netreveal.store.models import (
     REVEAL_PERCENTS,
     Account,
@@ -298,39 +299,6 @@ _GUESS_ROUND = (  # the player's round with the answer, and the guess stored und
            Item.study_id == bindparam("study_id"))
 )
 _GUESS_ROUND_COUNTED = _GUESS_ROUND.add_columns(*recent_guess_columns())  # and the player's recent guesses
-_MOVE_ROUND = (  # SET from the parameters named after columns: step, outcome, points, finished_at
-    update(Game.__table__).where(Game.id == bindparam("round_id"), Game.step == bindparam("seen_step"),
-                                 Game.outcome.is_(None))
-)
-_ADD_GUESS = insert(Guess.__table__)
-_COUNT_LABEL = update(Item.__table__).where(Item.id == bindparam("label_item")).values(label_count=Item.label_count + 1)
-_GUESS_VALUES = ("request_id", "game_id", "player_id", "player_name", "step", "guessed_class", "text", "language",
-                 "correct", "source", "created_at")
-
-
-def _store_guess_statement():
-    """PostgreSQL: the three writes of a guess in one statement (data-modifying CTEs): move the round
-    if it is still where the player saw it, then, only if it moved, count the label and insert the
-    guess, returning its id (no row: the round had moved). Two round trips fewer than three
-    statements; SQLite has no data-modifying CTEs and runs the three statements. Parameters are
-    named ``r_<column>`` (the round) and ``g_<column>`` (the guess): a parameter named after a column
-    would become one more SET of the UPDATEs."""
-    games, items, guesses = Game.__table__, Item.__table__, Guess.__table__
-    moved = (update(games)
-             .where(games.c.id == bindparam("r_id"), games.c.step == bindparam("r_seen_step"),
-                    games.c.outcome.is_(None))
-             .values({name: bindparam(f"r_{name}", type_=games.c[name].type)
-                      for name in ("step", "outcome", "points", "finished_at")})
-             .returning(games.c.item_id).cte("moved"))
-    counted = (update(items).where(items.c.id.in_(select(moved.c.item_id)))
-               .values(label_count=items.c.label_count + 1).cte("counted"))
-    values = [bindparam(f"g_{name}", type_=guesses.c[name].type) for name in _GUESS_VALUES]
-    return (insert(guesses)
-            .from_select([*_GUESS_VALUES, "item_id"], select(*values, moved.c.item_id))
-            .returning(guesses.c.id).add_cte(counted))
-
-
-_STORE_GUESS = _store_guess_statement()
 
 
 def _ack(stored: Row) -> GuessAck:
@@ -373,8 +341,8 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
     there and may raise to refuse the guess.
 
     A new guess costs one query (the round, its answer, any guess stored under ``request_id`` and
-    the player's recent guesses) and three writes (the round, the guess, the item's label count),
-    not committed.
+    the player's recent guesses) and three writes (the round, the guess, the item's label count:
+    one statement on PostgreSQL, three on SQLite), not committed.
     """
     request_id = check_request_id(request_id)
     if not isinstance(game_id, int) or isinstance(game_id, bool):
@@ -417,18 +385,9 @@ def submit_guess(session: Session, study: Study, player: Account, game_id: Any, 
              "step": current, "guessed_class": guessed_class, "text": text, "language": language,
              "correct": correct, "source": "game", "created_at": now}
     try:
-        if connection.dialect.name == "postgresql":
-            stored = connection.execute(_STORE_GUESS, {
-                "r_id": game_id, "r_seen_step": current, **{f"r_{key}": value for key, value in moved.items()},
-                **{f"g_{key}": value for key, value in guess.items()}}).first()
-            if stored is None:
-                raise _Moved()
-            guess_id = stored[0]
-        else:
-            if connection.execute(_MOVE_ROUND, {"round_id": game_id, "seen_step": current, **moved}).rowcount != 1:
-                raise _Moved()
-            guess_id = connection.execute(_ADD_GUESS, {**guess, "item_id": found.round_item}).inserted_primary_key[0]
-            connection.execute(_COUNT_LABEL, {"label_item": found.round_item})
+        guess_id = write_guess(connection, game_id, current, found.round_item, moved, guess)
+        if guess_id is None:
+            raise _Moved()
     except (_Moved, IntegrityError):
         session.rollback()
         ack = replayed_guess(session, player, request_id, game_id)  # a concurrent retry stored it first

@@ -88,7 +88,7 @@ def how_to_play(request: Request, account: Account | None = Depends(current_acco
 
 # ---- JSON --------------------------------------------------------------------------------------
 
-# The calls a player makes while playing take a Call: two worker-thread hops instead of one per
+# The calls a player makes while playing take a Call: one worker-thread hop instead of one per
 # dependency (see web/calls.py).
 playing = call_dependency(csrf=True, kind="reveal", players_only=NOT_A_PLAYER)  # state-changing: CSRF checked
 looking = call_dependency(csrf=False, kind="reveal", players_only=NOT_A_PLAYER)
