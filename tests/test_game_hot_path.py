@@ -92,7 +92,7 @@ def test_a_new_guess_is_one_query_and_its_writes(store, ids):
         assert dict(statements) == {"SELECT": 1} and replayed and again == ack
 
 
-def test_a_guess_on_a_round_that_moved_meanwhile_writes_nothing(store, ids):
+def test_a_guess_on_a_round_that_moved_meanwhile_writes_nothing(store, ids, monkeypatch):
     """The race the round's step check guards against: another request moved the round between this
     guess's read and its writes. The writes then change nothing (no guess, no label counted, the
     round as the other request left it) and the guess is refused with 409."""
@@ -114,13 +114,11 @@ def test_a_guess_on_a_round_that_moved_meanwhile_writes_nothing(store, ids):
     with store.session() as s:
         study, me = s.get(Study, ids["study"]), s.get(Account, me.id)
         labels_before = s.scalar(select(Item.label_count).where(Item.id == game.item_id))
-        rules.Session.execute = move_the_round_first
-        try:
-            with pytest.raises(rules.GameError) as err:
-                rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()), guessed_class=wrong,
-                                   text="ears", step=1)
-        finally:
-            rules.Session.execute = real_execute
+        monkeypatch.setattr(rules.Session, "execute", move_the_round_first)
+        with pytest.raises(rules.GameError) as err:
+            rules.submit_guess(s, study, me, game.id, request_id=str(uuid.uuid4()), guessed_class=wrong,
+                               text="ears", step=1)
+        monkeypatch.undo()
     assert err.value.status == 409 and moved_by_other
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Guess)) == 0

@@ -43,7 +43,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from netreveal.errors import NetrevealError
-from netreveal.store.guess_writes import write_guess
+from netreveal.store.guess_writes import open_at_seen_step, write_guess
 from netreveal.store.models import (
     REVEAL_PERCENTS,
     Account,
@@ -198,8 +198,7 @@ def _next_item_statement():
 
 
 _NEXT_ITEM = _next_item_statement()
-_REVEAL = (update(Game.__table__).where(Game.id == bindparam("round_id"), Game.step == bindparam("seen_step"),
-                                        Game.outcome.is_(None)).values(step=Game.step + 1))
+_REVEAL = update(Game.__table__).where(*open_at_seen_step()).values(step=Game.step + 1)
 _RESIGN = (update(Game.__table__).where(Game.id == bindparam("round_id"), Game.outcome.is_(None))
            .values(outcome="resign", points=0))  # and finished_at, from the parameters
 

@@ -18,10 +18,17 @@ GUESS_COLUMNS = ("request_id", "game_id", "player_id", "player_name", "step", "g
 ROUND_MOVES = ("step", "outcome", "points", "finished_at")  # what a guess changes in its round
 
 _games, _items, _guesses = Game.__table__, Item.__table__, Guess.__table__
-_MOVE_ROUND = (  # SET from the parameters named after columns (ROUND_MOVES)
-    update(_games).where(_games.c.id == bindparam("round_id"), _games.c.step == bindparam("seen_step"),
-                         _games.c.outcome.is_(None))
-)
+
+
+def open_at_seen_step(round_param: str = "round_id", step_param: str = "seen_step") -> tuple:
+    """WHERE terms of a change to a round: the round (parameter ``round_param``) is still open and
+    at the step the player saw (parameter ``step_param``); a change that matches no row was
+    overtaken by another request."""
+    return (_games.c.id == bindparam(round_param), _games.c.step == bindparam(step_param),
+            _games.c.outcome.is_(None))
+
+
+_MOVE_ROUND = update(_games).where(*open_at_seen_step())  # SET from the parameters named after ROUND_MOVES
 _ADD_GUESS = insert(_guesses)
 _COUNT_LABEL = update(_items).where(_items.c.id == bindparam("label_item")).values(label_count=_items.c.label_count + 1)
 
@@ -31,9 +38,7 @@ def _one_statement():
     insert the guess, returning its id (no row: the round had moved). Parameters are named
     ``r_<column>`` (the round) and ``g_<column>`` (the guess): a parameter named after a column would
     become one more SET of the UPDATEs."""
-    moved = (update(_games)
-             .where(_games.c.id == bindparam("r_id"), _games.c.step == bindparam("r_seen_step"),
-                    _games.c.outcome.is_(None))
+    moved = (update(_games).where(*open_at_seen_step("r_id", "r_seen_step"))
              .values({name: bindparam(f"r_{name}", type_=_games.c[name].type) for name in ROUND_MOVES})
              .returning(_games.c.item_id).cte("moved"))
     counted = (update(_items).where(_items.c.id.in_(select(moved.c.item_id)))

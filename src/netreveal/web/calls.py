@@ -41,16 +41,37 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Call:
-    """One request's checks (who may make it, with which CSRF token, on which kind of study),
-    run with its work by :meth:`run`."""
+class CallChecks:
+    """What a route's calls must pass (see :func:`call_dependency`); made once per route."""
 
-    request: Request
     roles: tuple[str, ...]
     csrf: bool
-    sent: str | None
     kind: str | None
     players_only: str | None
+
+    def check(self, request: Request, session: Session, sent: str | None) -> tuple[Account, Study]:
+        """The logged-in account and served study of ``request`` (one query), after the CSRF
+        token ``sent``, the role and the study kind are checked: 401, 403, 404 or 503 otherwise."""
+        account, served = current_account_and_study(request, session)
+        if self.csrf:
+            verify_csrf(request, sent)
+        if self.players_only is None:
+            account = check_role(account, self.roles)
+        else:
+            account = check_player(account, self.players_only)
+        served = served_study(request, served)
+        if self.kind is not None and served.kind != self.kind:
+            raise HTTPException(status_code=404, detail=f"this study has no {self.kind} game")
+        return account, served
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request with its route's checks, run with its work by :meth:`run`."""
+
+    request: Request
+    checks: CallChecks
+    sent: str | None  # the CSRF token the request carries
 
     async def run(self, work: Callable[[Session, Study, Account], T]) -> T:
         """In one worker-thread hop: open a session, check the request (401/403/404/503), run
@@ -62,25 +83,12 @@ class Call:
         session = Session(get_store(self.request).engine, expire_on_commit=False)
         ok = False
         try:
-            account, served = self._check(session)
+            account, served = self.checks.check(self.request, session, self.sent)
             result = work(session, served, account)
             ok = True
         finally:
             finish_session(session, ok)
         return result
-
-    def _check(self, session: Session) -> tuple[Account, Study]:
-        account, served = current_account_and_study(self.request, session)  # one query for both
-        if self.csrf:
-            verify_csrf(self.request, self.sent)
-        if self.players_only is None:
-            account = check_role(account, self.roles)
-        else:
-            account = check_player(account, self.players_only)
-        served = served_study(self.request, served)
-        if self.kind is not None and served.kind != self.kind:
-            raise HTTPException(status_code=404, detail=f"this study has no {self.kind} game")
-        return account, served
 
 
 def call_dependency(*roles: str, csrf: bool, kind: str | None = None,
@@ -92,9 +100,10 @@ def call_dependency(*roles: str, csrf: bool, kind: str | None = None,
     for role in roles:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
+    checks = CallChecks(roles, csrf, kind, players_only)
 
     async def dependency(request: Request) -> Call:
         sent = await sent_csrf_token(request) if csrf else None  # a form body is read here, without a thread
-        return Call(request, roles, csrf, sent, kind, players_only)
+        return Call(request, checks, sent)
 
     return dependency

@@ -36,15 +36,12 @@ class RevealIn(BaseModel):
     from_step: int | None = Field(default=None, ge=1, le=rules.STEPS)
 
 
-def _state(session: Session, current: Study, game) -> dict[str, Any]:
+def _state(session: Session, current: Study, game) -> JSONResponse:
+    """A round's state as the JSON answer; it holds only JSON types, so FastAPI's encoder pass is
+    not needed."""
     state = rules.round_state(session, current, game)
     state["frame_url"] = f"/media/{state['frame_media_id']}.png"
     state["image_url"] = f"/media/{state['image_media_id']}.png" if state["image_media_id"] else None
-    return state
-
-
-def _answer(state: dict[str, Any]) -> JSONResponse:
-    """A round's state as JSON; it holds only JSON types, so FastAPI's encoder pass is not needed."""
     return JSONResponse(state)
 
 
@@ -97,14 +94,14 @@ looking = call_dependency(csrf=False, kind="reveal", players_only=NOT_A_PLAYER)
 @router.post("/api/rounds", response_model=None)
 async def api_start_round(call: Call = Depends(playing)) -> JSONResponse:
     """The player's open round, or a new one on the item with the fewest labels they never had."""
-    return _answer(await call.run(lambda session, current, account: _state(
-        session, current, rules.start_round(session, current, account))))
+    return await call.run(lambda session, current, account: _state(
+        session, current, rules.start_round(session, current, account)))
 
 
 @router.get("/api/rounds/{game_id:int}", response_model=None)
 async def api_round(game_id: DbId, call: Call = Depends(looking)) -> JSONResponse:
-    return _answer(await call.run(lambda session, current, account: _state(
-        session, current, rules.get_game(session, current, account, game_id))))
+    return await call.run(lambda session, current, account: _state(
+        session, current, rules.get_game(session, current, account, game_id)))
 
 
 @router.post("/api/rounds/{game_id:int}/guesses")
@@ -128,17 +125,17 @@ async def api_reveal(game_id: DbId, body: RevealIn | None = None, call: Call = D
     """Show more: the next reveal step (``from_step`` makes a retry harmless). Not rate limited:
     the rules allow at most five per round."""
 
-    def reveal(session: Session, current: Study, account: Account) -> dict[str, Any]:
+    def reveal(session: Session, current: Study, account: Account) -> JSONResponse:
         game = rules.get_game(session, current, account, game_id)
         return _state(session, current, rules.reveal_more(session, game, body.from_step if body else None))
 
-    return _answer(await call.run(reveal))
+    return await call.run(reveal)
 
 
 @router.post("/api/rounds/{game_id:int}/resign", response_model=None)
 async def api_resign(game_id: DbId, call: Call = Depends(playing)) -> JSONResponse:
-    return _answer(await call.run(lambda session, current, account: _state(
-        session, current, rules.resign(session, rules.get_game(session, current, account, game_id)))))
+    return await call.run(lambda session, current, account: _state(
+        session, current, rules.resign(session, rules.get_game(session, current, account, game_id))))
 
 
 @router.get("/api/leaderboard", response_model=None)
