@@ -17,9 +17,10 @@ empty mask cache, so its first call pays for the masks. "vs plain" divides the t
 passes doing the same model work by the new path's time: for IG, ``steps`` forward+backward passes
 per image (target: >= 1 / 1.2); for the others, as many no-grad forward passes as evaluations
 (RISE target: >= 0.9). Methods run at their defaults (IG 50 steps; LIME / KernelSHAP ten samples per
-superpixel; RISE 4000 masks); on ResNet-50 (random weights, 224 px) the sampled methods run
-``--resnet-fraction`` of their samples: the evaluations are counted at that size and the seconds
-scaled to the defaults (their cost is linear in the samples; ``--full`` runs the defaults).
+superpixel; RISE 4000 masks); on ResNet-50 or a timm model (random weights, 224 px; e.g.
+``--models demo,resnet50,efficientnet_lite0``) the sampled methods run ``--resnet-fraction`` of
+their samples: the evaluations are counted at that size and the seconds scaled to the defaults
+(their cost is linear in the samples; ``--full`` runs the defaults).
 
     python benchmarks/bench_speed_baselines.py [--images 2] [--resnet-images 1] [--threads 2]
         [--models demo,resnet50] [--batch-size 64] [--ig-batch-size 4] [--resnet-fraction 0.125] [--full]
@@ -51,14 +52,20 @@ IG_STEPS = 50
 RISE_MASKS = 4000
 
 
-def resnet_setup(n: int) -> tuple[str, nn.Module, torch.Tensor]:
-    from torchvision.models import resnet50
-
+def big_setup(name: str, n: int) -> tuple[str, nn.Module, torch.Tensor]:
+    """``resnet50`` (torchvision) or a timm model name, random weights (seed 0), ``n`` random 224 px images."""
     from netreveal.model.adapter import IMAGENET_MEAN, IMAGENET_STD, NormalizedModel
 
     torch.manual_seed(0)
-    return "ResNet-50", NormalizedModel(resnet50(weights=None), IMAGENET_MEAN, IMAGENET_STD).eval(), torch.rand(
-        n, 3, 224, 224)
+    if name == "resnet50":
+        from torchvision.models import resnet50
+
+        label, net = "ResNet-50", resnet50(weights=None)
+    else:
+        import timm
+
+        label, net = name, timm.create_model(name, pretrained=False)
+    return label, NormalizedModel(net, IMAGENET_MEAN, IMAGENET_STD).eval(), torch.rand(n, 3, 224, 224)
 
 
 def old_surrogate(method: str, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, n_samples: int,
@@ -147,7 +154,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2, help="demo images")
     parser.add_argument("--resnet-images", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", default="demo,resnet50", help="comma list: demo, resnet50")
+    parser.add_argument("--models", default="demo,resnet50",
+                        help="comma list: demo, resnet50 (torchvision) or timm names, e.g. efficientnet_lite0")
     parser.add_argument("--batch-size", type=int, default=64, help="perturbed images per forward pass")
     parser.add_argument("--ig-batch-size", type=int, default=4, help="IG batch size (path points per pass: x4)")
     parser.add_argument("--resnet-fraction", type=float, default=0.125,
@@ -162,11 +170,9 @@ def main() -> None:
         if name == "demo":
             label, model, images = demo_setup(args.images, "demo CNN", "DemoCNN (random)")
             fraction = 1.0
-        elif name == "resnet50":
-            label, model, images = resnet_setup(args.resnet_images)
-            fraction = 1.0 if args.full else args.resnet_fraction
         else:
-            raise SystemExit(f"unknown model {name!r}")
+            label, model, images = big_setup(name, args.resnet_images)
+            fraction = 1.0 if args.full else args.resnet_fraction
         n, size = len(images), f"{images.shape[-1]} px"
         with torch.no_grad():
             targets = model(images).argmax(dim=1)
@@ -194,7 +200,8 @@ def main() -> None:
             print(f"[{label}] {method}: old {old_wall / n * scale:.2f} s/img, new {new_wall / n * scale:.2f}, "
                   f"plain {plain_wall / n * scale:.2f} ({note})", file=sys.stderr, flush=True)
 
-    print(f"\ntorch {torch.__version__}, {args.threads} threads, demo {args.images} / ResNet-50 {args.resnet_images} "
+    print(f"\ntorch {torch.__version__}, {args.threads} threads, demo {args.images} / 224 px models "
+          f"{args.resnet_images} "
           f"images per call, {args.batch_size} perturbed images per pass, IG {path_batch(args.ig_batch_size)} "
           f"path points per pass, fastest of {args.repeats} runs; load average {load_start:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end")

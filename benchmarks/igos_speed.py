@@ -27,6 +27,11 @@ from netreveal.model.counting import CountingModel
 VARIANTS = ("reference", "fast")  # old default, new default
 
 
+def row_key(method: str, label: str) -> str:
+    """``--rows`` name of a demo row: "igos++:fast", "igos++:fast-lookahead-off", ..."""
+    return f"{method}:{label.replace('look-ahead', 'lookahead').replace(', ', '-').replace(' ', '-')}"
+
+
 def demo_table(args) -> None:
     from netreveal.data.partsworld_truth import partsworld_inputs
     from netreveal.metrics import deletion_insertion
@@ -47,6 +52,13 @@ def demo_table(args) -> None:
     print("|---|---|---|---|---|---|---|---|")
     runs = [("igos", v, {}) for v in VARIANTS] + [("igos++", v, {}) for v in VARIANTS]
     runs.append(("igos++", "fast, look-ahead off", {"lookahead": False}))
+    if args.rows:
+        wanted = set(args.rows.split(","))
+        unknown = wanted - {row_key(m, label) for m, label, _ in runs}
+        if unknown:
+            raise SystemExit(f"unknown rows {sorted(unknown)}; choose from "
+                             f"{sorted(row_key(m, label) for m, label, _ in runs)}")
+        runs = [run for run in runs if row_key(run[0], run[1]) in wanted]
     for method, label, extra in runs:
         variant = label.split(",")[0]
         counting.reset()
@@ -100,6 +112,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rows", default="",
+                        help="only these demo rows, e.g. igos++:reference,igos++:fast (igos++:fast-lookahead-off "
+                             "for the look-ahead-off row); default: all")
     parser.add_argument("--resnet", action="store_true", help="also time ResNet-50 at 224 px")
     parser.add_argument("--resnet-only", action="store_true", help="only the ResNet-50 row")
     parser.add_argument("--resnet-iterations", type=int, default=2)

@@ -189,3 +189,49 @@ def test_bad_fast_settings_are_reported():
         igos(Quadrant(), images, 0, variant="fast", decay=1.5, mask_size=4)
     with pytest.raises(NetrevealError, match="patience"):
         igos(Quadrant(), images, 0, variant="fast", patience=0, mask_size=4)
+
+
+class Recorder(nn.Module):
+    """``Constant`` that keeps a copy of every batch it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = Constant()
+        self.batches: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.batches.append(x.detach().clone())
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("rule", ["run", "iteration"])
+def test_lookahead_scores_every_pass_on_one_noise_table_per_run(rule):
+    # no mask moves (no score depends on the image, the regularisers are flat at M = 1), so the
+    # path images of two passes differ only by their noise: identical with one table per run, so a
+    # trial and the loss it must beat see the same noise; different with one table per pass
+    model = Recorder()
+    steps = 2
+    r = igos(model, torch.rand(1, 3, 16, 16), 0, method="igos++", variant="fast", mask_size=4,
+             iterations=3, ig_steps=steps, tol=0.0, noise=0.5, lookahead_noise=rule)
+    paths = [b for b in model.batches if len(b) == 4 * steps]
+    assert len(paths) == 3
+    same = [torch.equal(paths[0], p) for p in paths[1:]]
+    assert same == ([True, True] if rule == "run" else [False, False])
+    assert r.params["lookahead_noise"] == rule
+
+
+def test_lookahead_shrinks_a_rejected_step_by_a_tenth():
+    # every step the look-ahead takes is alpha0 * 1.25^a * 0.1^b (a accepted, b rejected trials
+    # before it); with the line search's 0.5 no step would be of that form
+    torch.manual_seed(0)
+    images = 0.3 + 0.2 * torch.rand(2, 3, 16, 16)
+    r = igos(Quadrant(), images, 0, method="igos++", variant="fast", mask_size=4, iterations=10,
+             ig_steps=3, alpha0=50.0, tol=0.0, noise=0.0, baseline="black")
+    assert r.params["decay"] == 0.1 and r.params["lookahead"] is True
+    taken = [float(s) / 50.0 for s in r.extras["steps"].flatten() if s > 0]
+    assert taken and any(s < 1.0 for s in taken)  # some step came after a rejected trial
+    for s in taken:
+        assert any(math.isclose(s, 1.25**a * 0.1**b, rel_tol=1e-5) for a in range(10) for b in range(10)), s
+    off = igos(Quadrant(), images, 0, method="igos++", variant="fast", mask_size=4, iterations=1,
+               ig_steps=3, lookahead=False)
+    assert off.params["decay"] == 0.5 and off.params["lookahead_noise"] is None

@@ -229,6 +229,7 @@ def igos(
     tol: float | None = None,
     patience: int | None = None,
     lookahead: bool | None = None,
+    lookahead_noise: str | None = None,
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = False,
@@ -259,12 +260,15 @@ def igos(
     - ``warm_start``: start an image's search at ``min(alpha0, last accepted step / decay)``
       instead of ``alpha0`` every iteration (None: the variant's, netreveal only).
     - ``decay``: the search's backtracking factor (None: the variant's, 0.2 except iGOS++
-      ``fast``: 0.5); ``max_trials``: trials per search before an image keeps its mask (None: the
+      ``fast``: 0.5; with the look-ahead: 0.1, the factor of a rejected trial's step);
+      ``max_trials``: trials per search before an image keeps its mask (None: the
       variant's, 0 = no cap; iGOS++ ``fast``: 4). A capped search that fails starts the next one
       where it stopped.
     - ``lookahead``: iGOS++ with a path-score search only (None: the variant's, on for
       ``fast``): no line search; each iteration's gradient pass scores the step proposed by the
       last one, accepted by the Armijo test (see :mod:`netreveal.attribution.igos_lookahead`).
+      ``lookahead_noise``: "run" (None: the variant's) draws the look-ahead's path noise once per
+      run, so a trial and the loss it must beat see the same noise; "iteration" once per pass.
     - ``tol`` / ``patience``: early stop; an image stops once its loss fell by less than ``tol``
       of its value in each of ``patience`` iterations in a row (None: the variant's; ``fast``:
       1e-3 and 2, the others never stop early). With L1 decay on, an image whose deletion score is
@@ -298,13 +302,16 @@ def igos(
     alpha0 = _first_step(spec, optimizer, alpha0, h * w)
     l1_decay = spec.l1_decay if l1_decay is None else bool(l1_decay)
     warm_start = spec.warm_start if warm_start is None else bool(warm_start)
-    decay = spec.decay if decay is None else float(decay)
     max_trials = spec.max_trials if max_trials is None else int(max_trials)
     tol = spec.tol if tol is None else float(tol)
     patience = spec.patience if patience is None else int(patience)
     lookahead = spec.lookahead if lookahead is None else bool(lookahead)
     if lookahead and (method != "igos++" or spec.search_score != "path" or optimizer != "line_search"):
         raise NetrevealError("lookahead needs iGOS++ with a path-score line search (variant fast)")
+    decay = (spec.lookahead_decay if lookahead else spec.decay) if decay is None else float(decay)
+    lookahead_noise = spec.lookahead_noise if lookahead_noise is None else lookahead_noise
+    if lookahead_noise not in ("run", "iteration"):
+        raise NetrevealError(f"lookahead_noise must be 'run' or 'iteration', got {lookahead_noise!r}")
     if not 0 < decay < 1 or max_trials < 0 or tol < 0 or patience < 1:
         raise NetrevealError("decay must be in (0, 1), max_trials and tol >= 0, patience >= 1")
     baselines = make_baseline(images, baseline)
@@ -347,7 +354,7 @@ def igos(
         if lookahead:
             lookahead_loop(
                 objective, params, iterations, draw_table, record, stopper, alpha0, c, decay,
-                spec.grow, min_step,
+                spec.grow, min_step, noise_once=lookahead_noise == "run",
                 progress=lambda r: tqdm(r, desc=method, disable=not progress, unit="it"),
             )
         for it in tqdm(loop, desc=method, disable=not progress, unit="it"):
@@ -403,7 +410,6 @@ def igos(
             stopper.update(active, base, new_loss, rescue)
 
     out = objective.output(params)
-    out = objective.output(params)
     extras = {
         "losses": record.losses,
         "deletion_scores": record.deletion,
@@ -439,6 +445,7 @@ def igos(
         "patience": patience,
         "reuse_direction": bool(spec.reuse_direction),
         "lookahead": lookahead,
+        "lookahead_noise": lookahead_noise if lookahead else None,
         "batch_size": batch_size,
         "seed": seed,
         "score": "prob",

@@ -8,6 +8,11 @@ reference scores every trial with fresh noise); then ``P = Q``, ``g`` becomes th
 and the step grows by ``grow`` (up to ``alpha0``). A rejected trial keeps ``P`` and ``g`` and
 shrinks the step by ``decay``. So an iteration costs one gradient pass and no separate line-search
 forward passes; a rejected trial costs a pass whose direction is discarded.
+
+The loss a trial must beat was computed in an earlier pass. With ``noise_once`` (the ``fast``
+default) every pass uses the run's one noise table, so both losses see the same noisy path
+images and the test compares the masks alone; with a new table per pass a trial can also be
+rejected, or accepted, by the difference between two noise draws.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ def lookahead_loop(
     decay: float,
     grow: float,
     min_step: float,
+    noise_once: bool = True,
     progress: Callable[[range], range] = lambda r: r,
 ) -> torch.Tensor:
     """Run the look-ahead loop on ``params`` (B, n, h, w) in place; returns the accepted masks.
 
-    ``noise_table()`` draws the iteration's path noise; ``record`` / ``stopper`` are the loop's
-    curves and early stop (see :mod:`netreveal.attribution.igos`)."""
+    ``noise_table()`` draws path noise: once for the run with ``noise_once``, else once per
+    iteration; ``record`` / ``stopper`` are the loop's curves and early stop (see
+    :mod:`netreveal.attribution.igos`)."""
     n = params.shape[0]
     device = params.device
     scorer = objective.scorer
@@ -46,8 +53,10 @@ def lookahead_loop(
     trial = params.clone()
     pending = torch.zeros(n, dtype=torch.bool, device=device)  # a trial awaits its verdict
     shape = (-1,) + (1,) * (params.dim() - 1)
+    table = noise_table() if noise_once else None
     for it in progress(range(iterations)):
-        table = noise_table()
+        if not noise_once:
+            table = noise_table()
         active = stopper.active()
         if active.numel() == 0:
             record.carry(it, active)

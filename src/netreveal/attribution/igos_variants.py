@@ -42,7 +42,10 @@ class Variant:
     - ``decay``: the line search's backtracking factor; ``max_trials``: trials per iteration before
       the search gives up and keeps the mask (0: until the step falls below the minimum).
     - ``lookahead`` / ``grow``: iGOS++ only; each trial is scored by the next iteration's direction
-      pass (see :mod:`netreveal.attribution.igos_lookahead`), an accepted step grows by ``grow``.
+      pass (see :mod:`netreveal.attribution.igos_lookahead`), an accepted step grows by ``grow``;
+      ``lookahead_decay``: a rejected trial's step is multiplied by it; ``lookahead_noise``:
+      ``"run"`` draws the path noise once for the whole run (a trial's loss and the loss it must
+      beat see the same noise), ``"iteration"`` once per pass.
     - ``tol`` / ``patience``: an image stops once its loss fell by less than ``tol`` (relative) in
       ``patience`` iterations in a row (``tol`` 0: never stops early).
     """
@@ -68,6 +71,8 @@ class Variant:
     patience: int = 2
     lookahead: bool = False
     grow: float = 1.25
+    lookahead_decay: float = 0.1
+    lookahead_noise: str = "run"
 
 
 _NETREVEAL = {
