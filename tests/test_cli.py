@@ -3,6 +3,7 @@
 import csv
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -112,14 +113,25 @@ def _bad_inputs(tmp: Path, parts_folder: Path):
     }
 
 
-def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, parts_folder):
-    cases = _bad_inputs(tmp_path, parts_folder)
-    out = tmp_path / "out"  # an earlier report that --force would replace: bad input leaves it as it was
+def _earlier_report(out: Path) -> Path:
+    """A folder holding an earlier report that ``--force`` would replace."""
     out.mkdir()
     write_marker(out, EXPLANATION_REPORT)
     (out / "keep.txt").write_text("earlier work")
-    for name, (args, message) in cases.items():
-        code, _, stderr = run_cli("explain", "--out", str(out), "--force", "--quiet", *args)
+    return out
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, parts_folder):
+    # each case is its own process (most of its time is importing torch), two at a time, each
+    # with its own earlier report: bad input leaves it as it was
+    cases = _bad_inputs(tmp_path, parts_folder)
+    outs = {name: _earlier_report(tmp_path / f"out{i}") for i, name in enumerate(cases)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {name: pool.submit(run_cli, "explain", "--out", str(outs[name]), "--force", "--quiet", *args)
+                for name, (args, _) in cases.items()}
+    for name, (_, message) in cases.items():
+        code, _, stderr = runs[name].result()
+        out = outs[name]
         assert code == 2, (name, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("netreveal: error:"), (name, stderr)
