@@ -246,8 +246,8 @@ def igos(
       to every path image, in the model's standardised input units (the reference adds it to
       normalised images); it is converted to pixel units with the model's ``std`` buffer (or the
       ImageNet std), e.g. 0.2 -> 0.05 for a model normalising with std 0.25. One draw per
-      iteration (and per line-search trial when the variant's search is noisy), shared by all
-      images, from ``seed``.
+      iteration (and per line-search trial when the variant's search is noisy; one per run for
+      the look-ahead with ``lookahead_noise="run"``), shared by all images, from ``seed``.
     - ``l1`` weighs mean|1-M|; ``l2`` the total variation (bilateral for iGOS++ with edge scale
       ``sigma``: on squared colour differences in [0, 1] units for netreveal, in standardised
       units for the reference).

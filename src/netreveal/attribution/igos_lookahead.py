@@ -3,8 +3,8 @@
 Each iteration runs one integrated-gradient pass, at the trial masks ``Q = clamp(P - a*g, 0, 1)``
 proposed from the accepted masks ``P`` and their direction ``g``. That pass gives the trial's loss
 (its path scores plus the regularisers) and its direction at once. The trial is accepted when
-``loss(Q) <= loss(P) - c*a*|g|^2`` (Armijo, both losses on the iteration's noisy paths, as the
-reference scores every trial with fresh noise); then ``P = Q``, ``g`` becomes the new direction
+``loss(Q) <= loss(P) - c*a*|g|^2`` (Armijo, both losses on noisy paths, as the reference scores
+its trials on noisy paths); then ``P = Q``, ``g`` becomes the new direction
 and the step grows by ``grow`` (up to ``alpha0``). A rejected trial keeps ``P`` and ``g`` and
 shrinks the step by ``decay``. So an iteration costs one gradient pass and no separate line-search
 forward passes; a rejected trial costs a pass whose direction is discarded.
