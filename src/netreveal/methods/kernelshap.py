@@ -10,6 +10,7 @@ from netreveal.methods.base import Method
 from netreveal.methods.options import (
     MethodOptions,
     baseline_option,
+    inference_option,
     samples_option,
     segments_option,
 )
@@ -23,6 +24,7 @@ class KernelShapOptions(MethodOptions):
     baseline: str = baseline_option()
     samples: int | None = samples_option()
     segments: int | None = segments_option()
+    inference: str = inference_option()
 
 
 @register_method
@@ -34,7 +36,10 @@ class KernelShapMethod(Method):
     def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
             options: KernelShapOptions) -> AttributionResult:
         from netreveal.attribution.captum_baselines import kernel_shap
+        from netreveal.methods.inference import recorded, scorer
 
-        return kernel_shap(adapter.model, images, targets, n_samples=options.samples, segments=options.segments,
-                           seed=options.seed, baseline=options.baseline, batch_size=options.perturbed_batch,
-                           progress=options.progress)
+        model = scorer(adapter, images, options.inference)
+        result = kernel_shap(model, images, targets, n_samples=options.samples, segments=options.segments,
+                             seed=options.seed, baseline=options.baseline, batch_size=options.perturbed_batch,
+                             progress=options.progress)
+        return recorded(result, options.inference)

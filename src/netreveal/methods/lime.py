@@ -12,6 +12,7 @@ from netreveal.methods.base import Method
 from netreveal.methods.options import (
     MethodOptions,
     baseline_option,
+    inference_option,
     option,
     samples_option,
     segments_option,
@@ -26,6 +27,7 @@ class LimeOptions(MethodOptions):
     baseline: str = baseline_option()
     samples: int | None = samples_option()
     segments: int | None = segments_option()
+    inference: str = inference_option()
     lime_fill: str = option("baseline", "what a switched-off LIME superpixel shows: baseline (the --baseline image, "
                             "default) or mean (its own mean colour, as the lime package)", choices=("baseline", "mean"))
 
@@ -39,8 +41,10 @@ class LimeMethod(Method):
     def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
             options: LimeOptions) -> AttributionResult:
         from netreveal.attribution.captum_baselines import lime
+        from netreveal.methods.inference import recorded, scorer
 
-        return lime(adapter.model, images, targets, n_samples=options.samples, segments=options.segments,
-                    seed=options.seed, baseline=options.baseline, fill=options.lime_fill,
-                    batch_size=options.perturbed_batch,
-                    progress=options.progress)
+        model = scorer(adapter, images, options.inference)
+        result = lime(model, images, targets, n_samples=options.samples, segments=options.segments,
+                      seed=options.seed, baseline=options.baseline, fill=options.lime_fill,
+                      batch_size=options.perturbed_batch, progress=options.progress)
+        return recorded(result, options.inference)

@@ -8,7 +8,7 @@ import dataclasses
 import torch
 
 from netreveal.methods.base import Method
-from netreveal.methods.options import MethodOptions, baseline_option, option
+from netreveal.methods.options import MethodOptions, baseline_option, inference_option, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
 from netreveal.results import AttributionResult
@@ -20,6 +20,7 @@ class OcclusionOptions(MethodOptions):
     occlusion_window: int | None = option(None, "occlusion window side in pixels (default: an eighth of the "
                                           "image side)", minimum=1)
     occlusion_stride: int | None = option(None, "occlusion stride in pixels (default: half the window)", minimum=1)
+    inference: str = inference_option()
 
 
 @register_method
@@ -31,7 +32,10 @@ class OcclusionMethod(Method):
     def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
             options: OcclusionOptions) -> AttributionResult:
         from netreveal.attribution.captum_baselines import occlusion
+        from netreveal.methods.inference import recorded, scorer
 
-        return occlusion(adapter.model, images, targets, window=options.occlusion_window,
-                         stride=options.occlusion_stride, baseline=options.baseline,
-                         batch_size=options.perturbed_batch, progress=options.progress)
+        model = scorer(adapter, images, options.inference)
+        result = occlusion(model, images, targets, window=options.occlusion_window,
+                           stride=options.occlusion_stride, baseline=options.baseline,
+                           batch_size=options.perturbed_batch, progress=options.progress)
+        return recorded(result, options.inference)

@@ -124,3 +124,10 @@ def samples_option() -> Any:
 def segments_option() -> Any:
     return option(None, "SLIC superpixels per image for LIME and KernelSHAP (default: one per ~80 pixels, "
                   "16 to 100)", minimum=1)
+
+
+def inference_option() -> Any:
+    return option("torch", "how the forward-only methods (LIME, KernelSHAP, RISE, occlusion, SAG's patch scoring) "
+                  "run the model: torch, or onnxruntime (CPU; the model exported to ONNX once per run, 1.4x-3x "
+                  "faster; scores agree within float rounding; needs the onnx extra)",
+                  choices=("torch", "onnxruntime"))

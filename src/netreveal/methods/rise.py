@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from netreveal.methods.base import Method
-from netreveal.methods.options import MethodOptions, option
+from netreveal.methods.options import MethodOptions, inference_option, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
 from netreveal.results import AttributionResult
@@ -16,6 +16,7 @@ from netreveal.results import AttributionResult
 @dataclasses.dataclass
 class RiseOptions(MethodOptions):
     rise_masks: int = option(4000, "RISE random masks per image", minimum=1)
+    inference: str = inference_option()
 
 
 @register_method
@@ -27,6 +28,9 @@ class RiseMethod(Method):
     def run(self, adapter: ModelAdapter, images: torch.Tensor, targets: torch.Tensor,
             options: RiseOptions) -> AttributionResult:
         from netreveal.attribution.rise import rise
+        from netreveal.methods.inference import recorded, scorer
 
-        return rise(adapter.model, images, targets, n_masks=options.rise_masks, seed=options.seed,
-                    batch_size=options.perturbed_batch, progress=options.progress)
+        model = scorer(adapter, images, options.inference)
+        result = rise(model, images, targets, n_masks=options.rise_masks, seed=options.seed,
+                      batch_size=options.perturbed_batch, progress=options.progress)
+        return recorded(result, options.inference)

@@ -11,7 +11,7 @@ import torch
 
 from netreveal.csvtable import Table
 from netreveal.methods.base import Evaluation, Method
-from netreveal.methods.options import MethodOptions, baseline_option, option
+from netreveal.methods.options import MethodOptions, baseline_option, inference_option, option
 from netreveal.methods.registry import register_method
 from netreveal.model.adapter import ModelAdapter
 from netreveal.sag.patches import INSERTIONS
@@ -41,6 +41,7 @@ class SagOptions(MethodOptions):
                                                  "iGOS++)", minimum=1)
     sag_saliency_steps: int | None = option(None, "path steps of the I-GOS map that orders SAG's patches "
                                             "(default: 20; netreveal 10)", minimum=1)
+    inference: str = inference_option()
 
 
 def sag_arguments(options: SagOptions) -> dict:
@@ -54,7 +55,8 @@ def sag_arguments(options: SagOptions) -> dict:
             "insertion": options.sag_patches, "max_patches": options.sag_max_patches,
             "beam_width": options.sag_beam_width, "select": options.sag_select,
             "expand_above": options.sag_expand_above, "batch_size": options.perturbed_batch,
-            "seed": options.seed, "saliency_options": {k: v for k, v in saliency.items() if v is not None}}
+            "seed": options.seed, "inference": options.inference,
+            "saliency_options": {k: v for k, v in saliency.items() if v is not None}}
 
 
 @register_method

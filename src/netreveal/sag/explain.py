@@ -23,6 +23,7 @@ from netreveal.attribution.igos import igos
 from netreveal.errors import NetrevealError
 from netreveal.imaging import make_baseline
 from netreveal.model.hooks import frozen, model_device
+from netreveal.model.onnx_runtime import scoring_model
 from netreveal.provenance import provenance
 from netreveal.sag.graph import build_graph, build_tree
 from netreveal.sag.patches import PatchScorer, PatchSet
@@ -130,6 +131,7 @@ def structured_attention_graph(
     salient_path: bool = True,
     batch_size: int = 64,
     channels_last: bool | None = None,
+    inference: str = "torch",
     saliency: torch.Tensor | None = None,
     saliency_options: dict | None = None,
     seed: int = 0,
@@ -172,6 +174,9 @@ def structured_attention_graph(
       (``result.forward_passes``; ``result.requested_sets`` counts repeats too, as the reference
       code scores them). ``channels_last`` feeds the model channels-last batches; None (default):
       only when that gives bit-identical probabilities (see :class:`~netreveal.sag.patches.PatchScorer`).
+      ``inference="onnxruntime"`` scores the patch sets with the model's ONNX Runtime twin
+      (:mod:`netreveal.model.onnx_runtime`; CPU, scores within float rounding of PyTorch's); the
+      I-GOS map and the full image's probability still use ``model``.
 
     ``result.params`` records every setting used.
     """
@@ -217,7 +222,8 @@ def structured_attention_graph(
     order = sorted(range(grid * grid), key=lambda p: -ranking[p])
 
     needed = s["threshold"] * (full_prob if s["threshold_scale"] == "relative" else 1.0)
-    scorer = PatchScorer(model, image, base, cls, grid, batch_size, s["insertion"], channels_last)
+    scoring = scoring_model(model, image[None], inference)
+    scorer = PatchScorer(scoring, image, base, cls, grid, batch_size, s["insertion"], channels_last)
     with frozen(model):
         (baseline_prob,) = scorer.score([()])
         if baseline_prob > needed:
@@ -239,7 +245,7 @@ def structured_attention_graph(
 
     saliency_options = s.pop("saliency")
     params = {
-        "variant": variant, "grid": grid, **s, "batch_size": batch_size,
+        "variant": variant, "grid": grid, **s, "batch_size": batch_size, "inference": inference,
         "saliency": saliency_options["method"] if saliency_options else "given",
         "saliency_options": saliency_options, "seed": seed,
     }
