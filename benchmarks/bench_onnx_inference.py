@@ -16,8 +16,8 @@ Three tables (CPU seconds of this process per image; ``--threads`` 1 on a shared
    CPU s per image, and whether the roots, drawn roots and graph are the same.
 
 Models: ``demo`` (the shipped CNN, 64 px parts-world images), ``resnet50`` (torchvision) and timm
-names (random weights, seed 0, 224 px random images for table 2, parts-world images resized to
-224 px for SAG).
+names (random weights, seed 0; ImageNet normalisation and 224 px random images for table 2, the raw
+network on parts-world images resized to 224 px for SAG, as ``bench_sag_speed.py`` runs it).
 
     python benchmarks/bench_onnx_inference.py [--models demo,efficientnet_lite0,resnet50]
         [--sag-models efficientnet_lite0] [--threads 1] [--fraction 0.25] [--skip forward,methods,sag]
@@ -126,6 +126,9 @@ def sag_table(names: list[str], n: int) -> None:
     settings = {"variant": "reference", "grid": 7, "beam_width": 5, "baseline": "black"}
     for name in names:
         label, model, _ = setup(name, 1)
+        # the raw network on [0, 1] images, as bench_sag_speed.py runs it: with ImageNet normalisation a
+        # random-weight model often predicts the same class on the black baseline, and the search stops at once
+        model = getattr(model, "netreveal_inner", model)
         inputs = partsworld_inputs(load_model("demo"), n)
         size = 64 if name == "demo" else 224
         images = inputs.images if size == 64 else F.interpolate(inputs.images, size=size, mode="bilinear",

@@ -128,6 +128,7 @@ def segments_option() -> Any:
 
 def inference_option() -> Any:
     return option("torch", "how the forward-only methods (LIME, KernelSHAP, RISE, occlusion, SAG's patch scoring) "
-                  "run the model: torch, or onnxruntime (CPU; the model exported to ONNX once per run, 1.4x-3x "
-                  "faster; scores agree within float rounding; needs the onnx extra)",
+                  "run the model: torch, or onnxruntime (CPU; the model exported to ONNX once per run and checked; "
+                  "1.1x-3.7x faster in the benchmarks, most on depthwise-conv models; scores agree within float "
+                  "rounding; needs the onnx extra)",
                   choices=("torch", "onnxruntime"))
