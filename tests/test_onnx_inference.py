@@ -38,6 +38,31 @@ def test_the_twin_returns_the_models_logits_at_every_batch_size(family):
         torch.testing.assert_close(got, expected[:n], rtol=1e-4, atol=1e-4)
 
 
+class RecordingSession:
+    """An ONNX Runtime session stand-in that records the batch size of every run."""
+
+    def __init__(self, session):
+        self.session, self.batches = session, []
+
+    def run(self, names, feeds):
+        self.batches.extend(len(v) for v in feeds.values())
+        return self.session.run(names, feeds)
+
+
+def test_the_twin_runs_a_batch_in_chunks_with_the_same_logits(resnet):
+    x = images(21, resnet.input_size)
+    twin = scoring_model(resnet.model, x[:1], "onnxruntime")
+    whole = twin(x)
+    recorder, default = RecordingSession(twin._session), twin.chunk_size
+    twin._session, twin.chunk_size = recorder, 5
+    try:
+        chunked = twin(x)
+    finally:
+        twin._session, twin.chunk_size = recorder.session, default
+    assert recorder.batches == [5, 5, 5, 5, 1]
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_one_export_per_model_and_input_shape(resnet):
     x = images(2, resnet.input_size)
     twin = scoring_model(resnet.model, x, "onnxruntime")

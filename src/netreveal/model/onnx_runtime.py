@@ -19,12 +19,14 @@ import re
 import weakref
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from netreveal.errors import NetrevealError
 
 INFERENCE_CHOICES = ("torch", "onnxruntime")
+ONNX_CHUNK_SIZE = 8  # images per session run (see OnnxRuntimeModel)
 CHECK_TOLERANCE = 1e-3  # largest |logit difference| allowed, relative to the largest |logit| (at least 1)
 
 # (model -> {input shape: OnnxRuntimeModel}); weak so a session dies with its model.
@@ -35,12 +37,19 @@ class OnnxRuntimeModel(nn.Module):
     """``model``'s forward pass (images in, logits out) run by an ONNX Runtime CPU session.
 
     Inference only: inputs are detached, outputs carry no graph. ``threads`` defaults to
-    PyTorch's intra-op thread count, so both runtimes use the same cores.
+    PyTorch's intra-op thread count, so both runtimes use the same cores. A batch is run
+    ``chunk_size`` images at a time: ONNX Runtime's CPU kernels cost up to twice as much per image
+    at batch 64 as in chunks of 4 to 16, whose activations stay in the CPU caches
+    (``benchmarks/bench_onnx_inference.py``, forward table).
     """
 
-    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int | None = None) -> None:
+    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int | None = None,
+                 chunk_size: int = ONNX_CHUNK_SIZE) -> None:
         super().__init__()
         ort = _import_onnxruntime()
+        if chunk_size < 1:
+            raise NetrevealError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.chunk_size = chunk_size
         self.input_shape = tuple(example.shape[1:])
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -71,7 +80,9 @@ class OnnxRuntimeModel(nn.Module):
             raise NetrevealError(f"this ONNX Runtime model takes images of shape {self.input_shape}, "
                                  f"got {tuple(images.shape[1:])}")
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits,) = self._session.run(None, {self._input_name: array})
+        parts = [self._session.run(None, {self._input_name: array[i : i + self.chunk_size]})[0]
+                 for i in range(0, max(len(array), 1), self.chunk_size)]
+        logits = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return torch.from_numpy(logits).to(images.device)
 
 
