@@ -1,6 +1,18 @@
-"""Checking the command line's answer to bad input."""
+"""Checking the command line's answer to bad input, and running it in a subprocess."""
+
+import os
+import sys
+
+import torch
 
 from netreveal.cli import main
+
+
+def same_threads_env() -> dict[str, str]:
+    """The environment for a ``netreveal`` subprocess whose results must equal this process's: the
+    package importable and the same number of torch threads (another count sums convolutions in
+    another order, and the last float bits differ)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": str(torch.get_num_threads())}
 
 
 def fails_with_one_line(capsys, argv: list[str], message: str) -> None:

@@ -4,7 +4,6 @@ parameters, or a new run over an unfinished one, is refused with one line."""
 
 import csv
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_checks import fails_with_one_line
+from cli_checks import fails_with_one_line, same_threads_env
 
 from netreveal.cli import main
 from netreveal.data.partsworld import PartsWorld
@@ -33,7 +32,7 @@ def folder(tmp_path_factory):
 def _killed_after_shards(argv: list[str], manifest: Path, shards: int = 2) -> None:
     """Run ``netreveal argv`` in a subprocess and SIGKILL it once ``shards`` shards are in its manifest."""
     proc = subprocess.Popen([sys.executable, "-m", "netreveal.cli", *argv],
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            env=same_threads_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from cli_checks import fails_with_one_line
+from cli_checks import fails_with_one_line, same_threads_env
 from sqlalchemy import func, select
 
 from netreveal.cli import main
@@ -65,7 +65,7 @@ def test_a_killed_creation_resumes_to_the_same_study(tmp_path, folder, capsys):
     argv = ["study", "create", "--name", "pw", "--images", str(folder), "--layers", "last:2", "--batch-size", "1",
             "--quiet", "--database-url", db]
     proc = subprocess.Popen([sys.executable, "-m", "netreveal.cli", *argv],
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            env=same_threads_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = open_store(db) if os.path.exists(db) else None
     try:

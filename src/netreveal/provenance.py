@@ -32,10 +32,11 @@ def versions() -> dict[str, str]:
 
 
 def provenance(seed: int | None = None, **extra: Any) -> dict[str, Any]:
-    """A provenance record: versions, seed, UTC time and anything the caller adds (model name...)."""
+    """A provenance record: versions, seed, torch threads, UTC time and anything the caller adds (model name...)."""
     record: dict[str, Any] = {
         "versions": versions(),
         "seed": seed,
+        "torch_threads": torch.get_num_threads(),  # another count can change the last float bits
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     record.update(extra)
