@@ -38,9 +38,33 @@ def conv_layout(model: nn.Module) -> torch.memory_format:
     return torch.contiguous_format
 
 
+# On a CPU a forward pass holds at most about this many pixels (4 images of 224 x 224): PyTorch's and
+# ONNX Runtime's CPU kernels cost 1.3x (ResNet-50) to 1.6x (EfficientNet-Lite0) more per image at
+# batch 64 than at batch 4 at 224 px, and are flat in the batch size on small images
+# (benchmarks/bench_onnx_inference.py). A GPU takes the whole batch.
+CPU_PIXELS_PER_PASS = 4 * 224 * 224
+
+
+def cpu_pass_size(images: torch.Tensor) -> int:
+    """How many of ``images`` (N, C, H, W) one forward pass takes: all on a GPU, on a CPU as many as
+    fit in :data:`CPU_PIXELS_PER_PASS` (at least one)."""
+    if images.device.type != "cpu":
+        return max(1, len(images))
+    return max(1, CPU_PIXELS_PER_PASS // (images.shape[-2] * images.shape[-1]))
+
+
+def forward_in_passes(model: nn.Module, images: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """``model``'s outputs (N, C) for ``images`` fed in ``layout``, :func:`cpu_pass_size` images per pass."""
+    step = cpu_pass_size(images)
+    if len(images) <= step:
+        return model(images.contiguous(memory_format=layout))
+    return torch.cat([model(images[i : i + step].contiguous(memory_format=layout))
+                      for i in range(0, len(images), step)])
+
+
 def probabilities(model: nn.Module, images: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
     """Softmax class probabilities (N, C) of ``images`` (N, 3, H, W), fed in ``layout``."""
-    return model(images.contiguous(memory_format=layout)).float().softmax(dim=1)
+    return forward_in_passes(model, images, layout).float().softmax(dim=1)
 
 
 def target_probs(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netreveal.attribution.perturb import forward_in_passes
+
 PatchSet = tuple[int, ...]  # sorted patch indices
 INSERTIONS = ("soft", "hard")
 
@@ -107,9 +109,8 @@ class PatchScorer:
         return patch_masks(sets, self.grid, size, self.insertion, self.image.device).to(self.image.dtype)
 
     def _probs(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x).softmax(dim=1)[:, self.target]
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        return forward_in_passes(self.model, x, layout).softmax(dim=1)[:, self.target]
 
     def _chunk_probs(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities of the batch ``x``; settles ``channels_last`` on the first batch large
