@@ -36,14 +36,14 @@ import torch.nn.functional as F
 from bench_speed_baselines import big_setup, old_surrogate
 from common import demo_setup, timed
 
-from netreveal.attribution import perturb
 from netreveal.attribution.captum_baselines import default_samples, default_segments, kernel_shap, lime
-from netreveal.attribution.perturb import forward_in_passes
 from netreveal.attribution.rise import rise
 from netreveal.data.partsworld_truth import partsworld_inputs
+from netreveal.model import passes
 from netreveal.model.adapter import load_model
 from netreveal.model.counting import CountingModel
 from netreveal.model.onnx_runtime import scoring_model
+from netreveal.model.passes import forward_in_passes
 from netreveal.sag import structured_attention_graph
 
 RISE_MASKS = 4000
@@ -94,12 +94,12 @@ def method_cases(images: torch.Tensor, targets: torch.Tensor, samples: int, run:
 @contextlib.contextmanager
 def whole_batches():
     """Forward passes as before ``forward_in_passes``: the whole batch in one pass."""
-    saved = perturb.CPU_PIXELS_PER_PASS
-    perturb.CPU_PIXELS_PER_PASS = 1 << 62
+    saved = passes.CPU_PIXELS_PER_PASS
+    passes.CPU_PIXELS_PER_PASS = 1 << 62
     try:
         yield
     finally:
-        perturb.CPU_PIXELS_PER_PASS = saved
+        passes.CPU_PIXELS_PER_PASS = saved
 
 
 def method_table(names: list[str], n: int, fraction: float, batch_size: int) -> None:

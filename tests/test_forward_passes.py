@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from netreveal.attribution.perturb import CPU_PIXELS_PER_PASS, cpu_pass_size, forward_in_passes, probabilities
+from netreveal.attribution.perturb import probabilities
+from netreveal.model.passes import CPU_PIXELS_PER_PASS, cpu_pass_size, forward_in_passes
 
 
 class RecordingNet(nn.Module):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from netreveal.model.passes import forward_in_passes
 from netreveal.targets import Target, check_count, class_indices, slice_targets
 
 
@@ -36,30 +37,6 @@ def conv_layout(model: nn.Module) -> torch.memory_format:
     if any(isinstance(m, nn.Conv2d) for m in model.modules()):
         return torch.channels_last
     return torch.contiguous_format
-
-
-# On a CPU a forward pass holds at most about this many pixels (4 images of 224 x 224): PyTorch's and
-# ONNX Runtime's CPU kernels cost 1.3x (ResNet-50) to 1.6x (EfficientNet-Lite0) more per image at
-# batch 64 than at batch 4 at 224 px, and are flat in the batch size on small images
-# (benchmarks/bench_onnx_inference.py). A GPU takes the whole batch.
-CPU_PIXELS_PER_PASS = 4 * 224 * 224
-
-
-def cpu_pass_size(images: torch.Tensor) -> int:
-    """How many of ``images`` (N, C, H, W) one forward pass takes: all on a GPU, on a CPU as many as
-    fit in :data:`CPU_PIXELS_PER_PASS` (at least one)."""
-    if images.device.type != "cpu":
-        return max(1, len(images))
-    return max(1, CPU_PIXELS_PER_PASS // (images.shape[-2] * images.shape[-1]))
-
-
-def forward_in_passes(model: nn.Module, images: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
-    """``model``'s outputs (N, C) for ``images`` fed in ``layout``, :func:`cpu_pass_size` images per pass."""
-    step = cpu_pass_size(images)
-    if len(images) <= step:
-        return model(images.contiguous(memory_format=layout))
-    return torch.cat([model(images[i : i + step].contiguous(memory_format=layout))
-                      for i in range(0, len(images), step)])
 
 
 def probabilities(model: nn.Module, images: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:

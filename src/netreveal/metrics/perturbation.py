@@ -44,6 +44,7 @@ from netreveal.metrics.perturbation_conventions import (
     step_counts,
 )
 from netreveal.model.hooks import frozen, model_device
+from netreveal.model.passes import forward_in_passes
 from netreveal.provenance import provenance
 from netreveal.results import AttributionResult, register
 from netreveal.targets import Target, resolve_targets
@@ -111,10 +112,7 @@ def _check_modes(modes: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = model(x)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise NetrevealError("the model must return logits of shape (batch, classes)")
-    return out
+    return forward_in_passes(model, x, torch.contiguous_format)
 
 
 def _composite(plan: Plan, images: torch.Tensor, base: torch.Tensor, img: torch.Tensor,

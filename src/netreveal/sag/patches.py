@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netreveal.attribution.perturb import forward_in_passes
+from netreveal.model.passes import forward_in_passes
 
 PatchSet = tuple[int, ...]  # sorted patch indices
 INSERTIONS = ("soft", "hard")
