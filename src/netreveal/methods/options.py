@@ -129,6 +129,6 @@ def segments_option() -> Any:
 def inference_option() -> Any:
     return option("torch", "how the forward-only methods (LIME, KernelSHAP, RISE, occlusion, SAG's patch scoring) "
                   "run the model: torch, or onnxruntime (CPU; the model exported to ONNX once per run and checked; "
-                  "1.1x-3.7x faster in the benchmarks, most on depthwise-conv models; scores agree within float "
-                  "rounding; needs the onnx extra)",
+                  "1.2x-2.3x faster than torch in the benchmarks, most on depthwise-conv models; scores agree "
+                  "within float rounding; needs the onnx extra)",
                   choices=("torch", "onnxruntime"))

@@ -1,9 +1,9 @@
 """Forward passes through ONNX Runtime for the methods that only score images (no gradients).
 
 LIME, KernelSHAP, RISE, occlusion and SAG's patch scoring push thousands of perturbed images
-through the model and never need a gradient. On a CPU, ONNX Runtime runs the same network
-1.4x (ResNet-50) to 3x (EfficientNet-Lite0) faster than eager PyTorch at the batch sizes these
-methods use (``benchmarks/bench_onnx_inference.py``), with one export per model and input size
+through the model and never need a gradient. On a CPU, ONNX Runtime makes these methods 1.4x
+(ResNet-50) to 2.3x (EfficientNet-Lite0) faster than eager PyTorch fed in passes
+(``benchmarks/bench_onnx_inference.py``), with one export per model and input size
 and no recompilation per batch size (``torch.compile`` recompiles; TorchScript freezing is
 deprecated). Outputs agree with PyTorch within float rounding (about 1e-5 on logits), so a
 result can differ from the PyTorch one only where a score sits that close to a threshold.
