@@ -79,6 +79,7 @@ def model_and_images(model: str, n: int, size: int) -> tuple[ModelAdapter, torch
 
         images, _, _ = PartsWorld(size=size, split="test").batch(range(n))
         return load_model("demo"), images
+    torch.manual_seed(0)  # the same random weights in every run, so runs compare (SAG's search depends on them)
     adapter = load_model(model, input_size=size)
     return adapter, torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
 
