@@ -21,6 +21,7 @@ with a warning when it has to fall back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
@@ -28,7 +29,7 @@ import os
 import platform
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -166,11 +167,26 @@ def build_aot(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _quiet_cuda_home_notice() -> Iterator[None]:
+    """Hide torch's "No CUDA runtime is found, using CUDA_HOME=..." notice, which the CUDA build of
+    torch logs when the loader's C++-extension support is first imported on a machine without a GPU;
+    the CPU kernel needs no CUDA runtime."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def load_aot(path: Path) -> Step:
     """Load a compiled step package with AOTInductor's documented loader."""
-    from torch._inductor import aoti_load_package
+    with _quiet_cuda_home_notice():
+        from torch._inductor import aoti_load_package
 
-    compiled = aoti_load_package(str(path))
+        compiled = aoti_load_package(str(path))
     return lambda *args: tuple(compiled(*args))
 
 
