@@ -38,9 +38,10 @@ class OnnxRuntimeModel(nn.Module):
 
     Inference only: inputs are detached, outputs carry no graph. ``threads`` defaults to
     PyTorch's intra-op thread count, so both runtimes use the same cores. A batch is run
-    ``chunk_size`` images at a time: ONNX Runtime's CPU kernels cost up to twice as much per image
-    at batch 64 as in chunks of 4 to 16, whose activations stay in the CPU caches
-    (``benchmarks/bench_onnx_inference.py``, forward table).
+    ``chunk_size`` images at a time: before it did, ONNX Runtime's CPU kernels cost 1.3x
+    (EfficientNet-Lite0, 224 px) to 1.9x (demo CNN, 64 px) more per image at batch 64 than at
+    batch 4 (forward table of ``benchmarks/bench_onnx_inference.py``), even on small images where
+    PyTorch's cost is flat, so :func:`netreveal.model.passes.forward_in_passes`'s cap is not enough.
     """
 
     def __init__(self, model: nn.Module, example: torch.Tensor, threads: int | None = None,

@@ -7,10 +7,11 @@ from torch import nn
 
 from netreveal.errors import NetrevealError
 
-# On a CPU a forward pass holds at most about this many pixels (4 images of 224 x 224): PyTorch's and
-# ONNX Runtime's CPU kernels cost 1.3x (ResNet-50) to 1.6x (EfficientNet-Lite0) more per image at
-# batch 64 than at batch 4 at 224 px, and are flat in the batch size on small images
-# (benchmarks/bench_onnx_inference.py). A GPU takes the whole batch.
+# On a CPU a forward pass holds at most about this many pixels (4 images of 224 x 224): at 224 px,
+# PyTorch's channels-last CPU kernels cost 1.25x (ResNet-50) to 1.8x (EfficientNet-Lite0) more per
+# image in one pass of 64 than in passes of 4, and on 64 px images they are flat in the batch size
+# (forward table of benchmarks/bench_onnx_inference.py). The ONNX Runtime twin also splits what it
+# is given (netreveal.model.onnx_runtime). A GPU takes the whole batch.
 CPU_PIXELS_PER_PASS = 4 * 224 * 224
 
 
