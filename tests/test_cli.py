@@ -71,6 +71,18 @@ def test_explain_folder_end_to_end(tmp_path, parts_folder):
     assert page.count('alt="ground truth of ') == len(PartsWorld().class_names)
 
 
+def test_a_folder_without_ground_truth_gets_no_class_table(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.effect_noise((64, 64), 40).convert("RGB").save(photos / "noise.png")  # no parts-world metadata beside it
+    out = tmp_path / "ex"
+    assert main(["explain", "--model", "demo", "--images", str(photos), "--method", "gradcam", "--out", str(out),
+                 "--quiet"]) == 0
+    page = (out / "index.html").read_text()
+    assert 'id="classes"' not in page and "wheel + stripes" not in page
+    assert "ground truth of" not in page
+
+
 def test_evaluate_prints_table_and_writes_csv(tmp_path, capsys):
     path = tmp_path / "scores.csv"
     assert main(["evaluate", "--n", "6", "--steps", "10", "--csv", str(path), "--quiet"]) == 0

@@ -60,15 +60,16 @@ def write_report(plan: RunPlan, folder: RunFolder, adapter, *, title: str, force
             "run": {"shard_size": plan.shard_size, "shards": folder.manifest.shards}}
     report = Report(folder.out, title=title, meta=meta, force=force, replaceable=(EXPLANATION_RUN,))
     try:
-        report.set_class_definitions(_class_definitions(plan.source))
         reading = Reading.for_model(adapter)
         image_rows, all_metrics, predicted, labels = [], [], [], []
+        truth_seen = False  # the loader's class table describes these images only if one has ground truth
         for shard, path in shards_in_order(plan, root):
             doc, probs = shard_doc(path), shard_probs(path)
             inputs = read_all(shard.source, reading, plan.loader_workers)
             for i, key in enumerate(inputs.keys):
                 report.add_image(key, inputs.images[i], probs[i], adapter.class_names, inputs.label_names[i],
                                  truth=inputs.masks[i])
+            truth_seen = truth_seen or any(mask is not None for mask in inputs.masks)
             top = probs.argmax(dim=1)
             image_rows += [[shard.start + i, key, doc["label_names"][i], adapter.class_name(int(top[i])),
                             float(probs[i, top[i]])] for i, key in enumerate(doc["keys"])]
@@ -94,6 +95,8 @@ def write_report(plan: RunPlan, folder: RunFolder, adapter, *, title: str, force
             for spec in plan.methods:
                 _link_or_copy(str(first / shard_doc(first)["results"][spec.label]),
                               str(report.staged(f"results/{spec.label.replace('+', 'p')}.pt")))
+        if truth_seen:
+            report.set_class_definitions(_class_definitions(plan.source))
         header, rows = summary_rows(plan, root)
         report.add_table("Methods (means over images)", header, rows)
         pairs = [(p, y) for p, y in zip(predicted, labels) if y is not None]
